@@ -1,0 +1,36 @@
+// `npm run api`: one API process (GraphQL, SSE, WebSocket, images, health).
+process.title = 'tasklane-api';
+
+import { config } from '../config.ts';
+import { prisma } from '../db.ts';
+import { startApiServer } from '../http/server.ts';
+import { loadSigningSecret } from '../image-urls.ts';
+import { log } from '../log.ts';
+import { migrate } from '../migrate.ts';
+import { closeRedis } from '../redis.ts';
+
+async function main() {
+  const applied = await migrate(config.databaseUrl);
+  if (applied.length) log.info({ applied }, 'migrations applied');
+  await loadSigningSecret();
+  const api = await startApiServer(config.port, config.host);
+  log.info({ port: api.port, host: config.host }, `api listening on http://${config.host}:${api.port}/graphql`);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'api shutting down');
+    await api.close(config.shutdownGraceMs);
+    await closeRedis();
+    await prisma.$disconnect();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((error) => {
+  log.fatal({ err: error }, 'api failed to start');
+  process.exit(1);
+});

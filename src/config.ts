@@ -1,0 +1,113 @@
+// The one validated configuration of every Tasklane process.
+// Each option: environment variable, default, and why that default. A bad value stops
+// the process at start-up with a message naming the variable (fail fast, never guess).
+import os from 'node:os';
+
+type Parser<T> = (raw: string, name: string) => T;
+
+class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const integer =
+  (min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> =>
+  (raw, name) => {
+    if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
+    const value = Number(raw);
+    if (value < min || value > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${value}`);
+    return value;
+  };
+
+const url =
+  (protocols: string[]): Parser<string> =>
+  (raw, name) => {
+    let parsed: URL;
+    try {
+      parsed = new URL(raw);
+    } catch {
+      throw new ConfigError(`${name} must be a URL, got "${raw}"`);
+    }
+    if (!protocols.includes(parsed.protocol)) {
+      throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got "${parsed.protocol}"`);
+    }
+    return raw;
+  };
+
+const text =
+  (pattern?: RegExp, hint?: string): Parser<string> =>
+  (raw, name) => {
+    if (pattern && !pattern.test(raw)) throw new ConfigError(`${name} ${hint ?? `must match ${pattern}`}, got "${raw}"`);
+    return raw;
+  };
+
+const oneOf =
+  <T extends string>(values: readonly T[]): Parser<T> =>
+  (raw, name) => {
+    if (!values.includes(raw as T)) throw new ConfigError(`${name} must be one of ${values.join(', ')}, got "${raw}"`);
+    return raw as T;
+  };
+
+function read<T>(env: NodeJS.ProcessEnv, name: string, parse: Parser<T>, fallback: T): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  return parse(raw, name);
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
+  return {
+    /** PORT (4000): the API's HTTP port; 0 picks a free one (tests). */
+    port: read(env, 'PORT', integer(0, 65535), 4000),
+    /** HOST (0.0.0.0): the address the API listens on; tests use 127.0.0.1. */
+    host: read(env, 'HOST', text(/^[\w.:-]+$/, 'must be a host name or address'), '0.0.0.0'),
+    /** DATABASE_URL: PostgreSQL, the source of truth. The database is created if missing. */
+    databaseUrl: read(env, 'DATABASE_URL', url(['postgresql:', 'postgres:']), 'postgresql://postgres@127.0.0.1:5432/tasklane'),
+    /** REDIS_URL: queue and pub/sub. Redis may lose everything; PostgreSQL is the truth. */
+    redisUrl: read(env, 'REDIS_URL', url(['redis:', 'rediss:']), 'redis://127.0.0.1:6379'),
+    /** REDIS_PREFIX (tasklane): namespaces every Redis key and channel of one deployment. */
+    redisPrefix: read(env, 'REDIS_PREFIX', text(/^[\w.-]{1,64}$/, 'must be 1-64 letters, digits, _ . or -'), 'tasklane'),
+    /** WORKERS (CPU cores): worker processes `npm start` runs; sharp is fastest with one image per core. */
+    workers: read(env, 'WORKERS', integer(0, 256), os.availableParallelism()),
+    /** WORKER_CONCURRENCY (1): images one worker process resizes at once (each in its own executor). */
+    workerConcurrency: read(env, 'WORKER_CONCURRENCY', integer(1, 64), 1),
+    /** JOB_TIMEOUT_MS (120000): a job running longer is killed (its executor process) and FAILED. */
+    jobTimeoutMs: read(env, 'JOB_TIMEOUT_MS', integer(100), 120_000),
+    /** MAX_ATTEMPTS (3): deliveries of one task (crashes, stalls, transient errors) before FAILED. */
+    maxAttempts: read(env, 'MAX_ATTEMPTS', integer(1, 100), 3),
+    /** MAX_UPLOAD_BYTES (25 MiB): larger request bodies are refused with 413 before buffering. */
+    maxUploadBytes: read(env, 'MAX_UPLOAD_BYTES', integer(1024), 25 * 1024 * 1024),
+    /** MAX_INPUT_PIXELS (50 MP): checked from the image header, before any decoding. */
+    maxInputPixels: read(env, 'MAX_INPUT_PIXELS', integer(1), 50_000_000),
+    /** MAX_ACTIVE_TASKS_PER_KEY (1000): CREATED + QUEUED + RUNNING tasks one key (tenant) may hold. */
+    maxActiveTasksPerKey: read(env, 'MAX_ACTIVE_TASKS_PER_KEY', integer(1), 1000),
+    /** SIGNING_SECRET (generated once and kept in the database): HMAC key of image URLs. */
+    signingSecret: read(env, 'SIGNING_SECRET', text(/^.{32,}$/, 'must be at least 32 characters'), ''),
+    /** IMAGE_URL_TTL_SECONDS (3600): how long a signed image URL stays valid. */
+    imageUrlTtlSeconds: read(env, 'IMAGE_URL_TTL_SECONDS', integer(1), 3600),
+    /** LEASE_MS (6000): a RUNNING task whose worker has not renewed its lease this long is recovered. */
+    leaseMs: read(env, 'LEASE_MS', integer(500), 6000),
+    /** RECONCILE_INTERVAL_MS (1000): how often one reconciler looks for lost or stuck tasks. */
+    reconcileIntervalMs: read(env, 'RECONCILE_INTERVAL_MS', integer(100), 1000),
+    /** SHUTDOWN_GRACE_MS (20000): how long SIGTERM waits for in-flight work before forcing. */
+    shutdownGraceMs: read(env, 'SHUTDOWN_GRACE_MS', integer(0), 20_000),
+    /** LOG_LEVEL (info): fatal, error, warn, info, debug, trace or silent. */
+    logLevel: read(env, 'LOG_LEVEL', oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const), 'info'),
+    /** NODE_ENV (development): production hides schema hints (suggestions, introspection). */
+    production: env.NODE_ENV === 'production',
+  };
+}
+
+export type Config = ReturnType<typeof loadConfig>;
+
+function loadOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`Configuration error: ${error.message}`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw error;
+  }
+}
+
+export const config: Config = loadOrExit();

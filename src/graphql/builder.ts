@@ -1,0 +1,49 @@
+// The schema builder: type parameters, plugins, scalars and root types. Every other file
+// in src/graphql registers its own types and fields on it.
+import SchemaBuilder from '@pothos/core';
+import ErrorsPlugin from '@pothos/plugin-errors';
+import RelayPlugin from '@pothos/plugin-relay';
+import { GraphQLError } from 'graphql';
+import type { Caller } from '../tasks/keys.ts';
+import type { Loaders } from './loaders.ts';
+
+export interface Context {
+  caller: Caller;
+  loaders: Loaders;
+}
+
+export const builder = new SchemaBuilder<{
+  Context: Context;
+  DefaultFieldNullability: false;
+  Scalars: {
+    DateTime: { Input: Date; Output: Date };
+    File: { Input: File; Output: never };
+    ID: { Input: string; Output: string };
+  };
+}>({
+  plugins: [ErrorsPlugin, RelayPlugin],
+  defaultFieldNullability: false,
+  errors: { directResult: true },
+  relay: { clientMutationId: 'omit', cursorType: 'String', nodeQueryOptions: false, nodesQueryOptions: false },
+});
+
+builder.scalarType('DateTime', {
+  description: 'An ISO-8601 date and time in UTC, e.g. 2026-11-27T10:00:00.000Z',
+  serialize: (value) => value.toISOString(),
+  parseValue: (value) => {
+    const date = new Date(String(value));
+    if (Number.isNaN(date.getTime())) throw new GraphQLError('DateTime must be an ISO-8601 string');
+    return date;
+  },
+});
+
+builder.scalarType('File', {
+  description: 'A file upload (GraphQL multipart request specification)',
+  serialize: () => {
+    throw new GraphQLError('File is an input-only scalar');
+  },
+});
+
+builder.queryType({});
+builder.mutationType({});
+builder.subscriptionType({});

@@ -1,0 +1,78 @@
+// Expected errors as GraphQL types (members of the result unions, behind the `Error`
+// interface), and the mapping of domain errors to `extensions.code` where they occur
+// outside a union (subscriptions, list arguments).
+import { GraphQLError } from 'graphql';
+import {
+  InvalidImage,
+  InvalidInput,
+  InvalidTaskState,
+  TaskDoesNotExist,
+  TaskError,
+  TooManyTasks,
+  WrongTaskIdFormat,
+} from '../tasks/errors.ts';
+import { KeyRevoked } from '../tasks/watch.ts';
+import { builder } from './builder.ts';
+import { TaskStatusEnum } from './enums.ts';
+
+export const ErrorInterface = builder.interfaceRef<TaskError>('Error').implement({
+  description: 'An expected failure, returned as a member of a result union',
+  fields: (t) => ({ message: t.exposeString('message') }),
+});
+
+const simpleError = (cls: typeof WrongTaskIdFormat | typeof TaskDoesNotExist | typeof InvalidImage, description: string) =>
+  builder.objectType(cls, {
+    name: cls.name,
+    description,
+    interfaces: [ErrorInterface],
+    isTypeOf: (value) => value instanceof cls,
+    fields: () => ({}),
+  });
+
+simpleError(WrongTaskIdFormat, 'The id is not a UUID');
+simpleError(TaskDoesNotExist, 'No task with this id belongs to the caller');
+simpleError(InvalidImage, 'Not a supported raster image, unreadable, or over the pixel or size limit');
+
+builder.objectType(InvalidTaskState, {
+  name: 'InvalidTaskState',
+  description: 'The task is not in a state that allows this operation',
+  interfaces: [ErrorInterface],
+  isTypeOf: (value) => value instanceof InvalidTaskState,
+  fields: (t) => ({ status: t.field({ type: TaskStatusEnum, resolve: (error) => error.status }) }),
+});
+
+builder.objectType(InvalidInput, {
+  name: 'InvalidInput',
+  description: 'An argument is out of range; `field` names it (e.g. "resize.width")',
+  interfaces: [ErrorInterface],
+  isTypeOf: (value) => value instanceof InvalidInput,
+  fields: (t) => ({ field: t.exposeString('field', { nullable: true }) }),
+});
+
+builder.objectType(TooManyTasks, {
+  name: 'TooManyTasks',
+  description: "The key's quota of active (CREATED, QUEUED, RUNNING) tasks is full",
+  interfaces: [ErrorInterface],
+  isTypeOf: (value) => value instanceof TooManyTasks,
+  fields: (t) => ({ limit: t.exposeInt('limit') }),
+});
+
+const CODES: [new (...args: never[]) => TaskError, string][] = [
+  [WrongTaskIdFormat, 'WRONG_TASK_ID_FORMAT'],
+  [TaskDoesNotExist, 'TASK_DOES_NOT_EXIST'],
+  [InvalidTaskState, 'INVALID_TASK_STATE'],
+  [InvalidInput, 'BAD_USER_INPUT'],
+  [InvalidImage, 'INVALID_IMAGE'],
+  [TooManyTasks, 'TOO_MANY_TASKS'],
+  [KeyRevoked, 'UNAUTHENTICATED'],
+];
+
+/** A domain error as a client-visible GraphQL error with its code; anything else: null. */
+export function exposeDomainError(error: unknown, path?: readonly (string | number)[]): GraphQLError | null {
+  if (!(error instanceof TaskError)) return null;
+  const code = CODES.find(([cls]) => error instanceof cls)?.[1] ?? 'BAD_REQUEST';
+  return new GraphQLError(error.message, {
+    path,
+    extensions: { code, ...(error instanceof InvalidInput && error.field ? { field: error.field } : {}) },
+  });
+}

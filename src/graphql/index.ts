@@ -1,0 +1,8 @@
+// The schema: the type modules register themselves on the builder.
+import { builder } from './builder.ts';
+import './enums.ts';
+import './errors.ts';
+import './task.ts';
+import './subscriptions.ts';
+
+export const schema = builder.toSchema({ sortSchema: false });

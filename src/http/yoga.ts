@@ -1,0 +1,89 @@
+// The yoga instance: GraphQL over HTTP (GET, POST, multipart), SSE subscriptions,
+// GraphiQL, plus the plain routes. Built here, listened in server.ts, so tests can also
+// call yoga.fetch in-process.
+import { GraphQLError } from 'graphql';
+import { createYoga, maskError as defaultMaskError, type Plugin } from 'graphql-yoga';
+import { config } from '../config.ts';
+import { schema } from '../graphql/index.ts';
+import { createLoaders } from '../graphql/loaders.ts';
+import { exposeDomainError } from '../graphql/errors.ts';
+import type { Context } from '../graphql/builder.ts';
+import { log } from '../log.ts';
+import { authenticate, bearerKey } from '../tasks/keys.ts';
+import * as routes from './routes.ts';
+
+export function graphqlError(status: number, code: string, message: string): Response {
+  return new Response(JSON.stringify({ errors: [{ message, extensions: { code } }] }), {
+    status,
+    headers: { 'content-type': 'application/json' },
+  });
+}
+
+/** Routes that are not GraphQL, and the upload size limit (checked before any parsing). */
+const routing: Plugin = {
+  async onRequest({ request, url, endResponse }) {
+    if (url.pathname === '/health') return endResponse(routes.health());
+    if (url.pathname === '/ready') return endResponse(await routes.ready());
+    if (url.pathname.startsWith('/images/')) return endResponse(await routes.image(request, url));
+    const length = Number(request.headers.get('content-length') ?? 0);
+    if (length > config.maxUploadBytes) {
+      return endResponse(
+        graphqlError(413, 'PAYLOAD_TOO_LARGE', `the request body is ${length} bytes, over the limit of ${config.maxUploadBytes} (MAX_UPLOAD_BYTES)`),
+      );
+    }
+  },
+};
+
+export const UNAUTHENTICATED_MESSAGE = 'a valid API key is required: send Authorization: Bearer <key>';
+
+export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
+  schema,
+  graphqlEndpoint: '/graphql',
+  landingPage: false,
+  batching: false,
+  logging: {
+    debug: (...args) => log.debug(args),
+    info: (...args) => log.info(args),
+    warn: (...args) => log.warn(args),
+    error: (...args) => log.error(args),
+  },
+  graphiql: config.production
+    ? false
+    : {
+        title: 'Tasklane',
+        headers: JSON.stringify({ Authorization: 'Bearer <your API key: npm run key -- create me>' }),
+        defaultQuery: `# Put your API key in the Headers tab below, then run an operation.
+query RecentTasks {
+  tasks(first: 10) { edges { node { id status progress error result { url width height } } } }
+}
+
+subscription Dashboard {
+  tasksUpdated { id status progress version }
+}
+`,
+      },
+  maskedErrors: {
+    maskError(error, message, isDev) {
+      const original = error instanceof GraphQLError ? error.originalError : error;
+      const exposed = exposeDomainError(original, error instanceof GraphQLError ? error.path : undefined);
+      if (exposed) return exposed;
+      if (!(error instanceof GraphQLError && !error.originalError)) log.error({ err: original }, 'unexpected error');
+      return defaultMaskError(error, message, isDev);
+    },
+  },
+  context: async ({ request, connectionParams }): Promise<Context> => {
+    const fromWebSocket = connectionParams?.authorization ?? connectionParams?.Authorization;
+    const key =
+      bearerKey(typeof fromWebSocket === 'string' ? fromWebSocket : null) ??
+      bearerKey(request.headers.get('authorization')) ??
+      new URL(request.url).searchParams.get('token'); // EventSource cannot send headers
+    const caller = await authenticate(key);
+    if (!caller) {
+      throw new GraphQLError(UNAUTHENTICATED_MESSAGE, {
+        extensions: { code: 'UNAUTHENTICATED', http: { status: 401, headers: { 'www-authenticate': 'Bearer' } } },
+      });
+    }
+    return { caller, loaders: createLoaders() };
+  },
+  plugins: [routing],
+});

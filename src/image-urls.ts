@@ -1,0 +1,45 @@
+// Signed, expiring image URLs: `/images/<id>?exp=<unix seconds>&sig=<HMAC-SHA256>`, usable
+// in an <img src> without headers. The secret comes from SIGNING_SECRET or, if unset, is
+// generated once and kept in the database, so every process and every restart agree.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { config } from './config.ts';
+import { prisma } from './db.ts';
+
+const SETTING_KEY = 'imageUrlSigningSecret';
+/** Expiries are rounded up to this step, so repeated reads give the same (cacheable) URL. */
+const EXPIRY_STEP_SECONDS = 300;
+
+let secret: Buffer | undefined;
+
+export async function loadSigningSecret(): Promise<void> {
+  if (config.signingSecret) {
+    secret = Buffer.from(config.signingSecret);
+    return;
+  }
+  await prisma.setting.createMany({
+    data: [{ key: SETTING_KEY, value: randomBytes(32).toString('base64url') }],
+    skipDuplicates: true,
+  });
+  const row = await prisma.setting.findUniqueOrThrow({ where: { key: SETTING_KEY } });
+  secret = Buffer.from(row.value);
+}
+
+function sign(id: string, expires: number): string {
+  if (!secret) throw new Error('loadSigningSecret() was not called');
+  return createHmac('sha256', secret).update(`${id}.${expires}`).digest('base64url');
+}
+
+export function signedImageUrl(id: string, now = Date.now()): string {
+  const expires = Math.ceil((now / 1000 + config.imageUrlTtlSeconds) / EXPIRY_STEP_SECONDS) * EXPIRY_STEP_SECONDS;
+  return `/images/${id}?exp=${expires}&sig=${sign(id, expires)}`;
+}
+
+export type SignatureCheck = 'valid' | 'expired' | 'invalid';
+
+export function checkImageSignature(id: string, exp: string | null, sig: string | null, now = Date.now()): SignatureCheck {
+  if (!exp || !sig || !/^\d{1,12}$/.test(exp)) return 'invalid';
+  const expected = Buffer.from(sign(id, Number(exp)));
+  const given = Buffer.from(sig);
+  if (expected.length !== given.length || !timingSafeEqual(expected, given)) return 'invalid';
+  return Number(exp) * 1000 < now ? 'expired' : 'valid';
+}

@@ -1,0 +1,84 @@
+// Task change notifications over Redis pub/sub, so a worker on one host reaches the
+// subscribers of any API process on any host. A message is a hint carrying ids, status
+// and version, never the row: receivers re-read PostgreSQL, the truth. Pub/sub may drop
+// messages while a connection is down, so after the subscriber connection comes back
+// every listener is told to resynchronise (re-read what it watches).
+import { EventEmitter } from 'node:events';
+import { log } from '../log.ts';
+import { channel, redisPubSub } from '../redis.ts';
+import type { TaskRow } from './store.ts';
+import type { TaskStatus } from '../generated/prisma/enums.ts';
+
+export interface TaskChange {
+  id: string;
+  ownerId: string;
+  status: TaskStatus;
+  version: number;
+  progress: number;
+}
+
+const ownerTopic = (ownerId: string) => channel(`owner:${ownerId}`);
+const REVOKED_TOPIC = channel('keys-revoked');
+
+/** Publishes a change; never throws (a lost hint is repaired by resync and re-reads). */
+export async function publishChange(task: TaskRow): Promise<void> {
+  const change: TaskChange = {
+    id: task.id,
+    ownerId: task.ownerId,
+    status: task.status,
+    version: task.version,
+    progress: task.progress,
+  };
+  try {
+    await redisPubSub().engine.publish(ownerTopic(task.ownerId), change);
+  } catch (error) {
+    log.warn({ taskId: task.id, err: (error as Error).message }, 'could not publish task change');
+  }
+}
+
+/** Calls `listener` for every change of `ownerId`'s tasks; resolves once subscribed. */
+export async function subscribeToOwner(ownerId: string, listener: (change: TaskChange) => void): Promise<() => void> {
+  const { engine } = redisPubSub();
+  watchReconnects();
+  const subscriptionId = await engine.subscribe(ownerTopic(ownerId), listener);
+  return () => engine.unsubscribe(subscriptionId);
+}
+
+const local = new EventEmitter().setMaxListeners(0);
+let watching = false;
+
+function watchReconnects() {
+  if (watching) return;
+  watching = true;
+  const { subscriber } = redisPubSub();
+  let wasReady = subscriber.status === 'ready';
+  subscriber.on('ready', () => {
+    if (wasReady) {
+      log.info('pub/sub connection is back: resynchronising open subscriptions');
+      local.emit('resync');
+    }
+    wasReady = true;
+  });
+}
+
+/** `listener` runs whenever messages may have been missed (the subscriber reconnected). */
+export function onResync(listener: () => void): () => void {
+  watchReconnects();
+  local.on('resync', listener);
+  return () => local.off('resync', listener);
+}
+
+export async function publishRevocation(name: string): Promise<void> {
+  await redisPubSub().engine.publish(REVOKED_TOPIC, { name });
+}
+
+let revocationSubscription: Promise<unknown> | undefined;
+/** `listener` runs when any process revokes the keys of `name`. */
+export async function onRevocation(listener: (name: string) => void): Promise<() => void> {
+  revocationSubscription ??= redisPubSub().engine.subscribe(REVOKED_TOPIC, (message: { name: string }) =>
+    local.emit('revoked', message.name),
+  );
+  await revocationSubscription;
+  local.on('revoked', listener);
+  return () => local.off('revoked', listener);
+}

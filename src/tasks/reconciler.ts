@@ -1,0 +1,77 @@
+// The reconciler makes PostgreSQL's view come true whatever Redis forgot or workers did:
+//  - RUNNING tasks whose lease expired (worker killed, hung, cut off) are retried with
+//    backoff, or FAILED once they have had MAX_ATTEMPTS deliveries;
+//  - QUEUED tasks that are due but have no job in Redis (flushed, enqueue failed) are
+//    enqueued again.
+// Every worker process runs it, but each sweep holds a transaction-scoped advisory lock,
+// so one sweep runs at a time across all hosts.
+import { config } from '../config.ts';
+import { prisma } from '../db.ts';
+import { log } from '../log.ts';
+import { publishChange } from './events.ts';
+import { retryDelayMs } from './lifecycle.ts';
+import { enqueue, jobsPresent } from './queue.ts';
+import * as store from './store.ts';
+
+const RECONCILER_LOCK_KEY = 72_616_002;
+/** A freshly QUEUED task gets this long to reach Redis the normal way before we step in. */
+const ENQUEUE_GRACE_MS = 2000;
+const BATCH = 500;
+
+export interface SweepReport {
+  retried: number;
+  failed: number;
+  enqueued: number;
+}
+
+export async function sweep(): Promise<SweepReport | null> {
+  // The lock is held by an open transaction while the sweep runs; the actual work uses
+  // other connections (each transition commits on its own, as always).
+  return prisma.$transaction(
+    async (tx) => {
+      const [{ locked }] = await tx.$queryRaw<{ locked: boolean }[]>`SELECT pg_try_advisory_xact_lock(${RECONCILER_LOCK_KEY}) AS locked`;
+      if (!locked) return null;
+      const report: SweepReport = { retried: 0, failed: 0, enqueued: 0 };
+      for (const { id, attempts } of await store.findExpiredLeases(BATCH)) {
+        const reason = 'the worker was lost (crashed, killed or stalled)';
+        const task =
+          attempts >= config.maxAttempts
+            ? await store.fail(id, `gave up after ${attempts} attempts: ${reason}`, attempts)
+            : await store.retryLater(id, attempts, reason, retryDelayMs(attempts));
+        if (!task) continue;
+        task.status === 'FAILED' ? report.failed++ : report.retried++;
+        log.warn({ taskId: id, attempts, status: task.status }, 'recovered a task whose worker was lost');
+        await publishChange(task);
+      }
+      const due = (await store.findDueQueued(ENQUEUE_GRACE_MS, BATCH)).map((row) => row.id);
+      const present = await jobsPresent(due);
+      for (const id of due) {
+        if (present.has(id)) continue;
+        if (await enqueue(id)) report.enqueued++;
+      }
+      if (report.enqueued) log.info({ count: report.enqueued }, 're-enqueued queued tasks missing from Redis');
+      return report;
+    },
+    { timeout: 60_000, maxWait: 5000 },
+  );
+}
+
+/** Runs sweeps forever (until the returned stop function is called). */
+export function startReconciler(intervalMs = config.reconcileIntervalMs): () => Promise<void> {
+  let stopped = false;
+  let running: Promise<unknown> = Promise.resolve();
+  let timer: NodeJS.Timeout;
+  const tick = () => {
+    running = sweep()
+      .catch((error) => log.warn({ err: (error as Error).message }, 'reconciler sweep failed'))
+      .finally(() => {
+        if (!stopped) timer = setTimeout(tick, intervalMs);
+      });
+  };
+  timer = setTimeout(tick, intervalMs);
+  return async () => {
+    stopped = true;
+    clearTimeout(timer);
+    await running;
+  };
+}

@@ -1,0 +1,164 @@
+// The task service: what GraphQL resolvers, the REST facade and the CLI call. Validates at
+// the edge, writes through store.ts transitions, publishes every change, enqueues work.
+import { config } from '../config.ts';
+import { prisma } from '../db.ts';
+import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
+import {
+  inspectImage,
+  InvalidResizeParams,
+  UnsupportedImage,
+  validateResizeInput,
+  type ResizeInput,
+  type ResizeParams,
+} from '../jobs/image-resize.ts';
+import { log } from '../log.ts';
+import { publishChange } from './events.ts';
+import { InvalidImage, InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
+import type { Caller } from './keys.ts';
+import { enqueue } from './queue.ts';
+import * as store from './store.ts';
+import type { TaskRow } from './store.ts';
+
+export type { TaskRow };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function checkTaskId(id: string): string {
+  if (!UUID.test(id)) throw new WrongTaskIdFormat(id);
+  return id.toLowerCase();
+}
+
+export interface CreateTaskInput {
+  jobDefinition: JobDefinition;
+  image: Uint8Array;
+  resize: ResizeInput;
+  run?: boolean | null;
+}
+
+export async function createTask(caller: Caller, input: CreateTaskInput): Promise<TaskRow> {
+  if (input.jobDefinition !== 'IMAGE_RESIZE') throw new InvalidInput(`unknown job definition ${input.jobDefinition}`, 'jobDefinition');
+  if (input.image.byteLength === 0) throw new InvalidImage('the uploaded file is empty');
+  if (input.image.byteLength > config.maxUploadBytes) {
+    throw new InvalidImage(`the image is ${input.image.byteLength} bytes, over the limit of ${config.maxUploadBytes} (MAX_UPLOAD_BYTES)`);
+  }
+  // Parameters first (cheap, and they do not depend on the image but for the default format).
+  let params: ResizeParams;
+  try {
+    params = validateResizeInput(input.resize, 'JPEG');
+  } catch (error) {
+    if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
+    throw error;
+  }
+  let info;
+  try {
+    info = await inspectImage(input.image, config.maxInputPixels);
+  } catch (error) {
+    if (error instanceof UnsupportedImage) throw new InvalidImage(error.message);
+    throw error;
+  }
+  params = { ...params, format: input.resize.format ?? info.format };
+  const task = await store.insertTask({
+    ownerId: caller.owner,
+    jobDefinition: input.jobDefinition,
+    params,
+    source: { ...info, data: input.image },
+    run: Boolean(input.run),
+    limit: config.maxActiveTasksPerKey,
+  });
+  if (!task) throw new TooManyTasks(config.maxActiveTasksPerKey);
+  log.info({ taskId: task.id, owner: caller.owner, status: task.status }, 'task created');
+  await publishChange(task);
+  if (task.status === 'QUEUED') await enqueue(task.id);
+  return task;
+}
+
+/** The caller's task, or TaskDoesNotExist (a foreign task looks exactly like a missing one). */
+export async function getTask(caller: Caller, id: string): Promise<TaskRow> {
+  const task = await store.findTask(checkTaskId(id), caller.owner);
+  if (!task) throw new TaskDoesNotExist(id);
+  return task;
+}
+
+export async function runTask(caller: Caller, id: string): Promise<TaskRow> {
+  const taskId = checkTaskId(id);
+  const task = await store.markQueued(taskId, caller.owner);
+  if (!task) {
+    const current = await getTask(caller, taskId);
+    throw new InvalidTaskState(current.status, 'run');
+  }
+  log.info({ taskId }, 'task queued');
+  await publishChange(task);
+  await enqueue(taskId);
+  return task;
+}
+
+/** Soft delete: status DELETED, images removed, row and audit trail kept. Idempotent. */
+export async function deleteTask(caller: Caller, id: string): Promise<TaskRow> {
+  const taskId = checkTaskId(id);
+  const task = await store.markDeleted(taskId, caller.owner);
+  if (!task) return getTask(caller, taskId); // already DELETED (or not the caller's: throws)
+  log.info({ taskId }, 'task deleted');
+  // A queued job finds the task DELETED when it is picked and does nothing; a running
+  // one loses its fencing check at its next write and stops (see worker/).
+  await publishChange(task);
+  return task;
+}
+
+export const MAX_PAGE_SIZE = 100;
+
+export interface TaskPage {
+  tasks: TaskRow[];
+  hasNextPage: boolean;
+}
+
+/** Newest first; `after` is the id of the last task of the previous page. */
+export async function listTasks(
+  caller: Caller,
+  options: { first?: number | null; after?: string | null; status?: TaskStatus[] | null },
+): Promise<TaskPage> {
+  const first = options.first ?? 20;
+  if (!Number.isInteger(first) || first < 0 || first > MAX_PAGE_SIZE) {
+    throw new InvalidInput(`first must be from 0 to ${MAX_PAGE_SIZE}`, 'first');
+  }
+  let cursor: { createdAt: Date; id: string } | null = null;
+  if (options.after) {
+    const id = UUID.test(options.after) ? options.after : null;
+    const anchor = id ? await store.findTask(id, caller.owner) : null;
+    if (!anchor) throw new InvalidInput('after is not a cursor of this list', 'after');
+    cursor = { createdAt: anchor.createdAt, id: anchor.id };
+  }
+  const rows = await prisma.task.findMany({
+    where: {
+      ownerId: caller.owner,
+      ...(options.status?.length ? { status: { in: options.status } } : {}),
+      ...(cursor
+        ? { OR: [{ createdAt: { lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { lt: cursor.id } }] }
+        : {}),
+    },
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+    take: first + 1,
+  });
+  return { tasks: rows.slice(0, first), hasNextPage: rows.length > first };
+}
+
+export function getTaskEvents(taskId: string) {
+  return prisma.taskEvent.findMany({
+    where: { taskId },
+    orderBy: { id: 'asc' },
+    select: { at: true, status: true, message: true, version: true },
+  });
+}
+
+const IMAGE_META = { id: true, ownerId: true, format: true, width: true, height: true, byteSize: true } as const;
+
+export function getImageMeta(id: string) {
+  return prisma.image.findUnique({ where: { id }, select: IMAGE_META });
+}
+
+export function getImagesMeta(ids: string[]) {
+  return prisma.image.findMany({ where: { id: { in: ids } }, select: IMAGE_META });
+}
+
+export function getImageData(id: string) {
+  return prisma.image.findUnique({ where: { id }, select: { ...IMAGE_META, data: true } });
+}

@@ -1,0 +1,229 @@
+// The only writer of tasks. Each transition is ONE SQL statement: a conditional UPDATE
+// (WHERE status = ANY(<allowed from>) [AND attempts = <fencing token>]) chained with the
+// TaskEvent insert (and, for DONE, the result image insert), so a transition and its audit
+// row commit together or not at all, in one round trip. A statement that matches no row
+// means "somebody else got there first" and changes nothing.
+import { randomUUID } from 'node:crypto';
+import type { ImageFormat, ResizeParams } from '../jobs/image-resize.ts';
+import { prisma } from '../db.ts';
+import { Prisma, type Task } from '../generated/prisma/client.ts';
+import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
+import { ACTIVE_STATUSES, TRANSITIONS } from './lifecycle.ts';
+
+export type TaskRow = Task;
+
+export interface NewImage {
+  format: ImageFormat;
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+const statuses = (list: readonly TaskStatus[]) => Prisma.sql`ARRAY[${Prisma.join(list)}]::"TaskStatus"[]`;
+
+/** UPDATE … WHERE id AND status ∈ from AND <extra>, plus its TaskEvent, in one statement. */
+async function transition(
+  id: string,
+  from: readonly TaskStatus[],
+  set: Prisma.Sql,
+  message: string | null,
+  extraWhere: Prisma.Sql = Prisma.empty,
+): Promise<TaskRow | null> {
+  const rows = await prisma.$queryRaw<TaskRow[]>`
+    WITH t AS (
+      UPDATE "Task" SET ${set}, "version" = "version" + 1, "updatedAt" = now()
+      WHERE "id" = ${id}::uuid AND "status" = ANY(${statuses(from)}) ${extraWhere}
+      RETURNING *
+    ), ev AS (
+      INSERT INTO "TaskEvent" ("taskId", "status", "message", "version")
+      SELECT "id", "status", ${message}, "version" FROM t
+    )
+    SELECT * FROM t`;
+  return rows[0] ?? null;
+}
+
+/**
+ * Inserts the source image and the task (CREATED, or QUEUED when `run`) with its events,
+ * unless the owner already holds `limit` active tasks. The per-owner advisory lock makes
+ * the quota exact under concurrency. Returns null when the quota is full.
+ */
+export async function insertTask(input: {
+  ownerId: string;
+  jobDefinition: JobDefinition;
+  params: ResizeParams;
+  source: NewImage;
+  run: boolean;
+  limit: number;
+}): Promise<TaskRow | null> {
+  const taskId = randomUUID();
+  const imageId = randomUUID();
+  const { source } = input;
+  const events = input.run
+    ? Prisma.sql`VALUES ('CREATED', 'created', 1), ('QUEUED', 'queued', 2)`
+    : Prisma.sql`VALUES ('CREATED', 'created', 1)`;
+  const [, rows] = await prisma.$transaction([
+    prisma.$queryRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`quota:${input.ownerId}`}, 0))::text`,
+    prisma.$queryRaw<TaskRow[]>`
+      WITH quota AS (
+        SELECT count(*) AS active FROM "Task"
+        WHERE "ownerId" = ${input.ownerId} AND "status" = ANY(${statuses(ACTIVE_STATUSES)})
+      ), img AS (
+        INSERT INTO "Image" ("id", "ownerId", "format", "width", "height", "byteSize", "data")
+        SELECT ${imageId}::uuid, ${input.ownerId}, ${source.format}::"ImageFormat", ${source.width}, ${source.height},
+               ${source.data.byteLength}, ${source.data}
+        FROM quota WHERE active < ${input.limit}
+        RETURNING "id"
+      ), t AS (
+        INSERT INTO "Task" ("id", "status", "jobDefinition", "params", "ownerId", "sourceImageId", "version")
+        SELECT ${taskId}::uuid, ${input.run ? 'QUEUED' : 'CREATED'}::"TaskStatus", ${input.jobDefinition}::"JobDefinition",
+               ${JSON.stringify(input.params)}::jsonb, ${input.ownerId}, img."id", ${input.run ? 2 : 1}
+        FROM img
+        RETURNING *
+      ), ev AS (
+        INSERT INTO "TaskEvent" ("taskId", "status", "message", "version", "at")
+        SELECT t."id", e.status::"TaskStatus", e.message, e.version, t."createdAt"
+        FROM t, (${events}) AS e(status, message, version)
+      )
+      SELECT * FROM t`,
+  ]);
+  return (rows as TaskRow[])[0] ?? null;
+}
+
+export function markQueued(id: string, ownerId: string): Promise<TaskRow | null> {
+  return transition(id, TRANSITIONS.run.from, Prisma.sql`"status" = 'QUEUED', "runAfter" = NULL`, 'queued', Prisma.sql`AND "ownerId" = ${ownerId}`);
+}
+
+/** QUEUED → RUNNING for one delivery; `attempts` becomes this delivery's fencing token. */
+export function claim(id: string, leaseMs: number): Promise<TaskRow | null> {
+  return transition(
+    id,
+    TRANSITIONS.claim.from,
+    Prisma.sql`"status" = 'RUNNING', "attempts" = "attempts" + 1, "progress" = 0, "runAfter" = NULL,
+               "startedAt" = COALESCE("startedAt", now()), "leaseUntil" = now() + ${leaseMs} * interval '1 millisecond'`,
+    'running',
+  );
+}
+
+/** Extends the lease of the delivery `attempt`; false if that delivery no longer owns the task. */
+export async function renewLease(id: string, attempt: number, leaseMs: number): Promise<boolean> {
+  const count = await prisma.$executeRaw`
+    UPDATE "Task" SET "leaseUntil" = now() + ${leaseMs} * interval '1 millisecond'
+    WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt}`;
+  return count === 1;
+}
+
+/** Persists progress (a change, so `version` moves; not a transition, so no TaskEvent). */
+export async function setProgress(id: string, attempt: number, progress: number, leaseMs: number): Promise<TaskRow | null> {
+  const rows = await prisma.$queryRaw<TaskRow[]>`
+    UPDATE "Task" SET "progress" = ${progress}, "version" = "version" + 1, "updatedAt" = now(),
+      "leaseUntil" = now() + ${leaseMs} * interval '1 millisecond'
+    WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt} AND "progress" < ${progress}
+    RETURNING *`;
+  return rows[0] ?? null;
+}
+
+/**
+ * RUNNING → DONE for delivery `attempt`, inserting the result image in the same statement:
+ * a delivery that lost the task (deleted, timed out, taken over) writes nothing at all.
+ */
+export async function complete(id: string, attempt: number, result: NewImage): Promise<TaskRow | null> {
+  const imageId = randomUUID();
+  const rows = await prisma.$queryRaw<TaskRow[]>`
+    WITH t AS (
+      UPDATE "Task" SET "status" = 'DONE', "resultImageId" = ${imageId}::uuid, "progress" = 1, "error" = NULL,
+        "finishedAt" = now(), "leaseUntil" = NULL, "version" = "version" + 1, "updatedAt" = now()
+      WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt}
+      RETURNING *
+    ), img AS (
+      INSERT INTO "Image" ("id", "ownerId", "format", "width", "height", "byteSize", "data")
+      SELECT ${imageId}::uuid, t."ownerId", ${result.format}::"ImageFormat", ${result.width}, ${result.height},
+             ${result.data.byteLength}, ${result.data}
+      FROM t
+    ), ev AS (
+      INSERT INTO "TaskEvent" ("taskId", "status", "message", "version")
+      SELECT "id", "status", 'done', "version" FROM t
+    )
+    SELECT * FROM t`;
+  return rows[0] ?? null;
+}
+
+/** → FAILED with a reason. With `attempt`, only if that delivery still owns the task. */
+export function fail(id: string, error: string, attempt?: number): Promise<TaskRow | null> {
+  return transition(
+    id,
+    TRANSITIONS.fail.from,
+    Prisma.sql`"status" = 'FAILED', "error" = ${error}, "finishedAt" = now(), "leaseUntil" = NULL`,
+    error,
+    attempt === undefined ? Prisma.empty : Prisma.sql`AND "attempts" = ${attempt}`,
+  );
+}
+
+/** RUNNING → QUEUED after a transient failure; not to be enqueued again before `delayMs`. */
+export function retryLater(id: string, attempt: number, reason: string, delayMs: number): Promise<TaskRow | null> {
+  return transition(
+    id,
+    TRANSITIONS.retry.from,
+    Prisma.sql`"status" = 'QUEUED', "leaseUntil" = NULL, "progress" = 0,
+               "runAfter" = now() + ${delayMs} * interval '1 millisecond'`,
+    `retrying after: ${reason}`,
+    Prisma.sql`AND "attempts" = ${attempt}`,
+  );
+}
+
+/**
+ * Any non-DELETED → DELETED: both images are removed, the row and its audit trail stay.
+ * FOR UPDATE serialises with a finishing worker: whichever commits first, no image survives.
+ */
+export async function markDeleted(id: string, ownerId: string): Promise<TaskRow | null> {
+  const rows = await prisma.$queryRaw<TaskRow[]>`
+    WITH old AS (
+      SELECT "id", "sourceImageId", "resultImageId" FROM "Task"
+      WHERE "id" = ${id}::uuid AND "ownerId" = ${ownerId} AND "status" = ANY(${statuses(TRANSITIONS.delete.from)})
+      FOR UPDATE
+    ), t AS (
+      UPDATE "Task" SET "status" = 'DELETED', "sourceImageId" = NULL, "resultImageId" = NULL, "leaseUntil" = NULL,
+        "runAfter" = NULL, "finishedAt" = COALESCE("finishedAt", now()), "version" = "version" + 1, "updatedAt" = now()
+      FROM old WHERE "Task"."id" = old."id"
+      RETURNING "Task".*
+    ), gone AS (
+      DELETE FROM "Image" WHERE "id" IN (
+        SELECT "sourceImageId" FROM old UNION ALL SELECT "resultImageId" FROM old
+      )
+    ), ev AS (
+      INSERT INTO "TaskEvent" ("taskId", "status", "message", "version")
+      SELECT "id", "status", 'deleted', "version" FROM t
+    )
+    SELECT * FROM t`;
+  return rows[0] ?? null;
+}
+
+export function findTask(id: string, ownerId?: string) {
+  return prisma.task.findFirst({ where: ownerId === undefined ? { id } : { id, ownerId } });
+}
+
+/** RUNNING tasks whose worker stopped renewing its lease. */
+export function findExpiredLeases(limit: number) {
+  return prisma.$queryRaw<{ id: string; attempts: number }[]>`
+    SELECT "id", "attempts" FROM "Task" WHERE "status" = 'RUNNING' AND "leaseUntil" < now()
+    ORDER BY "leaseUntil" LIMIT ${limit}`;
+}
+
+/** QUEUED tasks due to run that have been waiting longer than `olderThanMs`. */
+export function findDueQueued(olderThanMs: number, limit: number) {
+  return prisma.$queryRaw<{ id: string }[]>`
+    SELECT "id" FROM "Task"
+    WHERE "status" = 'QUEUED' AND ("runAfter" IS NULL OR "runAfter" <= now())
+      AND "updatedAt" < now() - ${olderThanMs} * interval '1 millisecond'
+    ORDER BY "updatedAt" LIMIT ${limit}`;
+}
+
+/** RUNNING → QUEUED without counting the delivery: a worker shutting down hands its job back. */
+export function handBack(id: string, attempt: number): Promise<TaskRow | null> {
+  return transition(
+    id,
+    TRANSITIONS.retry.from,
+    Prisma.sql`"status" = 'QUEUED', "attempts" = "attempts" - 1, "leaseUntil" = NULL, "progress" = 0, "runAfter" = NULL`,
+    'handed back by a worker shutting down',
+    Prisma.sql`AND "attempts" = ${attempt}`,
+  );
+}

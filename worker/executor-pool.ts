@@ -1,0 +1,114 @@
+// A pool of executor child processes, one job each at a time. A job that outlives its
+// timeout has its executor killed (the work really stops) and replaced.
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { ExecutorMessage, ExecutorRequest } from './executor.ts';
+
+const EXECUTOR = fileURLToPath(new URL('./executor.ts', import.meta.url));
+
+export class JobTimedOut extends Error {
+  override name = 'JobTimedOut';
+}
+/** The executor died mid-job (crash, OOM kill): transient, worth a retry. */
+export class ExecutorCrashed extends Error {
+  override name = 'ExecutorCrashed';
+}
+/** The job itself failed for a reason a retry cannot fix (bad image, bad parameters). */
+export class PermanentJobError extends Error {
+  override name = 'PermanentJobError';
+}
+
+export type JobResult = Extract<ExecutorMessage, { type: 'done' }>;
+
+interface Slot {
+  child: ChildProcess;
+  busy: boolean;
+}
+
+export class ExecutorPool {
+  private slots: Slot[] = [];
+  private waiting: ((slot: Slot) => void)[] = [];
+  private closed = false;
+
+  constructor(size: number) {
+    for (let i = 0; i < size; i++) this.slots.push({ child: this.spawn(), busy: false });
+  }
+
+  private spawn(): ChildProcess {
+    // Inherits the parent's execArgv (the TypeScript loader); IPC keeps Buffers binary.
+    return fork(EXECUTOR, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  }
+
+  private acquire(): Promise<Slot> {
+    const free = this.slots.find((slot) => !slot.busy);
+    if (free) {
+      free.busy = true;
+      return Promise.resolve(free);
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(slot: Slot) {
+    const next = this.waiting.shift();
+    if (next) next(slot);
+    else slot.busy = false;
+  }
+
+  private replace(slot: Slot) {
+    slot.child.removeAllListeners();
+    slot.child.kill('SIGKILL');
+    if (!this.closed) slot.child = this.spawn();
+  }
+
+  /** Runs one job; `signal` aborts it (the executor is killed and replaced). */
+  async run(
+    request: ExecutorRequest,
+    options: { timeoutMs: number; onProgress?: (progress: number, stage: string) => void; signal?: AbortSignal },
+  ): Promise<JobResult> {
+    const slot = await this.acquire();
+    const { child } = slot;
+    try {
+      return await new Promise<JobResult>((resolve, reject) => {
+        const finish = (error: Error | null, result?: JobResult) => {
+          clearTimeout(timer);
+          child.off('message', onMessage);
+          child.off('exit', onExit);
+          options.signal?.removeEventListener('abort', onAbort);
+          if (error) reject(error);
+          else resolve(result!);
+        };
+        const onMessage = (message: ExecutorMessage) => {
+          if (message.type === 'progress') options.onProgress?.(message.progress, message.stage);
+          else if (message.type === 'done') finish(null, message);
+          else finish(message.permanent ? new PermanentJobError(message.message) : new ExecutorCrashed(message.message));
+        };
+        const onExit = (code: number | null, signal: string | null) => {
+          this.replace(slot);
+          finish(new ExecutorCrashed(`the executor process died (${signal ?? `exit code ${code}`})`));
+        };
+        const onAbort = () => {
+          this.replace(slot);
+          finish(new Error('aborted'));
+        };
+        const timer = setTimeout(() => {
+          this.replace(slot);
+          finish(new JobTimedOut(`timed out after ${options.timeoutMs} ms (JOB_TIMEOUT_MS); the work was stopped`));
+        }, options.timeoutMs);
+        child.on('message', onMessage);
+        child.once('exit', onExit);
+        options.signal?.addEventListener('abort', onAbort, { once: true });
+        child.send(request);
+      });
+    } finally {
+      this.release(slot);
+    }
+  }
+
+  close() {
+    this.closed = true;
+    for (const slot of this.slots) {
+      slot.child.removeAllListeners();
+      slot.child.kill('SIGKILL');
+    }
+  }
+}

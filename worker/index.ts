@@ -1,0 +1,143 @@
+// A Tasklane worker process: takes jobs from the queue and runs them through the task
+// lifecycle. Delivery is at-least-once (bee-queue, reconciler); effects are exactly-once
+// because every write is fenced by the delivery's attempt number (see src/tasks/store.ts).
+process.title = 'tasklane-worker';
+
+import { config } from '../src/config.ts';
+import { prisma } from '../src/db.ts';
+import type { ResizeParams } from '../src/jobs/image-resize.ts';
+import { log } from '../src/log.ts';
+import { closeRedis, taskQueue } from '../src/redis.ts';
+import { publishChange } from '../src/tasks/events.ts';
+import { retryDelayMs } from '../src/tasks/lifecycle.ts';
+import { startReconciler } from '../src/tasks/reconciler.ts';
+import * as store from '../src/tasks/store.ts';
+import { ExecutorCrashed, ExecutorPool, JobTimedOut, PermanentJobError } from './executor-pool.ts';
+
+/** Progress writes are throttled: at most one per task per this many ms. */
+const PROGRESS_INTERVAL_MS = 100;
+
+const pool = new ExecutorPool(config.workerConcurrency);
+const inFlight = new Map<string, { attempt: number; abort: AbortController }>();
+let shuttingDown = false;
+
+async function publish(task: store.TaskRow | null) {
+  if (task) await publishChange(task);
+  return task;
+}
+
+export async function runJob(taskId: string): Promise<void> {
+  const task = await publish(await store.claim(taskId, config.leaseMs));
+  if (!task) {
+    log.debug({ taskId }, 'job skipped: task is not QUEUED (done, deleted or running elsewhere)');
+    return;
+  }
+  const attempt = task.attempts;
+  const abort = new AbortController();
+  inFlight.set(taskId, { attempt, abort });
+  const started = performance.now();
+  log.info({ taskId, attempt }, 'job started');
+
+  // The lease says "this delivery is alive". Losing it (deleted, taken over) stops the work.
+  const heartbeat = setInterval(async () => {
+    try {
+      if (!(await store.renewLease(taskId, attempt, config.leaseMs))) abort.abort();
+    } catch (error) {
+      log.warn({ taskId, err: (error as Error).message }, 'lease renewal failed');
+    }
+  }, Math.max(200, Math.floor(config.leaseMs / 3)));
+
+  let lastProgressAt = 0;
+  const progress = async (value: number) => {
+    const now = performance.now();
+    if (now - lastProgressAt < PROGRESS_INTERVAL_MS && value < 1) return;
+    lastProgressAt = now;
+    try {
+      await publish(await store.setProgress(taskId, attempt, value, config.leaseMs));
+    } catch (error) {
+      log.warn({ taskId, err: (error as Error).message }, 'progress update failed');
+    }
+  };
+
+  try {
+    const source = task.sourceImageId
+      ? await prisma.image.findUnique({ where: { id: task.sourceImageId }, select: { data: true } })
+      : null;
+    if (!source) {
+      await publish(await store.fail(taskId, 'the source image is gone', attempt));
+      return;
+    }
+    await progress(0.05);
+    const result = await pool.run(
+      { bytes: source.data, params: task.params as unknown as ResizeParams, maxInputPixels: config.maxInputPixels },
+      { timeoutMs: config.jobTimeoutMs, onProgress: (value) => void progress(value), signal: abort.signal },
+    );
+    await progress(0.9); // stored next
+    const done = await publish(await store.complete(taskId, attempt, result));
+    const ms = Math.round(performance.now() - started);
+    if (done) log.info({ taskId, attempt, ms, bytes: result.data.byteLength }, 'job done');
+    else log.info({ taskId, attempt }, 'job result discarded: the task was deleted or taken over meanwhile');
+  } catch (error) {
+    const message = (error as Error).message;
+    if (abort.signal.aborted && !shuttingDown) {
+      log.info({ taskId, attempt }, 'job stopped: this delivery no longer owns the task');
+    } else if (shuttingDown && abort.signal.aborted) {
+      await publish(await store.handBack(taskId, attempt));
+      log.info({ taskId, attempt }, 'job handed back for shutdown');
+    } else if (error instanceof PermanentJobError || error instanceof JobTimedOut) {
+      await publish(await store.fail(taskId, message, attempt));
+      log.warn({ taskId, attempt, err: message }, 'job failed');
+    } else {
+      // Transient (executor crash, lost connection): retry with backoff, up to MAX_ATTEMPTS.
+      const reason = error instanceof ExecutorCrashed ? message : `transient error: ${message}`;
+      const task =
+        attempt >= config.maxAttempts
+          ? await store.fail(taskId, `gave up after ${attempt} attempts: ${reason}`, attempt)
+          : await store.retryLater(taskId, attempt, reason, retryDelayMs(attempt));
+      await publish(task);
+      log.warn({ taskId, attempt, err: message, status: task?.status }, 'job attempt failed');
+    }
+  } finally {
+    clearInterval(heartbeat);
+    inFlight.delete(taskId);
+  }
+}
+
+async function main() {
+  const queue = taskQueue('worker');
+  queue.process(config.workerConcurrency, async (job) => {
+    await runJob(job.data.taskId);
+  });
+  // Redeliver the jobs of workers that died (stalled: lock not renewed) every 5 s.
+  queue.checkStalledJobs(5000, (error) => {
+    if (error) log.warn({ err: error.message }, 'stalled-job check failed');
+  });
+  const stopReconciler = startReconciler();
+  log.info({ concurrency: config.workerConcurrency }, 'worker ready');
+
+  const shutdown = async (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info({ signal, inFlight: inFlight.size }, 'worker shutting down');
+    const forceAfter = setTimeout(() => {
+      // Grace period over: stop the work and hand the jobs back to the queue.
+      for (const job of inFlight.values()) job.abort.abort();
+    }, config.shutdownGraceMs);
+    await queue.close(config.shutdownGraceMs + 2000).catch(() => {});
+    clearTimeout(forceAfter);
+    await stopReconciler();
+    pool.close();
+    await closeRedis();
+    await prisma.$disconnect();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((error) => {
+    log.fatal({ err: error }, 'worker failed to start');
+    process.exit(1);
+  });
+}
