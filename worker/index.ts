@@ -17,7 +17,8 @@ import { ExecutorCrashed, ExecutorPool, JobTimedOut, PermanentJobError } from '.
 /** Progress writes are throttled: at most one per task per this many ms. */
 const PROGRESS_INTERVAL_MS = 100;
 
-const pool = new ExecutorPool(config.workerConcurrency);
+let pool: ExecutorPool | undefined;
+const executors = () => (pool ??= new ExecutorPool(config.workerConcurrency));
 const inFlight = new Map<string, { attempt: number; abort: AbortController }>();
 let shuttingDown = false;
 
@@ -68,7 +69,7 @@ export async function runJob(taskId: string): Promise<void> {
       return;
     }
     await progress(0.05);
-    const result = await pool.run(
+    const result = await executors().run(
       { bytes: source.data, params: task.params as unknown as ResizeParams, maxInputPixels: config.maxInputPixels },
       { timeoutMs: config.jobTimeoutMs, onProgress: (value) => void progress(value), signal: abort.signal },
     );
@@ -103,6 +104,12 @@ export async function runJob(taskId: string): Promise<void> {
   }
 }
 
+/** For tests that run jobs in-process: stops the executor processes. */
+export function closeExecutors() {
+  pool?.close();
+  pool = undefined;
+}
+
 async function main() {
   const queue = taskQueue('worker');
   queue.process(config.workerConcurrency, async (job) => {
@@ -126,7 +133,7 @@ async function main() {
     await queue.close(config.shutdownGraceMs + 2000).catch(() => {});
     clearTimeout(forceAfter);
     await stopReconciler();
-    pool.close();
+    pool?.close();
     await closeRedis();
     await prisma.$disconnect();
     process.exit(0);

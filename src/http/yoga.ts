@@ -34,6 +34,23 @@ const routing: Plugin = {
   },
 };
 
+/**
+ * A document that does not validate (unknown field, enum value, …) is a bad request:
+ * HTTP 400 whatever the Accept header, as GraphQL over HTTP specifies for its own type.
+ */
+const validationIsBadRequest: Plugin = {
+  onValidate() {
+    return ({ result }) => {
+      for (const error of result) {
+        // `spec: false` tells yoga this 400 holds for application/json too (its default is 200 there).
+        const extensions = error.extensions as Record<string, unknown>;
+        extensions.code ??= 'GRAPHQL_VALIDATION_FAILED';
+        extensions.http = { ...(extensions.http as object | undefined), status: 400, spec: false };
+      }
+    };
+  },
+};
+
 export const UNAUTHENTICATED_MESSAGE = 'a valid API key is required: send Authorization: Bearer <key>';
 
 export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
@@ -85,5 +102,5 @@ subscription Dashboard {
     }
     return { caller, loaders: createLoaders() };
   },
-  plugins: [routing],
+  plugins: [routing, validationIsBadRequest],
 });

@@ -1,0 +1,34 @@
+// Configuration fails fast, naming the variable.
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.ts';
+
+describe('loadConfig', () => {
+  it('has the documented defaults', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      port: 4000,
+      databaseUrl: 'postgresql://postgres@127.0.0.1:5432/tasklane',
+      redisUrl: 'redis://127.0.0.1:6379',
+      redisPrefix: 'tasklane',
+      jobTimeoutMs: 120_000,
+      maxAttempts: 3,
+      maxUploadBytes: 26_214_400,
+      maxInputPixels: 50_000_000,
+      maxActiveTasksPerKey: 1000,
+    });
+    expect(config.workers).toBeGreaterThanOrEqual(1);
+  });
+
+  it.each([
+    ['PORT', 'abc', /PORT must be an integer/],
+    ['PORT', '70000', /PORT must be between 0 and 65535/],
+    ['WORKERS', '-1', /WORKERS must be an integer/],
+    ['DATABASE_URL', 'mysql://x', /DATABASE_URL must use postgresql: or postgres:/],
+    ['REDIS_URL', 'not a url', /REDIS_URL must be a URL/],
+    ['REDIS_PREFIX', 'has space', /REDIS_PREFIX must be/],
+    ['MAX_ATTEMPTS', '0', /MAX_ATTEMPTS must be between 1 and 100/],
+    ['LOG_LEVEL', 'loud', /LOG_LEVEL must be one of/],
+  ])('refuses %s=%s', (name, value, message) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(message);
+  });
+});

@@ -1,0 +1,70 @@
+/* eslint-disable */
+import * as types from './graphql.js';
+import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
+
+/**
+ * Map of all GraphQL operations in the project.
+ *
+ * This map has several performance disadvantages:
+ * 1. It is not tree-shakeable, so it will include all operations in the project.
+ * 2. It is not minifiable, so the string of a GraphQL query will be multiple times inside the bundle.
+ * 3. It does not support dead code elimination, so it will add unused operations.
+ *
+ * Therefore it is highly recommended to use the babel or swc plugin for production.
+ * Learn more about it here: https://the-guild.dev/graphql/codegen/plugins/presets/preset-client#reducing-bundle-size
+ */
+type Documents = {
+    "\n  mutation CreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status version resize { width height fit format quality withoutEnlargement } source { width height format byteSize } }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on TooManyTasks { limit }\n    }\n  }\n": typeof types.CreateTaskDocument,
+    "\n  mutation RunTask($id: ID!) {\n    runTask(id: $id) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidTaskState { status }\n    }\n  }\n": typeof types.RunTaskDocument,
+    "\n  mutation DeleteTask($id: ID!) {\n    deleteTask(id: $id) {\n      __typename\n      ... on Task { id status source { id } result { id } resultOfJob }\n      ... on Error { message }\n    }\n  }\n": typeof types.DeleteTaskDocument,
+    "\n  query GetTask($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status progress attempts version error resultOfJob startedAt finishedAt createdAt updatedAt\n        source { id url width height format }\n        result { id url width height format byteSize }\n        events { at status message }\n      }\n      ... on Error { message }\n    }\n  }\n": typeof types.GetTaskDocument,
+    "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": typeof types.ListTasksDocument,
+};
+const documents: Documents = {
+    "\n  mutation CreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status version resize { width height fit format quality withoutEnlargement } source { width height format byteSize } }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on TooManyTasks { limit }\n    }\n  }\n": types.CreateTaskDocument,
+    "\n  mutation RunTask($id: ID!) {\n    runTask(id: $id) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidTaskState { status }\n    }\n  }\n": types.RunTaskDocument,
+    "\n  mutation DeleteTask($id: ID!) {\n    deleteTask(id: $id) {\n      __typename\n      ... on Task { id status source { id } result { id } resultOfJob }\n      ... on Error { message }\n    }\n  }\n": types.DeleteTaskDocument,
+    "\n  query GetTask($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status progress attempts version error resultOfJob startedAt finishedAt createdAt updatedAt\n        source { id url width height format }\n        result { id url width height format byteSize }\n        events { at status message }\n      }\n      ... on Error { message }\n    }\n  }\n": types.GetTaskDocument,
+    "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": types.ListTasksDocument,
+};
+
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ *
+ *
+ * @example
+ * ```ts
+ * const query = graphql(`query GetUser($id: ID!) { user(id: $id) { name } }`);
+ * ```
+ *
+ * The query argument is unknown!
+ * Please regenerate the types.
+ */
+export function graphql(source: string): unknown;
+
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation CreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status version resize { width height fit format quality withoutEnlargement } source { width height format byteSize } }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on TooManyTasks { limit }\n    }\n  }\n"): (typeof documents)["\n  mutation CreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status version resize { width height fit format quality withoutEnlargement } source { width height format byteSize } }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on TooManyTasks { limit }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation RunTask($id: ID!) {\n    runTask(id: $id) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidTaskState { status }\n    }\n  }\n"): (typeof documents)["\n  mutation RunTask($id: ID!) {\n    runTask(id: $id) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidTaskState { status }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation DeleteTask($id: ID!) {\n    deleteTask(id: $id) {\n      __typename\n      ... on Task { id status source { id } result { id } resultOfJob }\n      ... on Error { message }\n    }\n  }\n"): (typeof documents)["\n  mutation DeleteTask($id: ID!) {\n    deleteTask(id: $id) {\n      __typename\n      ... on Task { id status source { id } result { id } resultOfJob }\n      ... on Error { message }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query GetTask($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status progress attempts version error resultOfJob startedAt finishedAt createdAt updatedAt\n        source { id url width height format }\n        result { id url width height format byteSize }\n        events { at status message }\n      }\n      ... on Error { message }\n    }\n  }\n"): (typeof documents)["\n  query GetTask($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status progress attempts version error resultOfJob startedAt finishedAt createdAt updatedAt\n        source { id url width height format }\n        result { id url width height format byteSize }\n        events { at status message }\n      }\n      ... on Error { message }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n"): (typeof documents)["\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n"];
+
+export function graphql(source: string) {
+  return (documents as any)[source] ?? {};
+}
+
+export type DocumentType<TDocumentNode extends DocumentNode<any, any>> = TDocumentNode extends DocumentNode<  infer TType,  any>  ? TType  : never;

@@ -1,0 +1,139 @@
+// The IMAGE_RESIZE job on its own: parameters, format detection, the resize itself.
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import {
+  inspectImage,
+  InvalidResizeParams,
+  resizeImage,
+  sniffFormat,
+  UnsupportedImage,
+  validateResizeInput,
+  type ResizeParams,
+} from '../src/jobs/image-resize.ts';
+import { photo, pngClaiming, rotatedJpeg } from './helpers/images.ts';
+
+const params = (p: Partial<ResizeParams>): ResizeParams => ({
+  width: null,
+  height: null,
+  fit: 'COVER',
+  format: 'JPEG',
+  quality: null,
+  withoutEnlargement: false,
+  ...p,
+});
+
+describe('validateResizeInput', () => {
+  it('resolves defaults: COVER, the source format, enlargement allowed', () => {
+    expect(validateResizeInput({ width: 100 }, 'PNG')).toEqual(params({ width: 100, format: 'PNG' }));
+  });
+
+  it.each([
+    [{}, 'resize.width', /at least one of width and height/],
+    [{ width: 0 }, 'resize.width', /1 to 16384/],
+    [{ width: 16385 }, 'resize.width', /1 to 16384/],
+    [{ height: -3 }, 'resize.height', /1 to 16384/],
+    [{ width: 10, quality: 0 }, 'resize.quality', /1 to 100/],
+    [{ width: 10, quality: 101 }, 'resize.quality', /1 to 100/],
+  ])('refuses %j naming %s', (input, field, message) => {
+    let error: unknown;
+    try {
+      validateResizeInput(input, 'JPEG');
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(InvalidResizeParams);
+    expect((error as InvalidResizeParams).field).toBe(field);
+    expect((error as Error).message).toMatch(message);
+  });
+});
+
+describe('sniffFormat', () => {
+  it.each(['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif'] as const)('recognises %s from its bytes', async (format) => {
+    const bytes = await photo(32, 24, format);
+    expect(sniffFormat(bytes)).toBe(format === 'jpeg' ? 'JPEG' : format.toUpperCase());
+  });
+
+  it('refuses SVG, PDF and text whatever they are called', () => {
+    expect(sniffFormat(Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'))).toBeNull();
+    expect(sniffFormat(Buffer.from('%PDF-1.7\n1 0 obj << >> endobj\n'))).toBeNull();
+    expect(sniffFormat(Buffer.from('hello world, not an image'))).toBeNull();
+  });
+});
+
+describe('inspectImage', () => {
+  it('reads size from the header; a pixel bomb is refused without decoding', async () => {
+    const bomb = await pngClaiming(12_000, 12_000);
+    const started = performance.now();
+    await expect(inspectImage(bomb, 50_000_000)).rejects.toThrow(/12000x12000 = 144000000 pixels, over the limit/);
+    expect(bomb.byteLength).toBeLessThan(1000);
+    // (How fast: see bench/; here only that it is refused.)
+    expect(performance.now() - started).toBeGreaterThan(0);
+  });
+
+  it('reports the displayed size of an EXIF-rotated image', async () => {
+    const info = await inspectImage(await rotatedJpeg(40, 20), 1e6);
+    expect(info).toEqual({ format: 'JPEG', width: 20, height: 40 });
+  });
+
+  it('refuses a corrupt header', async () => {
+    const bytes = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(64, 7)]);
+    await expect(inspectImage(bytes, 1e6)).rejects.toBeInstanceOf(UnsupportedImage);
+  });
+});
+
+describe('resizeImage', () => {
+  it.each([
+    ['COVER', 100, 100, 100, 100],
+    ['CONTAIN', 100, 100, 100, 100],
+    ['FILL', 100, 100, 100, 100],
+    ['INSIDE', 100, 100, 100, 75],
+    ['OUTSIDE', 100, 100, 133, 100],
+  ] as const)('fit %s into %dx%d gives %dx%d', async (fit, width, height, outWidth, outHeight) => {
+    const source = await photo(400, 300);
+    const result = await resizeImage(source, params({ width, height, fit }), { maxInputPixels: 1e8 });
+    expect([result.width, result.height]).toEqual([outWidth, outHeight]);
+    const meta = await sharp(result.data).metadata();
+    expect([meta.width, meta.height, meta.format]).toEqual([outWidth, outHeight, 'jpeg']);
+  });
+
+  it('converts format, honours quality and withoutEnlargement, strips metadata', async () => {
+    const source = await sharp(await photo(200, 100)).withMetadata({ exif: { IFD0: { Copyright: 'someone' } } }).jpeg().toBuffer();
+    const webp = await resizeImage(source, params({ width: 1000, format: 'WEBP', withoutEnlargement: true, quality: 50 }), {
+      maxInputPixels: 1e8,
+    });
+    const meta = await sharp(webp.data).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['webp', 200, 100]);
+    expect(meta.exif).toBeUndefined();
+    const low = await resizeImage(source, params({ width: 200, quality: 10 }), { maxInputPixels: 1e8 });
+    const high = await resizeImage(source, params({ width: 200, quality: 95 }), { maxInputPixels: 1e8 });
+    expect(low.data.byteLength).toBeLessThan(high.data.byteLength);
+  });
+
+  it('auto-orients from EXIF: a 40x20 stored image with orientation 6 comes out portrait', async () => {
+    const result = await resizeImage(await rotatedJpeg(40, 20), params({ height: 80 }), { maxInputPixels: 1e8 });
+    expect([result.width, result.height]).toEqual([40, 80]);
+    expect((await sharp(result.data).metadata()).orientation).toBeUndefined();
+  });
+
+  it('takes only the first frame of an animated GIF', async () => {
+    // Distinct frames: the GIF encoder merges identical ones.
+    const frame = (color: string) => sharp({ create: { width: 20, height: 20, channels: 4, background: color } }).png().toBuffer();
+    const frames = await Promise.all(['#f00', '#0f0', '#00f'].map(frame));
+    const animated = await sharp(frames, { join: { animated: true } }).gif().toBuffer();
+    expect((await sharp(animated).metadata()).pages).toBe(3);
+    expect(await inspectImage(animated, 1e6)).toEqual({ format: 'GIF', width: 20, height: 20 });
+    const result = await resizeImage(animated, params({ width: 10, format: 'GIF' }), { maxInputPixels: 1e8 });
+    expect([result.width, result.height]).toEqual([10, 10]);
+    expect((await sharp(result.data).metadata()).pages ?? 1).toBe(1);
+  });
+
+  it('fails on a truncated JPEG (no partial output)', async () => {
+    const whole = await photo(300, 200);
+    const truncated = whole.subarray(0, Math.floor(whole.byteLength / 2));
+    await expect(resizeImage(truncated, params({ width: 50 }), { maxInputPixels: 1e8 })).rejects.toBeInstanceOf(UnsupportedImage);
+  });
+
+  it('refuses input over the pixel limit', async () => {
+    await expect(resizeImage(await photo(300, 200), params({ width: 50 }), { maxInputPixels: 1000 })).rejects.toThrow(/pixel limit/);
+  });
+});
