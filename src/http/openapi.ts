@@ -1,0 +1,207 @@
+// The OpenAPI 3.1 description of the REST facade (src/http/rest.ts), served at
+// /api/openapi.json. test/rest.e2e.test.ts validates every real response against it and
+// checks that every response documented here is produced by the service.
+import { IMAGE_FORMATS, MAX_DIMENSION, RESIZE_FITS } from '../jobs/image-resize.ts';
+import { TASK_STATUSES } from '../tasks/lifecycle.ts';
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const errorBody = (names: string[], description: string) => ({
+  description,
+  content: {
+    'application/json': {
+      schema: {
+        allOf: [ref('Error'), { properties: { error: names.length === 1 ? { const: names[0] } : { enum: names } } }],
+      },
+    },
+  },
+});
+const taskIdParameter = {
+  name: 'id',
+  in: 'path',
+  required: true,
+  description: 'The task id (a UUID)',
+  schema: { type: 'string' },
+};
+const common = {
+  '400': errorBody(['WrongTaskIdFormat'], 'The id is not a UUID'),
+  '401': errorBody(['Unauthenticated'], 'No valid API key'),
+  '404': errorBody(['TaskDoesNotExist'], 'No task with this id belongs to the caller'),
+};
+const dateTime = { type: 'string', format: 'date-time' };
+const nullable = (schema: Record<string, unknown>) => ({ oneOf: [schema, { type: 'null' }] });
+
+export const openApiDocument = {
+  openapi: '3.1.0',
+  info: {
+    title: 'Tasklane REST API',
+    version: '1.0.0',
+    description:
+      'The original REST design over the same task service as the GraphQL API at /graphql. ' +
+      'Create a task (multipart upload), run it, follow its status, fetch it, delete it. ' +
+      'Every error body is `{ "error": <name>, "message": <text> }`.',
+  },
+  servers: [{ url: '/' }],
+  security: [{ apiKey: [] }],
+  paths: {
+    '/api/tasks': {
+      post: {
+        operationId: 'createTask',
+        summary: 'Create an image-resize task (CREATED; run it with POST /api/tasks/{id}/run)',
+        requestBody: {
+          required: true,
+          content: {
+            'multipart/form-data': {
+              schema: {
+                type: 'object',
+                required: ['jobDefinition', 'image'],
+                properties: {
+                  jobDefinition: { type: 'string', enum: ['IMAGE_RESIZE'] },
+                  image: { type: 'string', contentMediaType: 'application/octet-stream', description: 'JPEG, PNG, WebP, AVIF, GIF or TIFF' },
+                  width: { type: 'integer', minimum: 1, maximum: MAX_DIMENSION, description: 'At least one of width and height' },
+                  height: { type: 'integer', minimum: 1, maximum: MAX_DIMENSION },
+                  fit: { type: 'string', enum: RESIZE_FITS.map((f) => f.toLowerCase()), default: 'cover', description: 'Case-insensitive' },
+                  format: { type: 'string', enum: IMAGE_FORMATS.map((f) => f.toLowerCase()), description: "Case-insensitive; default: the source's format" },
+                  quality: { type: 'integer', minimum: 1, maximum: 100 },
+                  withoutEnlargement: { type: 'boolean', default: false },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          '201': {
+            description: 'Created',
+            headers: { Location: { description: 'The new task: /api/tasks/{id}', schema: { type: 'string' } } },
+            content: { 'application/json': { schema: ref('Created') } },
+          },
+          '400': errorBody(
+            ['WrongJobDefinitionValue', 'InvalidInput', 'InvalidImage'],
+            'Unknown jobDefinition, a resize field out of range (`field` names it), or not a supported image',
+          ),
+          '401': common['401'],
+          '413': errorBody(['PayloadTooLarge'], 'The body is over MAX_UPLOAD_BYTES'),
+          '429': errorBody(['TooManyTasks'], "The key's quota of active tasks (MAX_ACTIVE_TASKS_PER_KEY) is full"),
+        },
+      },
+    },
+    '/api/tasks/{id}': {
+      parameters: [taskIdParameter],
+      get: {
+        operationId: 'getTask',
+        summary: 'The task',
+        responses: {
+          '200': { description: 'The task', content: { 'application/json': { schema: ref('Task') } } },
+          ...common,
+        },
+      },
+      delete: {
+        operationId: 'deleteTask',
+        summary: 'Soft delete: status DELETED, images removed (a queued or running job is cancelled). Idempotent.',
+        responses: {
+          '200': { description: 'Deleted', content: { 'application/json': { schema: ref('Deleted') } } },
+          ...common,
+        },
+      },
+    },
+    '/api/tasks/{id}/run': {
+      parameters: [taskIdParameter],
+      post: {
+        operationId: 'runTask',
+        summary: 'CREATED → QUEUED',
+        responses: {
+          '202': { description: 'Queued; the task as it is now', content: { 'application/json': { schema: ref('Task') } } },
+          ...common,
+          '409': errorBody(['InvalidTaskState'], 'The task is not CREATED (`status` says what it is)'),
+        },
+      },
+    },
+    '/api/tasks/{id}/status': {
+      parameters: [taskIdParameter],
+      get: {
+        operationId: 'getTaskStatus',
+        summary: 'Status and progress only',
+        responses: {
+          '200': { description: 'Status', content: { 'application/json': { schema: ref('Status') } } },
+          ...common,
+        },
+      },
+    },
+  },
+  components: {
+    securitySchemes: {
+      apiKey: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer <key> (npm run key -- create <name>)' },
+    },
+    schemas: {
+      TaskId: { type: 'string', format: 'uuid' },
+      TaskStatus: { type: 'string', enum: [...TASK_STATUSES] },
+      Error: {
+        type: 'object',
+        required: ['error', 'message'],
+        properties: {
+          error: { type: 'string', description: 'The error name' },
+          message: { type: 'string' },
+          field: { type: ['string', 'null'], description: 'InvalidInput: the form field at fault' },
+          status: { $ref: '#/components/schemas/TaskStatus', description: 'InvalidTaskState: the task status' },
+          limit: { type: 'integer', description: 'TooManyTasks: the quota' },
+        },
+      },
+      Created: {
+        type: 'object',
+        required: ['id'],
+        additionalProperties: false,
+        properties: { id: ref('TaskId') },
+      },
+      Status: {
+        type: 'object',
+        required: ['id', 'status', 'progress'],
+        additionalProperties: false,
+        properties: { id: ref('TaskId'), status: ref('TaskStatus'), progress: { type: 'number', minimum: 0, maximum: 1 } },
+      },
+      Deleted: {
+        type: 'object',
+        required: ['id', 'status'],
+        additionalProperties: false,
+        properties: { id: ref('TaskId'), status: { const: 'DELETED' } },
+      },
+      ResizeParams: {
+        type: 'object',
+        required: ['width', 'height', 'fit', 'format', 'quality', 'withoutEnlargement'],
+        properties: {
+          width: { type: ['integer', 'null'] },
+          height: { type: ['integer', 'null'] },
+          fit: { type: 'string', enum: [...RESIZE_FITS] },
+          format: { type: 'string', enum: [...IMAGE_FORMATS] },
+          quality: { type: ['integer', 'null'] },
+          withoutEnlargement: { type: 'boolean' },
+        },
+      },
+      Task: {
+        type: 'object',
+        additionalProperties: false,
+        required: [
+          'id', 'status', 'jobDefinition', 'resize', 'resultOfJob', 'resultUrl', 'error', 'progress',
+          'attempts', 'version', 'createdAt', 'updatedAt', 'startedAt', 'finishedAt',
+        ],
+        properties: {
+          id: ref('TaskId'),
+          status: ref('TaskStatus'),
+          jobDefinition: { type: 'string', enum: ['IMAGE_RESIZE'] },
+          resize: ref('ResizeParams'),
+          resultOfJob: { description: 'The result image id, when DONE', ...nullable(ref('TaskId')) },
+          resultUrl: {
+            description: 'Signed, expiring URL (absolute path) of the result bytes, when DONE; works without headers',
+            ...nullable({ type: 'string', pattern: '^/images/' }),
+          },
+          error: { description: 'Why it FAILED', ...nullable({ type: 'string' }) },
+          progress: { type: 'number', minimum: 0, maximum: 1 },
+          attempts: { type: 'integer', minimum: 0 },
+          version: { type: 'integer', minimum: 1 },
+          createdAt: dateTime,
+          updatedAt: dateTime,
+          startedAt: nullable(dateTime),
+          finishedAt: nullable(dateTime),
+        },
+      },
+    },
+  },
+} as const;

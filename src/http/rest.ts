@@ -1,0 +1,171 @@
+// The REST facade under /api: the original REST design's routes and status codes over the
+// same task service the GraphQL resolvers call. Handlers only parse the request, call the
+// service and map its result or typed error to a status code; no lifecycle logic here.
+import { config } from '../config.ts';
+import { signedImageUrl } from '../image-urls.ts';
+import type { ImageFormat, ResizeFit, ResizeInput, ResizeParams } from '../jobs/image-resize.ts';
+import { log } from '../log.ts';
+import type { JobDefinition } from '../generated/prisma/enums.ts';
+import {
+  InvalidImage,
+  InvalidInput,
+  InvalidTaskState,
+  TaskDoesNotExist,
+  TooManyTasks,
+  WrongTaskIdFormat,
+} from '../tasks/errors.ts';
+import { authenticate, bearerKey, type Caller } from '../tasks/keys.ts';
+import * as tasks from '../tasks/service.ts';
+import type { TaskRow } from '../tasks/service.ts';
+import { openApiDocument } from './openapi.ts';
+
+export const REST_PREFIX = '/api';
+
+const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+  new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
+
+const problem = (status: number, error: string, message: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
+  json(status, { error, message, ...extra }, headers);
+
+/** The REST representation of a task (see the `Task` schema in openapi.ts). */
+export function restTask(task: TaskRow) {
+  const done = task.status === 'DONE' && task.resultImageId !== null;
+  return {
+    id: task.id,
+    status: task.status,
+    jobDefinition: task.jobDefinition,
+    resize: task.params as unknown as ResizeParams,
+    resultOfJob: done ? task.resultImageId : null,
+    resultUrl: done ? signedImageUrl(task.resultImageId!) : null,
+    error: task.error,
+    progress: task.progress,
+    attempts: task.attempts,
+    version: task.version,
+    createdAt: task.createdAt.toISOString(),
+    updatedAt: task.updatedAt.toISOString(),
+    startedAt: task.startedAt?.toISOString() ?? null,
+    finishedAt: task.finishedAt?.toISOString() ?? null,
+  };
+}
+
+/** A typed domain error → its status code and body; anything else is a masked 500. */
+function errorResponse(error: unknown): Response {
+  if (error instanceof WrongTaskIdFormat) return problem(400, 'WrongTaskIdFormat', error.message);
+  if (error instanceof TaskDoesNotExist) return problem(404, 'TaskDoesNotExist', error.message);
+  if (error instanceof InvalidTaskState) return problem(409, 'InvalidTaskState', error.message, { status: error.status });
+  if (error instanceof InvalidInput) {
+    if (error.field === 'jobDefinition') return problem(400, 'WrongJobDefinitionValue', error.message);
+    // The service names resize fields "resize.width"; REST sends them as top-level form fields.
+    return problem(400, 'InvalidInput', error.message, { field: error.field?.replace(/^resize\./, '') ?? null });
+  }
+  if (error instanceof InvalidImage) return problem(400, 'InvalidImage', error.message);
+  if (error instanceof TooManyTasks) return problem(429, 'TooManyTasks', error.message, { limit: error.limit });
+  log.error({ err: error }, 'unexpected error in the REST API');
+  return problem(500, 'InternalError', 'Unexpected error.');
+}
+
+// ---- parsing the multipart form of POST /api/tasks (edge validation only) ----
+
+function field(form: FormData, name: string): string | null {
+  const value = form.get(name);
+  if (value === null) return null;
+  if (typeof value !== 'string') throw new InvalidInput(`${name} must be a plain form field, not a file`, name);
+  return value.trim() === '' ? null : value.trim();
+}
+
+function integerField(form: FormData, name: string): number | null {
+  const value = field(form, name);
+  if (value === null) return null;
+  if (!/^-?\d{1,9}$/.test(value)) throw new InvalidInput(`${name} must be an integer, got "${value.slice(0, 32)}"`, name);
+  return Number(value);
+}
+
+function booleanField(form: FormData, name: string): boolean | null {
+  const value = field(form, name)?.toLowerCase() ?? null;
+  if (value === null) return null;
+  if (value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0') return false;
+  throw new InvalidInput(`${name} must be true or false, got "${value.slice(0, 32)}"`, name);
+}
+
+/** Upper-cased, so `webp` and `WEBP` both work; the service checks the value. */
+function enumField(form: FormData, name: string): string | null {
+  const value = field(form, name)?.toUpperCase() ?? null;
+  return value === 'JPG' ? 'JPEG' : value;
+}
+
+async function createTask(request: Request, caller: Caller): Promise<Response> {
+  const length = Number(request.headers.get('content-length') ?? 0);
+  if (length > config.maxUploadBytes) {
+    return problem(413, 'PayloadTooLarge', `the request body is ${length} bytes, over the limit of ${config.maxUploadBytes} (MAX_UPLOAD_BYTES)`);
+  }
+  if (!/^multipart\/form-data/i.test(request.headers.get('content-type') ?? '')) {
+    throw new InvalidInput('send the task as multipart/form-data (fields jobDefinition, image, width, height, …)', null);
+  }
+  let form: FormData;
+  try {
+    form = await request.formData();
+  } catch {
+    throw new InvalidInput('the multipart body could not be parsed', null);
+  }
+  const image = form.get('image');
+  const resize: ResizeInput = {
+    width: integerField(form, 'width'),
+    height: integerField(form, 'height'),
+    fit: enumField(form, 'fit') as ResizeFit | null,
+    format: enumField(form, 'format') as ImageFormat | null,
+    quality: integerField(form, 'quality'),
+    withoutEnlargement: booleanField(form, 'withoutEnlargement'),
+  };
+  const jobDefinition = (field(form, 'jobDefinition') ?? '') as JobDefinition;
+  if (image === null || typeof image === 'string') throw new InvalidInput('image must be a file part of the form', 'image');
+  const task = await tasks.createTask(caller, {
+    jobDefinition,
+    image: new Uint8Array(await image.arrayBuffer()),
+    resize,
+  });
+  return json(201, { id: task.id }, { location: `${REST_PREFIX}/tasks/${task.id}` });
+}
+
+const methodNotAllowed = (allow: string) =>
+  problem(405, 'MethodNotAllowed', `use ${allow} on this path`, {}, { allow });
+
+/** Handles every request under /api. */
+export async function handleRest(request: Request, url: URL): Promise<Response> {
+  const path = url.pathname.slice(REST_PREFIX.length).replace(/\/+$/, '');
+  const method = request.method;
+  if (path === '/openapi.json') {
+    return method === 'GET' || method === 'HEAD' ? json(200, openApiDocument) : methodNotAllowed('GET');
+  }
+  const route = /^\/tasks(?:\/([^/]+)(\/status|\/run)?)?$/.exec(path);
+  if (!route) return problem(404, 'NotFound', `no such endpoint: ${url.pathname} (see ${REST_PREFIX}/openapi.json)`);
+  const caller = await authenticate(bearerKey(request.headers.get('authorization')));
+  if (!caller) {
+    return problem(401, 'Unauthenticated', 'a valid API key is required: send Authorization: Bearer <key>', {}, { 'www-authenticate': 'Bearer' });
+  }
+  const [, rawId, action] = route;
+  const id = rawId === undefined ? undefined : decodeURIComponent(rawId);
+  try {
+    if (id === undefined) {
+      if (method !== 'POST') return methodNotAllowed('POST');
+      return await createTask(request, caller);
+    }
+    if (action === '/run') {
+      if (method !== 'POST') return methodNotAllowed('POST');
+      return json(202, restTask(await tasks.runTask(caller, id)));
+    }
+    if (action === '/status') {
+      if (method !== 'GET') return methodNotAllowed('GET');
+      const task = await tasks.getTask(caller, id);
+      return json(200, { id: task.id, status: task.status, progress: task.progress });
+    }
+    if (method === 'GET') return json(200, restTask(await tasks.getTask(caller, id)));
+    if (method === 'DELETE') {
+      const task = await tasks.deleteTask(caller, id);
+      return json(200, { id: task.id, status: task.status });
+    }
+    return methodNotAllowed('GET, DELETE');
+  } catch (error) {
+    return errorResponse(error);
+  }
+}

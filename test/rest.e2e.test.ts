@@ -1,0 +1,327 @@
+// The REST facade (/api) against the running service: every status code of the original
+// REST design, each real response validated against the served OpenAPI 3.1 document, and
+// at the end a check that every documented response was actually produced.
+import { randomUUID } from 'node:crypto';
+import { Validator } from '@seriousme/openapi-schema-validator';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import * as ajvFormats from 'ajv-formats';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from './helpers/client.ts';
+import { photo } from './helpers/images.ts';
+import { createInfra, type TestInfra } from './helpers/infra.ts';
+import { startService, type Service } from './helpers/service.ts';
+
+// ajv-formats is CommonJS with a default export; how ESM interop presents it varies.
+const addFormats = ((ajvFormats as { default?: unknown }).default ?? ajvFormats) as (ajv: Ajv2020) => Ajv2020;
+
+const QUOTA = 6;
+const MAX_UPLOAD_BYTES = 256 * 1024;
+
+let infra: TestInfra;
+let service: Service;
+let aliceKey: string;
+let bobKey: string;
+let jpeg: Buffer;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a parsed JSON document
+let doc: any;
+const ajv = new Ajv2020({ strict: false, allErrors: true });
+addFormats(ajv);
+const exercised = new Set<string>();
+const validators = new Map<string, ReturnType<typeof ajv.compile>>();
+
+beforeAll(async () => {
+  infra = await createInfra('rest');
+  [service, jpeg] = await Promise.all([
+    startService(infra, { WORKERS: '1', MAX_ACTIVE_TASKS_PER_KEY: String(QUOTA), MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES) }),
+    photo(800, 600),
+  ]);
+  aliceKey = await infra.createKey('alice');
+  bobKey = await infra.createKey('bob');
+  const response = await fetch(`${service.url}/api/openapi.json`);
+  expect(response.status).toBe(200);
+  doc = await response.json();
+  ajv.addSchema(doc, 'openapi.json');
+});
+
+afterAll(async () => {
+  await service?.stop();
+  await infra?.dispose();
+});
+
+const pointer = (...parts: string[]) => parts.map((p) => encodeURIComponent(p.replace(/~/g, '~0').replace(/\//g, '~1'))).join('/');
+
+interface Reply {
+  status: number;
+  headers: Headers;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON bodies
+  body: any;
+}
+
+/**
+ * One REST call. Its response must be documented for (template, method, status) and its
+ * body must validate against the documented schema.
+ */
+async function call(method: string, template: string, path: string, options: { key?: string | null; body?: BodyInit } = {}): Promise<Reply> {
+  const key = options.key === undefined ? aliceKey : options.key;
+  const response = await fetch(`${service.url}${path}`, {
+    method,
+    headers: key ? { authorization: `Bearer ${key}` } : {},
+    body: options.body,
+  });
+  expect(response.headers.get('content-type')).toBe('application/json');
+  const body = await response.json();
+  const operation = doc.paths[template]?.[method.toLowerCase()];
+  expect(operation, `${method} ${template} is documented`).toBeDefined();
+  expect(operation.responses[String(response.status)], `${method} ${template} → ${response.status} is documented`).toBeDefined();
+  const schemaRef = `openapi.json#/${pointer('paths', template, method.toLowerCase(), 'responses', String(response.status), 'content', 'application/json', 'schema')}`;
+  const validate = validators.get(schemaRef) ?? validators.set(schemaRef, ajv.compile({ $ref: schemaRef })).get(schemaRef)!;
+  expect(validate(body), `${method} ${path} → ${response.status}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body)}`).toBe(true);
+  exercised.add(`${method} ${template} ${response.status}`);
+  return { status: response.status, headers: response.headers, body };
+}
+
+function form(fields: Record<string, string | Blob>): FormData {
+  const data = new FormData();
+  for (const [name, value] of Object.entries(fields)) {
+    if (typeof value === 'string') data.append(name, value);
+    else data.append(name, value, 'upload.jpg');
+  }
+  return data;
+}
+
+const image = (bytes: Uint8Array = jpeg) => new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'image/jpeg' });
+
+async function create(fields: Record<string, string | Blob> = {}, key?: string): Promise<string> {
+  const reply = await call('POST', '/api/tasks', '/api/tasks', {
+    key,
+    body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(), width: '100', ...fields }),
+  });
+  expect(reply.status).toBe(201);
+  return reply.body.id;
+}
+
+describe('the OpenAPI document', () => {
+  it('is a valid OpenAPI 3.1 document', async () => {
+    const validator = new Validator();
+    const result = await validator.validate(structuredClone(doc));
+    expect(result.errors).toBeUndefined();
+    expect(result.valid).toBe(true);
+    expect(validator.version).toBe('3.1');
+  });
+});
+
+describe('REST lifecycle', () => {
+  it('creates, runs, follows, fetches and deletes a task', async () => {
+    const created = await call('POST', '/api/tasks', '/api/tasks', {
+      body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(), width: '320', format: 'webp', quality: '70' }),
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.id;
+    expect(created.body).toEqual({ id });
+    expect(created.headers.get('location')).toBe(`/api/tasks/${id}`);
+
+    const status = await call('GET', '/api/tasks/{id}/status', `/api/tasks/${id}/status`);
+    expect(status).toMatchObject({ status: 200, body: { id, status: 'CREATED', progress: 0 } });
+
+    const fresh = await call('GET', '/api/tasks/{id}', created.headers.get('location')!);
+    expect(fresh.body).toMatchObject({
+      id,
+      status: 'CREATED',
+      jobDefinition: 'IMAGE_RESIZE',
+      resize: { width: 320, height: null, fit: 'COVER', format: 'WEBP', quality: 70, withoutEnlargement: false },
+      resultOfJob: null,
+      resultUrl: null,
+      error: null,
+      startedAt: null,
+    });
+
+    const run = await call('POST', '/api/tasks/{id}/run', `/api/tasks/${id}/run`);
+    expect(run.status).toBe(202);
+    expect(run.body).toMatchObject({ id, status: 'QUEUED' });
+
+    const again = await call('POST', '/api/tasks/{id}/run', `/api/tasks/${id}/run`);
+    expect(again.status).toBe(409);
+    expect(again.body).toMatchObject({ error: 'InvalidTaskState' });
+    expect(['QUEUED', 'RUNNING', 'DONE']).toContain(again.body.status);
+
+    await until(
+      async () => (await call('GET', '/api/tasks/{id}/status', `/api/tasks/${id}/status`)).body,
+      (body) => body.status === 'DONE' || body.status === 'FAILED',
+      60_000,
+      200,
+    );
+    const done = await call('GET', '/api/tasks/{id}', `/api/tasks/${id}`);
+    expect(done.body).toMatchObject({ id, status: 'DONE', progress: 1, error: null });
+    expect(done.body.resultOfJob).toMatch(/^[0-9a-f-]{36}$/);
+    expect(new Date(done.body.finishedAt).getTime()).toBeGreaterThanOrEqual(new Date(done.body.startedAt).getTime());
+    const bytes = await fetch(`${service.url}${done.body.resultUrl}`);
+    expect(bytes.status).toBe(200);
+    expect(bytes.headers.get('content-type')).toBe('image/webp');
+    const meta = await sharp(Buffer.from(await bytes.arrayBuffer())).metadata();
+    expect(meta).toMatchObject({ format: 'webp', width: 320, height: 240 });
+
+    // The same task through GraphQL: one service behind both APIs.
+    const viaGraphql = await fetch(`${service.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${aliceKey}` },
+      body: JSON.stringify({ query: `{ task(id: "${id}") { ... on Task { status resultOfJob } } }` }),
+    });
+    expect((await viaGraphql.json()).data.task).toEqual({ status: 'DONE', resultOfJob: done.body.resultOfJob });
+
+    const deleted = await call('DELETE', '/api/tasks/{id}', `/api/tasks/${id}`);
+    expect(deleted).toMatchObject({ status: 200, body: { id, status: 'DELETED' } });
+    const gone = await call('GET', '/api/tasks/{id}', `/api/tasks/${id}`);
+    expect(gone.body).toMatchObject({ status: 'DELETED', resultOfJob: null, resultUrl: null });
+    expect((await fetch(`${service.url}${done.body.resultUrl}`)).status).toBe(404);
+    const deletedAgain = await call('DELETE', '/api/tasks/{id}', `/api/tasks/${id}`);
+    expect(deletedAgain).toMatchObject({ status: 200, body: { id, status: 'DELETED' } });
+    const runDeleted = await call('POST', '/api/tasks/{id}/run', `/api/tasks/${id}/run`);
+    expect(runDeleted).toMatchObject({ status: 409, body: { error: 'InvalidTaskState', status: 'DELETED' } });
+  });
+
+  it('reports a failed task with its error', async () => {
+    const truncated = jpeg.subarray(0, Math.floor(jpeg.byteLength * 0.5));
+    const id = (await call('POST', '/api/tasks', '/api/tasks', { body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(truncated), width: '50' }) })).body.id;
+    await call('POST', '/api/tasks/{id}/run', `/api/tasks/${id}/run`);
+    const failed = await until(
+      async () => (await call('GET', '/api/tasks/{id}', `/api/tasks/${id}`)).body,
+      (body) => body.status === 'DONE' || body.status === 'FAILED',
+      60_000,
+      200,
+    );
+    expect(failed).toMatchObject({ status: 'FAILED', resultOfJob: null, resultUrl: null });
+    expect(failed.error).toMatch(/image/);
+    await call('DELETE', '/api/tasks/{id}', `/api/tasks/${id}`);
+  });
+});
+
+describe('REST errors', () => {
+  const everyTaskRoute: [string, string, string][] = [
+    ['GET', '/api/tasks/{id}', ''],
+    ['DELETE', '/api/tasks/{id}', ''],
+    ['POST', '/api/tasks/{id}/run', '/run'],
+    ['GET', '/api/tasks/{id}/status', '/status'],
+  ];
+
+  it('400 WrongTaskIdFormat for a malformed id, on every task route', async () => {
+    for (const [method, template, suffix] of everyTaskRoute) {
+      const reply = await call(method, template, `/api/tasks/not-a-uuid${suffix}`);
+      expect(reply.status, `${method} ${template}`).toBe(400);
+      expect(reply.body.error).toBe('WrongTaskIdFormat');
+    }
+  });
+
+  it('404 TaskDoesNotExist for a missing or a foreign task, on every task route', async () => {
+    const foreign = await create({}, bobKey);
+    for (const id of [randomUUID(), foreign]) {
+      for (const [method, template, suffix] of everyTaskRoute) {
+        const reply = await call(method, template, `/api/tasks/${id}${suffix}`);
+        expect(reply.status, `${method} ${template} ${id}`).toBe(404);
+        expect(reply.body.error).toBe('TaskDoesNotExist');
+      }
+    }
+    // Bob's task was untouched by Alice's delete and run.
+    expect((await call('GET', '/api/tasks/{id}/status', `/api/tasks/${foreign}/status`, { key: bobKey })).body.status).toBe('CREATED');
+    await call('DELETE', '/api/tasks/{id}', `/api/tasks/${foreign}`, { key: bobKey });
+  });
+
+  it('401 without a key or with a wrong one, on every route', async () => {
+    const id = randomUUID();
+    for (const key of [null, 'tl_not-a-key']) {
+      for (const [method, template, suffix] of everyTaskRoute) {
+        const reply = await call(method, template, `/api/tasks/${id}${suffix}`, { key });
+        expect(reply.status).toBe(401);
+        expect(reply.body.error).toBe('Unauthenticated');
+        expect(reply.headers.get('www-authenticate')).toBe('Bearer');
+      }
+      const post = await call('POST', '/api/tasks', '/api/tasks', { key, body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(), width: '10' }) });
+      expect(post.status).toBe(401);
+    }
+  });
+
+  it('400 WrongJobDefinitionValue for an unknown or missing job definition', async () => {
+    for (const jobDefinition of ['VIDEO_TRANSCODE', '']) {
+      const reply = await call('POST', '/api/tasks', '/api/tasks', { body: form({ jobDefinition, image: image(), width: '10' }) });
+      expect(reply.status).toBe(400);
+      expect(reply.body.error).toBe('WrongJobDefinitionValue');
+    }
+  });
+
+  it('400 InvalidInput naming the field, for bad resize fields or a missing image', async () => {
+    const cases: [Record<string, string | Blob>, string][] = [
+      [{ width: '0' }, 'width'],
+      [{ width: 'wide' }, 'width'],
+      [{ width: '', height: '' }, 'width'],
+      [{ height: '99999' }, 'height'],
+      [{ quality: '101' }, 'quality'],
+      [{ fit: 'squash' }, 'fit'],
+      [{ format: 'bmp' }, 'format'],
+      [{ withoutEnlargement: 'maybe' }, 'withoutEnlargement'],
+      [{ image: 'not a file' }, 'image'],
+    ];
+    for (const [fields, field] of cases) {
+      const reply = await call('POST', '/api/tasks', '/api/tasks', {
+        body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(), width: '10', ...fields }),
+      });
+      expect(reply.status, JSON.stringify(fields)).toBe(400);
+      expect(reply.body, JSON.stringify(fields)).toMatchObject({ error: 'InvalidInput', field });
+    }
+    const noImage = new FormData();
+    noImage.append('jobDefinition', 'IMAGE_RESIZE');
+    noImage.append('width', '10');
+    expect((await call('POST', '/api/tasks', '/api/tasks', { body: noImage })).body).toMatchObject({ error: 'InvalidInput', field: 'image' });
+    const notMultipart = await call('POST', '/api/tasks', '/api/tasks', { body: JSON.stringify({ jobDefinition: 'IMAGE_RESIZE' }) });
+    expect(notMultipart.body).toMatchObject({ error: 'InvalidInput' });
+  });
+
+  it('400 InvalidImage for bytes that are not a supported image', async () => {
+    for (const bytes of [new TextEncoder().encode('<svg xmlns="http://www.w3.org/2000/svg"/>'), new Uint8Array(0)]) {
+      const reply = await call('POST', '/api/tasks', '/api/tasks', {
+        body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(bytes), width: '10' }),
+      });
+      expect(reply.status).toBe(400);
+      expect(reply.body.error).toBe('InvalidImage');
+    }
+  });
+
+  it('413 PayloadTooLarge for a body over MAX_UPLOAD_BYTES', async () => {
+    const reply = await call('POST', '/api/tasks', '/api/tasks', {
+      body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(new Uint8Array(MAX_UPLOAD_BYTES + 1)), width: '10' }),
+    });
+    expect(reply.status).toBe(413);
+    expect(reply.body.error).toBe('PayloadTooLarge');
+  });
+
+  it('429 TooManyTasks when the key holds its quota of active tasks', async () => {
+    const carol = await infra.createKey('carol');
+    for (let i = 0; i < QUOTA; i++) await create({}, carol);
+    const reply = await call('POST', '/api/tasks', '/api/tasks', { key: carol, body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(), width: '10' }) });
+    expect(reply.status).toBe(429);
+    expect(reply.body).toMatchObject({ error: 'TooManyTasks', limit: QUOTA });
+  });
+
+  it('404 for an unknown endpoint and 405 for a wrong method, in the same error format', async () => {
+    const unknown = await fetch(`${service.url}/api/jobs`, { headers: { authorization: `Bearer ${aliceKey}` } });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toMatchObject({ error: 'NotFound' });
+    const wrong = await fetch(`${service.url}/api/tasks/${randomUUID()}/run`, { headers: { authorization: `Bearer ${aliceKey}` } });
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.get('allow')).toBe('POST');
+    expect(await wrong.json()).toMatchObject({ error: 'MethodNotAllowed' });
+  });
+});
+
+describe('the OpenAPI document, against the service', () => {
+  // Runs last (files run their tests in order): every response the document promises was
+  // produced above, and (by `call`) every response produced was documented.
+  it('documents exactly the responses the service gave', () => {
+    const documented = new Set<string>();
+    for (const [template, item] of Object.entries<Record<string, { responses?: Record<string, unknown> }>>(doc.paths)) {
+      for (const [method, operation] of Object.entries(item)) {
+        for (const status of Object.keys(operation.responses ?? {})) documented.add(`${method.toUpperCase()} ${template} ${status}`);
+      }
+    }
+    expect([...exercised].sort()).toEqual([...documented].sort());
+  });
+});
