@@ -89,6 +89,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     reconcileIntervalMs: read(env, 'RECONCILE_INTERVAL_MS', integer(100), 1000),
     /** SHUTDOWN_GRACE_MS (20000): how long SIGTERM waits for in-flight work before forcing. */
     shutdownGraceMs: read(env, 'SHUTDOWN_GRACE_MS', integer(0), 20_000),
+    /** METRICS_PUSH_INTERVAL_MS (5000): how often each process writes its metrics to Redis for /metrics to merge. */
+    metricsPushIntervalMs: read(env, 'METRICS_PUSH_INTERVAL_MS', integer(100, 600_000), 5000),
     /** LOG_LEVEL (info): fatal, error, warn, info, debug, trace or silent. */
     logLevel: read(env, 'LOG_LEVEL', oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const), 'info'),
     /** NODE_ENV (development): production hides schema hints (suggestions, introspection). */

@@ -7,6 +7,7 @@ import { config } from '../src/config.ts';
 import { prisma } from '../src/db.ts';
 import type { ResizeParams } from '../src/jobs/image-resize.ts';
 import { log } from '../src/log.ts';
+import { jobDuration, queueWait, startMetricsPush } from '../src/metrics.ts';
 import { closeRedis, taskQueue } from '../src/redis.ts';
 import { publishChange } from '../src/tasks/events.ts';
 import { retryDelayMs } from '../src/tasks/lifecycle.ts';
@@ -34,6 +35,13 @@ export async function runJob(taskId: string): Promise<void> {
     return;
   }
   const attempt = task.attempts;
+  const endTimer = jobDuration.startTimer({ job_definition: task.jobDefinition });
+  let outcome = 'stopped';
+  // Both instants are PostgreSQL's clock: the QUEUED event and the claim (updatedAt).
+  void store
+    .lastQueuedAt(taskId)
+    .then((at) => at && queueWait.observe({ job_definition: task.jobDefinition }, Math.max(0, task.updatedAt.getTime() - at.getTime()) / 1000))
+    .catch((error) => log.debug({ taskId, err: (error as Error).message }, 'queue wait not measured'));
   const abort = new AbortController();
   inFlight.set(taskId, { attempt, abort });
   const started = performance.now();
@@ -66,6 +74,7 @@ export async function runJob(taskId: string): Promise<void> {
       : null;
     if (!source) {
       await publish(await store.fail(taskId, 'the source image is gone', attempt));
+      outcome = 'failed';
       return;
     }
     await progress(0.05);
@@ -76,6 +85,7 @@ export async function runJob(taskId: string): Promise<void> {
     await progress(0.9); // stored next
     const done = await publish(await store.complete(taskId, attempt, result));
     const ms = Math.round(performance.now() - started);
+    outcome = done ? 'done' : 'discarded';
     if (done) log.info({ taskId, attempt, ms, bytes: result.data.byteLength }, 'job done');
     else log.info({ taskId, attempt }, 'job result discarded: the task was deleted or taken over meanwhile');
   } catch (error) {
@@ -84,9 +94,11 @@ export async function runJob(taskId: string): Promise<void> {
       log.info({ taskId, attempt }, 'job stopped: this delivery no longer owns the task');
     } else if (shuttingDown && abort.signal.aborted) {
       await publish(await store.handBack(taskId, attempt));
+      outcome = 'handed_back';
       log.info({ taskId, attempt }, 'job handed back for shutdown');
     } else if (error instanceof PermanentJobError || error instanceof JobTimedOut) {
       await publish(await store.fail(taskId, message, attempt));
+      outcome = 'failed';
       log.warn({ taskId, attempt, err: message }, 'job failed');
     } else {
       // Transient (executor crash, lost connection): retry with backoff, up to MAX_ATTEMPTS.
@@ -96,9 +108,11 @@ export async function runJob(taskId: string): Promise<void> {
           ? await store.fail(taskId, `gave up after ${attempt} attempts: ${reason}`, attempt)
           : await store.retryLater(taskId, attempt, reason, retryDelayMs(attempt));
       await publish(task);
+      outcome = task?.status === 'FAILED' ? 'failed' : 'retried';
       log.warn({ taskId, attempt, err: message, status: task?.status }, 'job attempt failed');
     }
   } finally {
+    endTimer({ outcome });
     clearInterval(heartbeat);
     inFlight.delete(taskId);
   }
@@ -120,6 +134,7 @@ async function main() {
     if (error) log.warn({ err: error.message }, 'stalled-job check failed');
   });
   const stopReconciler = startReconciler();
+  const stopMetrics = startMetricsPush('worker');
   log.info({ concurrency: config.workerConcurrency }, 'worker ready');
 
   const shutdown = async (signal: string) => {
@@ -133,6 +148,7 @@ async function main() {
     await queue.close(config.shutdownGraceMs + 2000).catch(() => {});
     clearTimeout(forceAfter);
     await stopReconciler();
+    await stopMetrics();
     pool?.close();
     await closeRedis();
     await prisma.$disconnect();

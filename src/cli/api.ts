@@ -6,6 +6,7 @@ import { prisma } from '../db.ts';
 import { startApiServer } from '../http/server.ts';
 import { loadSigningSecret } from '../image-urls.ts';
 import { log } from '../log.ts';
+import { startMetricsPush } from '../metrics.ts';
 import { migrate } from '../migrate.ts';
 import { closeRedis } from '../redis.ts';
 
@@ -14,6 +15,7 @@ async function main() {
   if (applied.length) log.info({ applied }, 'migrations applied');
   await loadSigningSecret();
   const api = await startApiServer(config.port, config.host);
+  const stopMetrics = startMetricsPush('api');
   log.info({ port: api.port, host: config.host }, `api listening on http://${config.host}:${api.port}/graphql`);
 
   let stopping = false;
@@ -22,6 +24,7 @@ async function main() {
     stopping = true;
     log.info({ signal }, 'api shutting down');
     await api.close(config.shutdownGraceMs);
+    await stopMetrics();
     await closeRedis();
     await prisma.$disconnect();
     process.exit(0);

@@ -8,7 +8,14 @@ import type { ImageFormat, ResizeParams } from '../jobs/image-resize.ts';
 import { prisma } from '../db.ts';
 import { Prisma, type Task } from '../generated/prisma/client.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
+import { countTransition } from '../metrics.ts';
 import { ACTIVE_STATUSES, TRANSITIONS } from './lifecycle.ts';
+
+/** Every committed transition is counted here, in the process that made it (see src/metrics.ts). */
+function counted(task: TaskRow | undefined): TaskRow | null {
+  if (task) countTransition(task);
+  return task ?? null;
+}
 
 export type TaskRow = Task;
 
@@ -39,7 +46,7 @@ async function transition(
       SELECT "id", "status", ${message}, "version" FROM t
     )
     SELECT * FROM t`;
-  return rows[0] ?? null;
+  return counted(rows[0]);
 }
 
 /**
@@ -86,7 +93,9 @@ export async function insertTask(input: {
       )
       SELECT * FROM t`,
   ]);
-  return (rows as TaskRow[])[0] ?? null;
+  const task = (rows as TaskRow[])[0];
+  if (task && input.run) countTransition({ status: 'CREATED', jobDefinition: task.jobDefinition });
+  return counted(task);
 }
 
 export function markQueued(id: string, ownerId: string): Promise<TaskRow | null> {
@@ -144,7 +153,7 @@ export async function complete(id: string, attempt: number, result: NewImage): P
       SELECT "id", "status", 'done', "version" FROM t
     )
     SELECT * FROM t`;
-  return rows[0] ?? null;
+  return counted(rows[0]);
 }
 
 /** → FAILED with a reason. With `attempt`, only if that delivery still owns the task. */
@@ -194,11 +203,21 @@ export async function markDeleted(id: string, ownerId: string): Promise<TaskRow 
       SELECT "id", "status", 'deleted', "version" FROM t
     )
     SELECT * FROM t`;
-  return rows[0] ?? null;
+  return counted(rows[0]);
 }
 
 export function findTask(id: string, ownerId?: string) {
   return prisma.task.findFirst({ where: ownerId === undefined ? { id } : { id, ownerId } });
+}
+
+/** When the task last entered QUEUED (its latest QUEUED event), for the queue-wait metric. */
+export async function lastQueuedAt(id: string): Promise<Date | null> {
+  const event = await prisma.taskEvent.findFirst({
+    where: { taskId: id, status: 'QUEUED' },
+    orderBy: { id: 'desc' },
+    select: { at: true },
+  });
+  return event?.at ?? null;
 }
 
 /** RUNNING tasks whose worker stopped renewing its lease. */

@@ -1,0 +1,127 @@
+// /metrics (Prometheus text format) and the yoga plugins that time HTTP requests and
+// GraphQL operations and count open subscriptions. What the metrics are and how the
+// workers' reach this endpoint: src/metrics.ts.
+import { Kind, type DocumentNode, type OperationDefinitionNode } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import client from 'prom-client';
+import { prisma } from '../db.ts';
+import { log } from '../log.ts';
+import { activeSubscriptions, clusterRegistry, graphqlDuration, httpDuration } from '../metrics.ts';
+import { queueCounts } from '../tasks/queue.ts';
+
+/** Measured at scrape time from the shared stores, so the same from every API process. */
+const sharedState = new client.Registry();
+new client.Gauge({
+  name: 'tasklane_queue_jobs',
+  help: 'Jobs on the Redis queue, by state (waiting, active, delayed)',
+  labelNames: ['state'] as const,
+  registers: [sharedState],
+  async collect() {
+    this.reset();
+    try {
+      const counts = await queueCounts();
+      for (const [state, count] of Object.entries(counts)) this.set({ state }, count);
+    } catch (error) {
+      log.warn({ err: (error as Error).message }, 'metrics: queue depth unavailable');
+    }
+  },
+});
+new client.Gauge({
+  name: 'tasklane_tasks',
+  help: 'Tasks in PostgreSQL, by status and job definition (one GROUP BY per scrape)',
+  labelNames: ['status', 'job_definition'] as const,
+  registers: [sharedState],
+  async collect() {
+    this.reset();
+    try {
+      const rows = await prisma.$queryRaw<{ status: string; jobDefinition: string; count: number }[]>`
+        SELECT "status"::text, "jobDefinition"::text, count(*)::int AS "count" FROM "Task" GROUP BY 1, 2`;
+      for (const row of rows) this.set({ status: row.status, job_definition: row.jobDefinition }, row.count);
+    } catch (error) {
+      log.warn({ err: (error as Error).message }, 'metrics: task counts unavailable');
+    }
+  },
+});
+
+/** This API process's own runtime (CPU, memory, event loop); not merged across processes. */
+const processRuntime = new client.Registry();
+client.collectDefaultMetrics({ register: processRuntime });
+
+export async function metrics(request: Request): Promise<Response> {
+  if (request.method !== 'GET' && request.method !== 'HEAD') {
+    return new Response('method not allowed\n', { status: 405, headers: { allow: 'GET, HEAD' } });
+  }
+  const merged = await clusterRegistry('api');
+  const body = (await Promise.all([merged.metrics(), sharedState.metrics(), processRuntime.metrics()])).join('\n');
+  return new Response(body, { status: 200, headers: { 'content-type': client.Registry.PROMETHEUS_CONTENT_TYPE } });
+}
+
+/** A bounded route label: ids become `:id`, unknown paths `other`. */
+export function routeLabel(pathname: string): string {
+  if (pathname === '/graphql' || pathname === '/metrics' || pathname === '/health' || pathname === '/ready') return pathname;
+  if (pathname.startsWith('/images/')) return '/images/:id';
+  if (pathname === '/dashboard' || pathname.startsWith('/dashboard/')) return '/dashboard';
+  if (pathname === '/api/openapi.json' || pathname === '/api/tasks') return pathname;
+  const task = /^\/api\/tasks\/[^/]+(\/run|\/status)?\/?$/.exec(pathname);
+  if (task) return `/api/tasks/:id${task[1] ?? ''}`;
+  return 'other';
+}
+
+/** Times every request; must come first among the plugins (an earlier endResponse skips later onRequest hooks). */
+export function httpMetricsPlugin(): Plugin {
+  const started = new WeakMap<Request, { at: number; route: string }>();
+  return {
+    onRequest({ request, url }) {
+      started.set(request, { at: performance.now(), route: routeLabel(url.pathname) });
+    },
+    onResponse({ request, response }) {
+      const start = started.get(request);
+      if (!start) return;
+      httpDuration.observe(
+        { method: request.method, route: start.route, status: String(response.status) },
+        (performance.now() - start.at) / 1000,
+      );
+    },
+  };
+}
+
+function operationOf(document: DocumentNode, name: string | null | undefined): { type: string; field: string } {
+  const operation = document.definitions.find(
+    (d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION && (!name || d.name?.value === name),
+  );
+  const first = operation?.selectionSet.selections.find((s) => s.kind === Kind.FIELD);
+  // Root field names are bounded by the schema, unlike client-chosen operation names.
+  return { type: operation?.operation ?? 'unknown', field: first && first.kind === Kind.FIELD ? first.name.value : 'unknown' };
+}
+
+/** GraphQL execution times and the open subscriptions gauge. */
+export function graphqlMetricsPlugin(): Plugin {
+  return {
+    onExecute({ args }) {
+      const at = performance.now();
+      const { type, field } = operationOf(args.document, args.operationName);
+      return {
+        onExecuteDone() {
+          graphqlDuration.observe({ operation_type: type, field }, (performance.now() - at) / 1000);
+        },
+      };
+    },
+    onSubscribe({ args }) {
+      const { field } = operationOf(args.document, args.operationName);
+      return {
+        onSubscribeResult({ result }) {
+          if (!(Symbol.asyncIterator in Object(result))) return; // refused before streaming
+          activeSubscriptions.inc({ field });
+          let ended = false;
+          return {
+            onEnd() {
+              if (ended) return;
+              ended = true;
+              activeSubscriptions.dec({ field });
+            },
+          };
+        },
+      };
+    },
+  };
+}
