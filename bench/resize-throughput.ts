@@ -1,0 +1,107 @@
+// (a) Resize throughput: K photos (2725x2225 JPEG → 720 px JPEG q80) uploaded through the
+// API and run to DONE by `npm start` with its default workers, against raw sharp doing the
+// same K resizes with every core and nothing around it. Target: ≥ 0.9× raw.
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { GraphQLClient } from './lib/client.ts';
+import { photo } from './lib/images.ts';
+import { cpuByRole, createInfra, diffRoles, ROOT, serverCpuMs, sleep, startService } from './lib/infra.ts';
+import type { BenchOptions, BenchResult } from './lib/report.ts';
+import { pool, round } from './lib/stats.ts';
+
+interface RawRun {
+  ms: number;
+  opsPerSec: number;
+  cpuMs: number;
+  peakRssMiB: number;
+}
+
+function rawSharp(file: string, count: number, concurrency: number): RawRun {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', 'bench/raw-sharp.ts', file, String(count), String(concurrency)], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
+  return JSON.parse(out.trim().split('\n').at(-1)!);
+}
+
+export async function resizeThroughput(options: BenchOptions): Promise<BenchResult> {
+  const count = options.quick ? 16 : 300;
+  const image = await photo(2725, 2225, 1);
+  const file = path.join(options.workDir, 'photo-2725x2225.jpg');
+  writeFileSync(file, image);
+
+  // Baseline: the best of one image per core and two per core in one process.
+  options.log(`raw sharp: ${count} resizes`);
+  const raws = [options.cores, options.cores * 2].map((concurrency) => ({ concurrency, ...rawSharp(file, count, concurrency) }));
+  const raw = raws.reduce((best, run) => (run.opsPerSec > best.opsPerSec ? run : best));
+
+  const infra = await createInfra('resize');
+  const service = await startService(infra, {}, options.profile ? ['--cpu-prof', `--cpu-prof-dir=${options.workDir}/profiles/resize`] : []);
+  try {
+    const client = new GraphQLClient(service.url, await infra.createKey('bench'));
+    // Warm-up outside the measurement: the first request compiles resolvers, loads codecs.
+    for (let i = 0; i < 2; i++) await client.createTask(image, { width: 720, quality: 80 }, true);
+    await waitDone(infra, 2);
+    options.log(`tasklane: ${count} tasks through the API`);
+    const cpuBefore = cpuByRole(service.pid);
+    const serversBefore = serverCpuMs();
+    const t0 = Date.now();
+    // Uploads are sent as fast as the API takes them (2 per core in flight).
+    await pool(Array.from({ length: count }), options.cores * 2, () => client.createTask(image, { width: 720, quality: 80 }, true));
+    const uploadedMs = Date.now() - t0;
+    await waitDone(infra, count + 2);
+    const [{ last }] = await infra.sql<{ last: Date }>(`SELECT max("finishedAt") AS last FROM "Task"`);
+    const cpu = diffRoles(cpuByRole(service.pid), cpuBefore);
+    const serversAfter = serverCpuMs();
+    const ms = last.getTime() - t0;
+    const opsPerSec = (count / ms) * 1000;
+    const ratio = opsPerSec / raw.opsPerSec;
+    const [{ failed }] = await infra.sql<{ failed: string }>(`SELECT count(*) AS failed FROM "Task" WHERE "status" <> 'DONE'`);
+    const cpuPerTask = Object.fromEntries(Object.entries(cpu).map(([role, total]) => [role, round(total / count)]));
+    const notes: string[] = [];
+    if (ratio < 0.9) {
+      notes.push(
+        `end-to-end is ${round(ratio)}× raw (target 0.9×): per task the product spent ${JSON.stringify(cpuPerTask)} CPU ms ` +
+          `by process, PostgreSQL ${round((serversAfter.postgres - serversBefore.postgres) / count)} ms, against ${round(raw.cpuMs / count)} ms for raw sharp`,
+      );
+    }
+    return {
+      id: 'a',
+      title: 'Resize throughput (2725x2225 JPEG → 720 px JPEG q80)',
+      rows: [
+        { metric: `${count} tasks, uploads → DONE`, tasklane: round(opsPerSec, 1), baseline: round(raw.opsPerSec, 1), ratio: round(ratio), unit: 'images/s', target: '≥ 0.9× raw', met: ratio >= 0.9 && Number(failed) === 0 },
+        { metric: 'CPU per image (all our processes)', tasklane: round(Object.values(cpu).reduce((a, b) => a + b, 0) / count, 1), baseline: round(raw.cpuMs / count, 1), unit: 'ms' },
+      ],
+      details: {
+        count,
+        imageBytes: image.byteLength,
+        raw: raws,
+        tasklane: {
+          ms,
+          uploadedMs,
+          opsPerSec,
+          notDone: Number(failed),
+          cpuMsPerTaskByProcess: cpuPerTask,
+          postgresCpuMsPerTask: (serversAfter.postgres - serversBefore.postgres) / count,
+          redisCpuMsPerTask: (serversAfter.redis - serversBefore.redis) / count,
+        },
+      },
+      notes,
+    };
+  } finally {
+    await service.stop();
+    await infra.dispose();
+  }
+}
+
+/** Polls the database (not the API: the probe must not load what it measures). */
+export async function waitDone(infra: { sql: (text: string) => Promise<any[]> }, count: number, timeoutMs = 300_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [{ finished }] = await infra.sql(`SELECT count(*)::int AS finished FROM "Task" WHERE "status" IN ('DONE', 'FAILED')`);
+    if (finished >= count) return;
+    if (Date.now() > deadline) throw new Error(`only ${finished} of ${count} tasks finished in ${timeoutMs} ms`);
+    await sleep(25);
+  }
+}
