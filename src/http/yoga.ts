@@ -10,6 +10,7 @@ import { exposeDomainError } from '../graphql/errors.ts';
 import type { Context } from '../graphql/builder.ts';
 import { log } from '../log.ts';
 import { authenticate, bearerKey } from '../tasks/keys.ts';
+import { dashboard } from './dashboard.ts';
 import { graphqlMetricsPlugin, httpMetricsPlugin, metrics } from './metrics.ts';
 import { handleRest, REST_PREFIX } from './rest.ts';
 import * as routes from './routes.ts';
@@ -27,6 +28,7 @@ const routing: Plugin = {
     if (url.pathname === '/health') return endResponse(routes.health());
     if (url.pathname === '/ready') return endResponse(await routes.ready());
     if (url.pathname === '/metrics') return endResponse(await metrics(request));
+    if (url.pathname === '/dashboard' || url.pathname.startsWith('/dashboard/')) return endResponse(dashboard(request, url));
     if (url.pathname.startsWith('/images/')) return endResponse(await routes.image(request, url));
     // The REST facade checks the upload size itself, answering in its own error format.
     if (url.pathname === REST_PREFIX || url.pathname.startsWith(`${REST_PREFIX}/`)) return endResponse(await handleRest(request, url));

@@ -97,7 +97,14 @@ export interface Service extends RunningProcess {
 /** `npm start` (supervisor + API + workers), resolved once the API listens. */
 export async function startService(infra: TestInfra, extra: Record<string, string> = {}, script: string = SCRIPTS.start): Promise<Service> {
   const proc = startProcess(script, testEnv(infra, extra));
-  const [, port] = await proc.waitFor(/"port":(\d+)[^\n]*api listening/);
+  let port: string;
+  try {
+    // Generous: a loaded machine can take long to compile and start the processes.
+    [, port] = await proc.waitFor(/"port":(\d+)[^\n]*api listening/, 120_000);
+  } catch (error) {
+    await proc.stop(); // never leave a half-started service behind
+    throw error;
+  }
   if (script === SCRIPTS.start) {
     const workers = Number(extra.WORKERS ?? 2);
     for (let i = 0; i < 60 && (proc.output().match(/worker ready/g)?.length ?? 0) < workers; i++) {

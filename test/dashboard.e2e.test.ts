@@ -1,0 +1,149 @@
+// The dashboard in a real browser: Debian's Chromium driven by playwright-core against the
+// running service. A person pastes a key, uploads an image and watches the task reach DONE
+// and its thumbnail appear without reloading; tasks created elsewhere (REST) appear live
+// too, a failed task shows its error, and the delete button deletes.
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { photo } from './helpers/images.ts';
+import { createInfra, type TestInfra } from './helpers/infra.ts';
+import { startService, type Service } from './helpers/service.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+/** Where the screenshot of the finished dashboard goes (kept for the report and README). */
+const SCREENSHOT = process.env.DASHBOARD_SCREENSHOT ?? path.join(os.tmpdir(), 'tasklane-dashboard.png');
+
+let infra: TestInfra;
+let service: Service;
+let key: string;
+let jpeg: Buffer;
+let profile: string;
+let context: BrowserContext;
+let page: Page;
+const consoleErrors: string[] = [];
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
+  infra = await createInfra('dashboard');
+  [service, jpeg] = await Promise.all([startService(infra, { WORKERS: '1' }), photo(1600, 1200)]);
+  key = await infra.createKey('dashboard');
+  profile = mkdtempSync(path.join(os.tmpdir(), 'tasklane-chromium-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-quic',
+      '--no-first-run',
+    ],
+    viewport: { width: 1200, height: 640 },
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
+  page.on('pageerror', (error) => consoleErrors.push(error.message));
+});
+
+afterAll(async () => {
+  await context?.close();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+  await service?.stop();
+  await infra?.dispose();
+});
+
+const row = (status: string) => `tr[data-status="${status}"]`;
+
+describe('the dashboard', () => {
+  it('serves the page with a strict content security policy', async () => {
+    const response = await fetch(`${service.url}/dashboard`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(response.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect((await fetch(`${service.url}/dashboard/nothing.js`)).status).toBe(404);
+  });
+
+  it('refuses a wrong key, then connects with a right one', async () => {
+    await page.goto(`${service.url}/dashboard`);
+    await page.fill('#key', 'tl_wrong');
+    await page.click('#connect button');
+    await page.waitForSelector('#connection[data-state="error"]');
+    expect(await page.textContent('#connection')).toMatch(/API key/);
+    expect(await page.isHidden('#upload')).toBe(true);
+
+    await page.fill('#key', key);
+    await page.click('#connect button');
+    await page.waitForSelector('#connection[data-state="live"]');
+    expect(await page.isVisible('#upload')).toBe(true);
+  });
+
+  it('uploads an image and shows the task reach DONE with its thumbnail, without reloading', async () => {
+    // A marker on the window: it survives only if the page is never reloaded.
+    await page.evaluate(() => ((window as unknown as { marker: number }).marker = 42));
+    await page.setInputFiles('#file', { name: 'photo.jpg', mimeType: 'image/jpeg', buffer: jpeg });
+    await page.fill('#width', '480');
+    await page.selectOption('#format', 'WEBP');
+    await page.click('#upload button[type="submit"]');
+
+    await page.waitForFunction(
+      () => {
+        const img = document.querySelector<HTMLImageElement>('tr[data-status="DONE"] td.result img');
+        return Boolean(img && img.complete && img.naturalWidth > 0);
+      },
+      undefined,
+      { timeout: 60_000 },
+    );
+    const done = page.locator(row('DONE')).first();
+    expect(await done.locator('.percent').textContent()).toBe('100%');
+    expect(await done.locator('td.duration').textContent()).toMatch(/^\d+(\.\d+)? (ms|s)$/);
+    const thumbnail = await done.locator('td.result img').evaluate((img: HTMLImageElement) => ({
+      natural: [img.naturalWidth, img.naturalHeight],
+      shown: img.clientWidth,
+    }));
+    expect(thumbnail.natural).toEqual([480, 360]); // the real result, drawn small
+    expect(thumbnail.shown).toBeLessThanOrEqual(96);
+    const href = await done.locator('td.result a').getAttribute('href');
+    expect(href).toMatch(/^\/images\/[0-9a-f-]{36}\?exp=\d+&sig=/);
+    const full = await fetch(`${service.url}${href}`);
+    expect(full.headers.get('content-type')).toBe('image/webp');
+    expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42);
+  });
+
+  it('shows tasks created elsewhere live, including a failure and its error', async () => {
+    const submit = async (bytes: Uint8Array) => {
+      const form = new FormData();
+      form.append('jobDefinition', 'IMAGE_RESIZE');
+      form.append('width', '200');
+      form.append('image', new Blob([bytes as Uint8Array<ArrayBuffer>]), 'x.jpg');
+      const headers = { authorization: `Bearer ${key}` };
+      const { id } = await (await fetch(`${service.url}/api/tasks`, { method: 'POST', headers, body: form })).json();
+      expect((await fetch(`${service.url}/api/tasks/${id}/run`, { method: 'POST', headers })).status).toBe(202);
+      return id as string;
+    };
+    const good = await submit(jpeg);
+    const bad = await submit(jpeg.subarray(0, Math.floor(jpeg.byteLength / 2)));
+    await page.waitForSelector(`tr[data-task-id="${good}"][data-status="DONE"] td.result img`, { timeout: 60_000 });
+    await page.waitForSelector(`tr[data-task-id="${bad}"][data-status="FAILED"]`, { timeout: 60_000 });
+    expect(await page.textContent(`tr[data-task-id="${bad}"] td.error`)).toMatch(/image/);
+    // Newest first.
+    const order = await page.$$eval('#tasks tbody tr', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.taskId));
+    expect(order.slice(0, 2)).toEqual([bad, good]);
+    expect(await page.evaluate(() => (window as unknown as { marker?: number }).marker)).toBe(42);
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+  });
+
+  it('deletes a task with its button', async () => {
+    const target = page.locator(row('FAILED')).first();
+    const id = await target.getAttribute('data-task-id');
+    await target.locator('button.delete').click();
+    await page.waitForSelector(`tr[data-task-id="${id}"][data-status="DELETED"]`);
+    const status = await (await fetch(`${service.url}/api/tasks/${id}/status`, { headers: { authorization: `Bearer ${key}` } })).json();
+    expect(status.status).toBe('DELETED');
+    // The browser logs the wrong key's 401 as a failed resource; nothing else may fail.
+    expect(consoleErrors.filter((text) => !/status of 401/.test(text))).toEqual([]);
+  });
+});
