@@ -69,6 +69,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     workers: read(env, 'WORKERS', integer(0, 256), os.availableParallelism()),
     /** WORKER_CONCURRENCY (1): images one worker process resizes at once (each in its own executor). */
     workerConcurrency: read(env, 'WORKER_CONCURRENCY', integer(1, 64), 1),
+    /**
+     * WORKER_NICE (10): the scheduling niceness of worker and executor processes (0-19). On a
+     * host shared with an API process, resizing then only gets the CPU the API leaves, so
+     * heavy work does not slow the API's answers (bench/ measures it). 0 = same priority.
+     */
+    workerNice: read(env, 'WORKER_NICE', integer(0, 19), 10),
     /** JOB_TIMEOUT_MS (120000): a job running longer is killed (its executor process) and FAILED. */
     jobTimeoutMs: read(env, 'JOB_TIMEOUT_MS', integer(100), 120_000),
     /** MAX_ATTEMPTS (3): deliveries of one task (crashes, stalls, transient errors) before FAILED. */

@@ -15,6 +15,7 @@ describe('loadConfig', () => {
       maxUploadBytes: 26_214_400,
       maxInputPixels: 50_000_000,
       maxActiveTasksPerKey: 1000,
+      workerNice: 10,
     });
     expect(config.workers).toBeGreaterThanOrEqual(1);
   });
@@ -27,6 +28,7 @@ describe('loadConfig', () => {
     ['REDIS_URL', 'not a url', /REDIS_URL must be a URL/],
     ['REDIS_PREFIX', 'has space', /REDIS_PREFIX must be/],
     ['MAX_ATTEMPTS', '0', /MAX_ATTEMPTS must be between 1 and 100/],
+    ['WORKER_NICE', '20', /WORKER_NICE must be between 0 and 19/],
     ['LOG_LEVEL', 'loud', /LOG_LEVEL must be one of/],
   ])('refuses %s=%s', (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(message);

@@ -3,6 +3,8 @@
 // because every write is fenced by the delivery's attempt number (see src/tasks/store.ts).
 process.title = 'tasklane-worker';
 
+import { readdirSync } from 'node:fs';
+import os from 'node:os';
 import { config } from '../src/config.ts';
 import { prisma } from '../src/db.ts';
 import type { ResizeParams } from '../src/jobs/image-resize.ts';
@@ -29,19 +31,18 @@ async function publish(task: store.TaskRow | null) {
 }
 
 export async function runJob(taskId: string): Promise<void> {
-  const task = await publish(await store.claim(taskId, config.leaseMs));
-  if (!task) {
+  const claimed = await store.claim(taskId, config.leaseMs);
+  if (!claimed) {
     log.debug({ taskId }, 'job skipped: task is not QUEUED (done, deleted or running elsewhere)');
     return;
   }
+  const { task, source } = claimed;
+  await publish(task);
   const attempt = task.attempts;
   const endTimer = jobDuration.startTimer({ job_definition: task.jobDefinition });
   let outcome = 'stopped';
-  // Both instants are PostgreSQL's clock: the QUEUED event and the claim (updatedAt).
-  void store
-    .lastQueuedAt(taskId)
-    .then((at) => at && queueWait.observe({ job_definition: task.jobDefinition }, Math.max(0, task.updatedAt.getTime() - at.getTime()) / 1000))
-    .catch((error) => log.debug({ taskId, err: (error as Error).message }, 'queue wait not measured'));
+  // Both instants are PostgreSQL's clock: entering QUEUED and the claim (updatedAt).
+  queueWait.observe({ job_definition: task.jobDefinition }, Math.max(0, task.updatedAt.getTime() - claimed.queuedAt.getTime()) / 1000);
   const abort = new AbortController();
   inFlight.set(taskId, { attempt, abort });
   const started = performance.now();
@@ -56,7 +57,9 @@ export async function runJob(taskId: string): Promise<void> {
     }
   }, Math.max(200, Math.floor(config.leaseMs / 3)));
 
-  let lastProgressAt = 0;
+  // The claim itself wrote progress 0, so it counts as the last write: a job shorter than
+  // the interval costs no progress writes (and its watchers no extra events) at all.
+  let lastProgressAt = performance.now();
   const progress = async (value: number) => {
     const now = performance.now();
     if (now - lastProgressAt < PROGRESS_INTERVAL_MS && value < 1) return;
@@ -69,9 +72,6 @@ export async function runJob(taskId: string): Promise<void> {
   };
 
   try {
-    const source = task.sourceImageId
-      ? await prisma.image.findUnique({ where: { id: task.sourceImageId }, select: { data: true } })
-      : null;
     if (!source) {
       await publish(await store.fail(taskId, 'the source image is gone', attempt));
       outcome = 'failed';
@@ -79,7 +79,7 @@ export async function runJob(taskId: string): Promise<void> {
     }
     await progress(0.05);
     const result = await executors().run(
-      { bytes: source.data, params: task.params as unknown as ResizeParams, maxInputPixels: config.maxInputPixels },
+      { bytes: source, params: task.params as unknown as ResizeParams, maxInputPixels: config.maxInputPixels },
       { timeoutMs: config.jobTimeoutMs, onProgress: (value) => void progress(value), signal: abort.signal },
     );
     await progress(0.9); // stored next
@@ -124,7 +124,28 @@ export function closeExecutors() {
   pool = undefined;
 }
 
+/**
+ * Lower priority than the API on a shared host: the CPU goes to request handling first,
+ * resizing soaks up the rest. On Linux a nice value belongs to a thread, so every thread
+ * that exists now is set; threads and executor processes started later inherit it.
+ */
+function lowerPriority(nice: number) {
+  try {
+    let threads: number[] = [];
+    try {
+      threads = readdirSync('/proc/self/task').map(Number);
+    } catch {
+      // not Linux: the process priority is all there is
+    }
+    if (threads.length) for (const tid of threads) os.setPriority(tid, nice);
+    else os.setPriority(nice);
+  } catch (error) {
+    log.warn({ err: (error as Error).message }, 'could not set WORKER_NICE');
+  }
+}
+
 async function main() {
+  lowerPriority(config.workerNice);
   const queue = taskQueue('worker');
   queue.process(config.workerConcurrency, async (job) => {
     await runJob(job.data.taskId);
