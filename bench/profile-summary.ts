@@ -20,6 +20,8 @@ const args = process.argv.slice(2);
 const skipMs = Number(args.find((a) => a.startsWith('--skip-ms='))?.split('=')[1] ?? 0);
 const top = Number(args.find((a) => a.startsWith('--top='))?.split('=')[1] ?? 25);
 const files = args.filter((a) => !a.startsWith('--'));
+// --under=name: only samples with a frame of that function on the stack (its self-time breakdown).
+const under = args.find((a) => a.startsWith('--under='))?.split('=')[1];
 
 function where(url: string): string {
   const nm = url.lastIndexOf('node_modules/');
@@ -35,6 +37,11 @@ function where(url: string): string {
 for (const file of files) {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  // Inclusive time of our own functions (src/, worker/) and of a few library entry points.
+  const inclusive = new Map<string, number>();
+  const ours = (url: string) => /\/(src|worker)\//.test(url) && !url.includes('node_modules') && !url.includes('/generated/');
   const self = new Map<string, number>();
   const byPackage = new Map<string, number>();
   let t = 0;
@@ -45,6 +52,11 @@ for (const file of files) {
     t += delta;
     if (t < skipMs) return;
     const node = byId.get(id)!;
+    if (under) {
+      let found = false;
+      for (let at: number | undefined = id; at !== undefined && !found; at = parent.get(at)) found = byId.get(at)!.callFrame.functionName === under;
+      if (!found) return;
+    }
     const { functionName, url, lineNumber } = node.callFrame;
     if (functionName === '(idle)') {
       idle += delta;
@@ -52,6 +64,15 @@ for (const file of files) {
     }
     total += delta;
     const key = `${functionName || '(anonymous)'} ${where(url)}:${lineNumber + 1}`;
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const frame = byId.get(at)!.callFrame;
+      if (!ours(frame.url) || !frame.functionName) continue;
+      const name = `${frame.functionName} ${where(frame.url)}`;
+      if (seen.has(name)) continue;
+      seen.add(name);
+      inclusive.set(name, (inclusive.get(name) ?? 0) + delta);
+    }
     self.set(key, (self.get(key) ?? 0) + delta);
     const pkg = functionName === '(garbage collector)' ? '(gc)' : functionName === '(program)' ? '(program)' : where(url);
     byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + delta);
@@ -59,6 +80,10 @@ for (const file of files) {
   console.log(`\n${file}: ${total.toFixed(0)} ms busy, ${idle.toFixed(0)} ms idle (after ${skipMs} ms)`);
   console.log('  by package/file:');
   for (const [key, ms] of [...byPackage].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
+    console.log(`    ${ms.toFixed(0).padStart(7)} ms ${((ms / total) * 100).toFixed(1).padStart(5)}%  ${key}`);
+  }
+  console.log('  our functions (inclusive, synchronous part only):');
+  for (const [key, ms] of [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
     console.log(`    ${ms.toFixed(0).padStart(7)} ms ${((ms / total) * 100).toFixed(1).padStart(5)}%  ${key}`);
   }
   console.log('  by function (self):');
