@@ -1,0 +1,17 @@
+# Tasklane image: one image for both roles (`npm run api`, `npm run worker`).
+# Not built on our development machines (no Docker engine there); kept minimal.
+FROM node:20-bookworm-slim
+WORKDIR /app
+ENV NODE_ENV=production
+# Dependencies first (cached while the lock file is unchanged). `npm ci` runs our
+# postinstall, which generates the Prisma client from prisma/schema.prisma.
+COPY package.json package-lock.json prisma.config.ts ./
+COPY scripts ./scripts
+COPY prisma ./prisma
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY src ./src
+COPY worker ./worker
+USER node
+EXPOSE 4000
+# Overridden per service in compose.yaml; the API applies pending migrations at start.
+CMD ["npm", "run", "api"]
