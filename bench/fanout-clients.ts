@@ -30,9 +30,9 @@ function document(kind: Kind, taskId: string | null) {
     : { query: `subscription { tasksUpdated { ${FIELDS} } }`, variables: {} };
 }
 
-function received(subscriber: Subscriber, payload: string) {
-  const now = Date.now();
-  const body = JSON.parse(payload) as { data?: Record<Kind, { id: string; status: string; updatedAt: string }> };
+type Payload = { data?: Record<Kind, { id: string; status: string; updatedAt: string }> };
+
+function received(subscriber: Subscriber, now: number, body: Payload) {
   const task = body.data?.[subscriber.kind];
   if (!task) return;
   // The first event of taskUpdated is the state at subscription time (CREATED here), not a
@@ -68,7 +68,7 @@ function openSse(url: string, key: string, kind: Kind, taskId: string | null): P
             buffer = buffer.slice(end + 2);
             if (!message.startsWith('event: next')) continue;
             const data = message.indexOf('data: ');
-            if (data >= 0) received(subscriber, message.slice(data + 6));
+            if (data >= 0) received(subscriber, Date.now(), JSON.parse(message.slice(data + 6)));
           }
         });
         response.on('error', () => {});
@@ -86,10 +86,10 @@ function openWs(url: string, key: string, kind: Kind, taskId: string | null): Pr
     const subscriber: Subscriber = { transport: 'ws', kind, taskId, finals: new Set(), close: () => socket.terminate() };
     socket.on('open', () => socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${key}` } })));
     socket.on('message', (raw) => {
+      const now = Date.now();
       const text = raw.toString();
-      if (text.startsWith('{"type":"next"') || text.includes('"type":"next"')) {
-        const message = JSON.parse(text) as { payload: unknown };
-        received(subscriber, JSON.stringify(message.payload));
+      if (text.includes('"type":"next"')) {
+        received(subscriber, now, (JSON.parse(text) as { payload: Payload }).payload);
       } else if (text.includes('"connection_ack"')) {
         socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: document(kind, taskId) }));
         resolve(subscriber);

@@ -25,8 +25,8 @@ function ask<T = any>(child: import('node:child_process').ChildProcess, message:
 }
 
 export async function fanOut(options: BenchOptions): Promise<BenchResult> {
-  const sizes = options.quick ? [100, 400] : [1000, 5000, 10000];
-  const measuredTasks = options.quick ? 2 : 4;
+  const sizes = process.env.BENCH_D_SIZES ? process.env.BENCH_D_SIZES.split(',').map(Number) : options.quick ? [100, 400] : [1000, 5000, 10000];
+  const measuredTasks = options.quick ? 2 : 3;
   // Each subscriber is one socket in the API and one in the load generator.
   const fdLimit = Number(execSync('ulimit -n', { shell: '/bin/sh', encoding: 'utf8' }).trim());
   const maxSize = Math.max(...sizes);
@@ -61,7 +61,7 @@ export async function fanOut(options: BenchOptions): Promise<BenchResult> {
       const openMs = performance.now() - openedAt;
       // The canary task's DONE reaching every dashboard subscriber says all are live.
       await client.runTask(canary);
-      const canaryWait = await ask(clients.child, { type: 'waitFinal', taskId: canary, timeoutMs: 60_000 });
+      const canaryWait = await ask(clients.child, { type: 'waitFinal', taskId: canary, timeoutMs: 120_000 });
       await sleep(500);
       const after = memoryOf(apiPid);
       options.log(`fan-out ${size}: ${opened.opened} open in ${Math.round(openMs)} ms; running ${measured.length} tasks`);
@@ -70,7 +70,7 @@ export async function fanOut(options: BenchOptions): Promise<BenchResult> {
       const waits: number[] = [];
       for (const id of measured) {
         await client.runTask(id);
-        waits.push((await ask(clients.child, { type: 'waitFinal', taskId: id, timeoutMs: 30_000 })).missing);
+        waits.push((await ask(clients.child, { type: 'waitFinal', taskId: id, timeoutMs: 120_000 })).missing);
         await sleep(200);
       }
       const cpu = diffRoles(cpuByRole(service.pid), cpuBefore);

@@ -62,6 +62,26 @@ function printTable(results: BenchResult[]) {
   for (const result of results) for (const note of result.notes) console.log(`\n(${result.id}) ${note}`);
 }
 
+/** The same table in Markdown, for bench/RESULTS.md. */
+function markdown(results: BenchResult[], info: ReturnType<typeof machine>, totalSeconds: number) {
+  const lines = [
+    `Machine: ${info.cores} cores, ${info.cpuModel}, ${info.memGiB} GiB RAM, Node ${info.node}; commit ${info.commit}; ` +
+      `${new Date().toISOString()}; load average at start ${info.loadavg.map((l) => l.toFixed(2)).join(' ')}; whole run ${totalSeconds.toFixed(0)} s.`,
+    '',
+    '| | figure | Tasklane | baseline | ratio | unit | target | met |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const result of results) {
+    lines.push(`| **${result.id}** | **${result.title}** | | | | | | |`);
+    for (const row of result.rows) {
+      const met = row.met === undefined ? '' : row.met ? 'yes' : '**no**';
+      lines.push(`| | ${row.metric} | ${row.tasklane} | ${row.baseline ?? ''} | ${row.ratio === undefined ? '' : `${row.ratio}×`} | ${row.unit ?? ''} | ${row.target ?? ''} | ${met} |`);
+    }
+  }
+  for (const result of results) for (const note of result.notes) lines.push('', `(${result.id}) ${note}`);
+  return lines.join('\n') + '\n';
+}
+
 async function main() {
   const started = Date.now();
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -97,6 +117,7 @@ async function main() {
   const report = { date: new Date().toISOString(), quick, machine: info, totalSeconds, results, failures };
   writeFileSync(path.join(workDir, 'results.json'), JSON.stringify(report, null, 2));
   writeFileSync(path.join(resultsDir, quick ? 'latest-quick.json' : 'latest.json'), JSON.stringify(report, null, 2));
+  writeFileSync(path.join(workDir, 'results.md'), markdown(results, info, totalSeconds));
   console.log(`\n${results.length} benchmark(s) in ${totalSeconds.toFixed(0)} s; JSON: ${path.relative(ROOT, workDir)}/results.json`);
   for (const failure of failures) console.error(`FAILED ${failure}`);
   process.exit(failures.length ? 1 : 0);

@@ -36,6 +36,9 @@ export function testEnv(infra: TestInfra, extra: Record<string, string> = {}): N
     PORT: '0',
     LOG_LEVEL: 'info',
     WORKERS: '2',
+    // Tests share a busy machine with unrelated CPU-bound processes; lowered-priority
+    // workers would starve behind them. Priority is tested on its own (worker-priority test).
+    WORKER_NICE: '0',
     ...extra,
   };
 }
