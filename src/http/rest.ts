@@ -49,7 +49,7 @@ export function restTask(task: TaskRow) {
 }
 
 /** A typed domain error → its status code and body; anything else is a masked 500. */
-function errorResponse(error: unknown): Response {
+function errorResponse(error: unknown, taskId?: string): Response {
   if (error instanceof WrongTaskIdFormat) return problem(400, 'WrongTaskIdFormat', error.message);
   if (error instanceof TaskDoesNotExist) return problem(404, 'TaskDoesNotExist', error.message);
   if (error instanceof InvalidTaskState) return problem(409, 'InvalidTaskState', error.message, { status: error.status });
@@ -60,7 +60,7 @@ function errorResponse(error: unknown): Response {
   }
   if (error instanceof InvalidImage) return problem(400, 'InvalidImage', error.message);
   if (error instanceof TooManyTasks) return problem(429, 'TooManyTasks', error.message, { limit: error.limit });
-  log.error({ err: error }, 'unexpected error in the REST API');
+  log.error({ err: error, ...(taskId ? { taskId } : {}) }, 'unexpected error in the REST API');
   return problem(500, 'InternalError', 'Unexpected error.');
 }
 
@@ -166,6 +166,6 @@ export async function handleRest(request: Request, url: URL): Promise<Response> 
     }
     return methodNotAllowed('GET, DELETE');
   } catch (error) {
-    return errorResponse(error);
+    return errorResponse(error, id);
   }
 }
