@@ -3,6 +3,7 @@
 // and its thumbnail appear without reloading; tasks created elsewhere (REST) appear live
 // too, a failed task shows its error, and the delete button deletes.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -17,6 +18,8 @@ const SCREENSHOT = process.env.DASHBOARD_SCREENSHOT ?? path.join(os.tmpdir(), 't
 
 let infra: TestInfra;
 let service: Service;
+/** A fixed port, so the service can be restarted where the page's EventSource reconnects. */
+let port: string;
 let key: string;
 let jpeg: Buffer;
 let profile: string;
@@ -27,7 +30,8 @@ const consoleErrors: string[] = [];
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
   infra = await createInfra('dashboard');
-  [service, jpeg] = await Promise.all([startService(infra, { WORKERS: '1' }), photo(1600, 1200)]);
+  port = String(await freePort());
+  [service, jpeg] = await Promise.all([startService(infra, { WORKERS: '1', PORT: port }), photo(1600, 1200)]);
   key = await infra.createKey('dashboard');
   profile = mkdtempSync(path.join(os.tmpdir(), 'tasklane-chromium-'));
   context = await chromium.launchPersistentContext(profile, {
@@ -55,6 +59,28 @@ afterAll(async () => {
   await service?.stop();
   await infra?.dispose();
 });
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function submitByRest(bytes: Uint8Array): Promise<string> {
+  const form = new FormData();
+  form.append('jobDefinition', 'IMAGE_RESIZE');
+  form.append('width', '200');
+  form.append('image', new Blob([bytes as Uint8Array<ArrayBuffer>]), 'x.jpg');
+  const headers = { authorization: `Bearer ${key}` };
+  const { id } = await (await fetch(`${service.url}/api/tasks`, { method: 'POST', headers, body: form })).json();
+  expect((await fetch(`${service.url}/api/tasks/${id}/run`, { method: 'POST', headers })).status).toBe(202);
+  return id as string;
+}
 
 const row = (status: string) => `tr[data-status="${status}"]`;
 
@@ -114,18 +140,8 @@ describe('the dashboard', () => {
   });
 
   it('shows tasks created elsewhere live, including a failure and its error', async () => {
-    const submit = async (bytes: Uint8Array) => {
-      const form = new FormData();
-      form.append('jobDefinition', 'IMAGE_RESIZE');
-      form.append('width', '200');
-      form.append('image', new Blob([bytes as Uint8Array<ArrayBuffer>]), 'x.jpg');
-      const headers = { authorization: `Bearer ${key}` };
-      const { id } = await (await fetch(`${service.url}/api/tasks`, { method: 'POST', headers, body: form })).json();
-      expect((await fetch(`${service.url}/api/tasks/${id}/run`, { method: 'POST', headers })).status).toBe(202);
-      return id as string;
-    };
-    const good = await submit(jpeg);
-    const bad = await submit(jpeg.subarray(0, Math.floor(jpeg.byteLength / 2)));
+    const good = await submitByRest(jpeg);
+    const bad = await submitByRest(jpeg.subarray(0, Math.floor(jpeg.byteLength / 2)));
     await page.waitForSelector(`tr[data-task-id="${good}"][data-status="DONE"] td.result img`, { timeout: 60_000 });
     await page.waitForSelector(`tr[data-task-id="${bad}"][data-status="FAILED"]`, { timeout: 60_000 });
     expect(await page.textContent(`tr[data-task-id="${bad}"] td.error`)).toMatch(/image/);
@@ -146,4 +162,34 @@ describe('the dashboard', () => {
     // The browser logs the wrong key's 401 as a failed resource; nothing else may fail.
     expect(consoleErrors.filter((text) => !/status of 401/.test(text))).toEqual([]);
   });
+
+  it('says why an upload is refused', async () => {
+    await page.setInputFiles('#file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not an image at all') });
+    await page.fill('#width', '100');
+    await page.click('#upload button[type="submit"]');
+    await page.waitForSelector('#upload-message.error');
+    expect(await page.textContent('#upload-message')).toMatch(/^InvalidImage: /);
+  });
+
+  it('reconnects by itself after the API restarts, and catches up', async () => {
+    await page.evaluate(() => ((window as unknown as { restarts: number }).restarts = 1));
+    await service.stop();
+    await page.waitForSelector('#connection:not([data-state="live"])', { timeout: 30_000 });
+    service = await startService(infra, { WORKERS: '1', PORT: port });
+    // Created as soon as the API is back: the page's EventSource may not be reconnected
+    // yet, so this one reaches the page through the re-read on reconnect or the stream.
+    // Node's fetch may still hold a keep-alive socket to the old process, which fails the
+    // first POST with "other side closed" (undici does not retry a POST): try again then.
+    let id: string | undefined;
+    for (let attempt = 1; !id; attempt++) {
+      try {
+        id = await submitByRest(jpeg);
+      } catch (error) {
+        if (attempt >= 3 || (error as { cause?: { code?: string } }).cause?.code !== 'UND_ERR_SOCKET') throw error;
+      }
+    }
+    await page.waitForSelector('#connection[data-state="live"]', { timeout: 60_000 });
+    await page.waitForSelector(`tr[data-task-id="${id}"][data-status="DONE"] td.result img`, { timeout: 60_000 });
+    expect(await page.evaluate(() => (window as unknown as { restarts?: number }).restarts)).toBe(1); // never reloaded
+  }, 300_000); // a restart of every process, on a loaded machine
 });
