@@ -1,6 +1,7 @@
 // The one place that constructs Redis clients: ioredis connections for pub/sub and
 // direct commands, and the bee-queue queue (which brings its own node_redis client).
 // Every key and channel is namespaced by REDIS_PREFIX.
+import { createRequire } from 'node:module';
 import BeeQueue from 'bee-queue';
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import { Redis, type RedisOptions } from 'ioredis';
@@ -8,6 +9,8 @@ import { config } from './config.ts';
 import { log } from './log.ts';
 
 export const QUEUE_NAME = 'tasks';
+/** bee-queue's stall interval; workers check for stalled jobs every half of it. */
+export const STALL_INTERVAL_MS = 3000;
 /** bee-queue's own key prefix; its keys are `${BEE_PREFIX}:${QUEUE_NAME}:…`. */
 export const BEE_PREFIX = `${config.redisPrefix}:bq`;
 
@@ -45,6 +48,27 @@ export function redisPubSub() {
   return pubsub;
 }
 
+// bee-queue loads its Lua scripts once, when the queue first connects, and then only
+// calls EVALSHA: after a Redis restart (which forgets scripts) every queue command would
+// fail with NOSCRIPT for good. We load them again whenever its connection comes back.
+const beeLua = createRequire(import.meta.url)('bee-queue/lib/lua') as { buildCache(client: unknown): Promise<unknown> };
+
+interface NodeRedisClient {
+  on(event: 'ready', listener: () => void): void;
+  send_command(command: string, args: string[], callback?: (error: Error | null) => void): void;
+}
+
+/** Names a bee-queue connection (CLIENT SETNAME) on every (re)connect, so operators and tests can find it. */
+function nameOnEveryConnect(client: NodeRedisClient | null, name: string, onReady?: () => void) {
+  if (!client) return;
+  const apply = () => {
+    client.send_command('CLIENT', ['SETNAME', `${config.redisPrefix}:${name}`], () => {});
+    onReady?.();
+  };
+  apply();
+  client.on('ready', apply);
+}
+
 export type Queue = BeeQueue<{ taskId: string }>;
 const queues = new Map<string, Queue>();
 
@@ -74,11 +98,27 @@ export function taskQueue(role: 'producer' | 'worker'): Queue {
       storeJobs: false,
       removeOnSuccess: true,
       removeOnFailure: true,
-      // A worker that stops renewing its job lock for this long has its job redelivered.
-      stallInterval: 5000,
+      // A job whose worker stopped renewing it (every STALL_INTERVAL_MS / 2) is put back
+      // on the queue by the next stall check, 1-2 intervals after the worker died. That
+      // covers jobs taken from Redis but not yet claimed in PostgreSQL; a task already
+      // RUNNING is recovered through its lease (see reconciler.ts).
+      stallInterval: STALL_INTERVAL_MS,
       activateDelayedJobs: false,
-    });
+      // After a lost connection a worker retries taking jobs after 250 ms, doubling each
+      // time (bee-queue's default starts at 1 s): it is back soon after Redis is.
+      initialRedisFailureRetryDelay: 250,
+    } as BeeQueue.QueueSettings);
     queue.on('error', (error) => log.warn({ err: error.message }, 'queue redis error'));
+    const q = queue as unknown as { client: NodeRedisClient | null; bclient: NodeRedisClient | null };
+    queue
+      .ready()
+      .then(() => {
+        nameOnEveryConnect(q.client, `bq-${role}`, () => {
+          beeLua.buildCache(q.client).catch((error: Error) => log.warn({ err: error.message }, 'could not load queue scripts'));
+        });
+        nameOnEveryConnect(q.bclient, `bq-${role}-blocking`);
+      })
+      .catch((error: Error) => log.warn({ err: error.message }, 'queue failed to connect'));
     queues.set(role, queue);
   }
   return queue;
@@ -88,7 +128,12 @@ export async function closeRedis(): Promise<void> {
   await Promise.allSettled([...queues.values()].map((queue) => queue.close(2000)));
   queues.clear();
   const clients = [commands, pubsub?.publisher, pubsub?.subscriber].filter(Boolean) as Redis[];
-  await Promise.allSettled(clients.map((client) => client.quit()));
+  // QUIT waits for an answer; with Redis down that could be forever, so cut after a second.
+  await Promise.allSettled(
+    clients.map((client) =>
+      Promise.race([client.quit(), new Promise((resolve) => setTimeout(resolve, 1000).unref())]).finally(() => client.disconnect()),
+    ),
+  );
   commands = undefined;
   pubsub = undefined;
 }

@@ -2,9 +2,12 @@
 // timeout has its executor killed (the work really stops) and replaced.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { log } from '../src/log.ts';
 import type { ExecutorMessage, ExecutorRequest } from './executor.ts';
 
 const EXECUTOR = fileURLToPath(new URL('./executor.ts', import.meta.url));
+/** An executor that has not said "ready" this long after its start is given up on. */
+const START_TIMEOUT_MS = 60_000;
 
 export class JobTimedOut extends Error {
   override name = 'JobTimedOut';
@@ -22,6 +25,8 @@ export type JobResult = Extract<ExecutorMessage, { type: 'done' }>;
 
 interface Slot {
   child: ChildProcess;
+  /** Resolves once the child can take a job; rejects if it dies or hangs first. */
+  ready: Promise<void>;
   busy: boolean;
 }
 
@@ -31,12 +36,33 @@ export class ExecutorPool {
   private closed = false;
 
   constructor(size: number) {
-    for (let i = 0; i < size; i++) this.slots.push({ child: this.spawn(), busy: false });
+    for (let i = 0; i < size; i++) {
+      const slot = { busy: false } as Slot;
+      this.spawn(slot);
+      this.slots.push(slot);
+    }
   }
 
-  private spawn(): ChildProcess {
+  private spawn(slot: Slot) {
     // Inherits the parent's execArgv (the TypeScript loader); IPC keeps Buffers binary.
-    return fork(EXECUTOR, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(EXECUTOR, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    slot.child = child;
+    slot.ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => done(new ExecutorCrashed(`the executor did not start in ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
+      const onMessage = (message: ExecutorMessage) => message.type === 'ready' && done(null);
+      const onExit = (code: number | null, signal: string | null) =>
+        done(new ExecutorCrashed(`the executor process died while starting (${signal ?? `exit code ${code}`})`));
+      const done = (error: Error | null) => {
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+        if (error) reject(error);
+        else resolve();
+      };
+      child.on('message', onMessage);
+      child.once('exit', onExit);
+    });
+    slot.ready.catch(() => {}); // observed by the job that needs it
   }
 
   private acquire(): Promise<Slot> {
@@ -54,10 +80,13 @@ export class ExecutorPool {
     else slot.busy = false;
   }
 
-  private replace(slot: Slot) {
-    slot.child.removeAllListeners();
-    slot.child.kill('SIGKILL');
-    if (!this.closed) slot.child = this.spawn();
+  /** Kills the slot's executor (the work stops for real) and starts a fresh one. */
+  private replace(slot: Slot, why: string) {
+    const old = slot.child;
+    old.removeAllListeners();
+    old.kill('SIGKILL');
+    log.info({ executorPid: old.pid, why }, 'executor killed and replaced');
+    if (!this.closed) this.spawn(slot);
   }
 
   /** Runs one job; `signal` aborts it (the executor is killed and replaced). */
@@ -66,8 +95,15 @@ export class ExecutorPool {
     options: { timeoutMs: number; onProgress?: (progress: number, stage: string) => void; signal?: AbortSignal },
   ): Promise<JobResult> {
     const slot = await this.acquire();
-    const { child } = slot;
     try {
+      try {
+        await slot.ready;
+      } catch (error) {
+        this.replace(slot, 'failed to start');
+        throw error;
+      }
+      if (options.signal?.aborted) throw new Error('aborted');
+      const { child } = slot;
       return await new Promise<JobResult>((resolve, reject) => {
         const finish = (error: Error | null, result?: JobResult) => {
           clearTimeout(timer);
@@ -80,18 +116,18 @@ export class ExecutorPool {
         const onMessage = (message: ExecutorMessage) => {
           if (message.type === 'progress') options.onProgress?.(message.progress, message.stage);
           else if (message.type === 'done') finish(null, message);
-          else finish(message.permanent ? new PermanentJobError(message.message) : new ExecutorCrashed(message.message));
+          else if (message.type === 'error') finish(message.permanent ? new PermanentJobError(message.message) : new ExecutorCrashed(message.message));
         };
         const onExit = (code: number | null, signal: string | null) => {
-          this.replace(slot);
+          this.replace(slot, 'died');
           finish(new ExecutorCrashed(`the executor process died (${signal ?? `exit code ${code}`})`));
         };
         const onAbort = () => {
-          this.replace(slot);
+          this.replace(slot, 'job aborted');
           finish(new Error('aborted'));
         };
         const timer = setTimeout(() => {
-          this.replace(slot);
+          this.replace(slot, 'job timed out');
           finish(new JobTimedOut(`timed out after ${options.timeoutMs} ms (JOB_TIMEOUT_MS); the work was stopped`));
         }, options.timeoutMs);
         child.on('message', onMessage);

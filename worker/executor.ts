@@ -2,7 +2,7 @@
 // for real (SIGKILL) on a timeout: libvips' own timeout does not stop every encoder.
 // Speaks a tiny IPC protocol: {bytes, params, maxInputPixels} in; progress, then the
 // result or an error out.
-import { resizeImage, UnsupportedImage, type ResizeParams } from '../src/jobs/image-resize.ts';
+import { InvalidResizeParams, resizeImage, UnsupportedImage, type ResizeParams } from '../src/jobs/image-resize.ts';
 
 process.title = 'tasklane-executor';
 
@@ -13,6 +13,7 @@ export interface ExecutorRequest {
 }
 
 export type ExecutorMessage =
+  | { type: 'ready'; pid: number }
   | { type: 'progress'; stage: string; progress: number }
   | { type: 'done'; data: Uint8Array; format: ResizeParams['format']; width: number; height: number }
   | { type: 'error'; permanent: boolean; message: string };
@@ -27,9 +28,19 @@ process.on('message', async (request: ExecutorRequest) => {
     });
     send({ type: 'done', data: result.data, format: result.format, width: result.width, height: result.height });
   } catch (error) {
-    send({ type: 'error', permanent: error instanceof UnsupportedImage, message: (error as Error).message });
+    // Bad bytes or bad parameters fail the same way every time: never worth a retry.
+    const permanent = error instanceof UnsupportedImage || error instanceof InvalidResizeParams;
+    send({ type: 'error', permanent, message: (error as Error).message });
   }
 });
 
-// The worker owns us: when it goes, we go.
+// The worker owns us: when it goes, we go. Signals meant for the whole process group
+// (Ctrl-C in a terminal, a SIGTERM fan-out) are the worker's to handle: it decides
+// whether the job finishes or is handed back, and kills us if need be.
 process.on('disconnect', () => process.exit(0));
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => {});
+
+// Only now can a job be received: the pool sends nothing before this, so JOB_TIMEOUT_MS
+// never counts our start-up (loading sharp takes a while on a busy machine).
+send({ type: 'ready', pid: process.pid });

@@ -10,7 +10,7 @@ import { prisma } from '../src/db.ts';
 import type { ResizeParams } from '../src/jobs/image-resize.ts';
 import { log } from '../src/log.ts';
 import { jobDuration, queueWait, startMetricsPush } from '../src/metrics.ts';
-import { closeRedis, taskQueue } from '../src/redis.ts';
+import { closeRedis, STALL_INTERVAL_MS, taskQueue } from '../src/redis.ts';
 import { publishChange } from '../src/tasks/events.ts';
 import { retryDelayMs } from '../src/tasks/lifecycle.ts';
 import { startReconciler } from '../src/tasks/reconciler.ts';
@@ -150,9 +150,11 @@ async function main() {
   queue.process(config.workerConcurrency, async (job) => {
     await runJob(job.data.taskId);
   });
-  // Redeliver the jobs of workers that died (stalled: lock not renewed) every 5 s.
-  queue.checkStalledJobs(5000, (error) => {
+  // Put back the jobs of workers that died (stalled: not renewed within STALL_INTERVAL_MS).
+  // Every worker checks, every half interval; a Redis lock makes one check count per interval.
+  queue.checkStalledJobs(STALL_INTERVAL_MS / 2, (error, stalled) => {
     if (error) log.warn({ err: error.message }, 'stalled-job check failed');
+    else if (stalled) log.info({ count: stalled }, 'stalled jobs put back on the queue');
   });
   const stopReconciler = startReconciler();
   const stopMetrics = startMetricsPush('worker');
@@ -166,6 +168,11 @@ async function main() {
       // Grace period over: stop the work and hand the jobs back to the queue.
       for (const job of inFlight.values()) job.abort.abort();
     }, config.shutdownGraceMs);
+    // Whatever hangs (a dead Redis or PostgreSQL), the process is gone soon after the grace.
+    setTimeout(() => {
+      log.warn('shutdown took too long; exiting anyway');
+      process.exit(1);
+    }, config.shutdownGraceMs + 4000).unref();
     await queue.close(config.shutdownGraceMs + 2000).catch(() => {});
     clearTimeout(forceAfter);
     await stopReconciler();

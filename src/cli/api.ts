@@ -23,6 +23,11 @@ async function main() {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'api shutting down');
+    // Whatever hangs (a dead Redis or PostgreSQL), the process is gone soon after the grace.
+    setTimeout(() => {
+      log.warn('shutdown took too long; exiting anyway');
+      process.exit(1);
+    }, config.shutdownGraceMs + 4000).unref();
     await api.close(config.shutdownGraceMs);
     await stopMetrics();
     await closeRedis();

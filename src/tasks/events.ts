@@ -19,6 +19,7 @@ export interface TaskChange {
 
 const ownerTopic = (ownerId: string) => channel(`owner:${ownerId}`);
 const REVOKED_TOPIC = channel('keys-revoked');
+const PUBLISH_TIMEOUT_MS = 1000;
 
 /** Publishes a change; never throws (a lost hint is repaired by resync and re-reads). */
 export async function publishChange(task: TaskRow): Promise<void> {
@@ -29,10 +30,19 @@ export async function publishChange(task: TaskRow): Promise<void> {
     version: task.version,
     progress: task.progress,
   };
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await redisPubSub().engine.publish(ownerTopic(task.ownerId), change);
+    // Bounded: a transition already committed must not wait on a sick Redis.
+    await Promise.race([
+      redisPubSub().engine.publish(ownerTopic(task.ownerId), change),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer from Redis in ${PUBLISH_TIMEOUT_MS} ms`)), PUBLISH_TIMEOUT_MS);
+      }),
+    ]);
   } catch (error) {
     log.warn({ taskId: task.id, err: (error as Error).message }, 'could not publish task change');
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -24,12 +24,19 @@ export async function enqueue(taskId: string): Promise<boolean> {
   }
 }
 
-/** Which of `taskIds` have a job in Redis (waiting, active or delayed). One round trip. */
+/** Which of `taskIds` have a job in Redis (waiting, active or delayed). One round trip; throws if Redis does not answer. */
 export async function jobsPresent(taskIds: string[]): Promise<Set<string>> {
   if (taskIds.length === 0) return new Set();
   const pipeline = redisCommands().pipeline();
   for (const id of taskIds) pipeline.hexists(`${BEE_PREFIX}:${QUEUE_NAME}:jobs`, id);
-  const results = (await pipeline.exec()) ?? [];
+  let timer: NodeJS.Timeout | undefined;
+  const results =
+    (await Promise.race([
+      pipeline.exec(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer from Redis in ${ENQUEUE_TIMEOUT_MS} ms`)), ENQUEUE_TIMEOUT_MS);
+      }),
+    ]).finally(() => clearTimeout(timer))) ?? [];
   const present = new Set<string>();
   results.forEach(([error, exists], i) => {
     if (!error && exists === 1) present.add(taskIds[i]);

@@ -48,6 +48,7 @@ export async function sweep(): Promise<SweepReport | null> {
       for (const id of due) {
         if (present.has(id)) continue;
         if (await enqueue(id)) report.enqueued++;
+        else break; // Redis is unwell: the next sweep tries again, rather than waiting on each task
       }
       if (report.enqueued) log.info({ count: report.enqueued }, 're-enqueued queued tasks missing from Redis');
       return report;

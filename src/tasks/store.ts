@@ -113,13 +113,16 @@ export interface Claim {
 /**
  * QUEUED → RUNNING for one delivery; `attempts` becomes this delivery's fencing token.
  * The same statement returns what the worker needs next — the source bytes and when the
- * task was queued — so a job costs one round trip here, not three.
+ * task was queued — so a job costs one round trip here, not three. A task waiting out its
+ * retry backoff is not claimed (a stray job redelivered early is dropped; the reconciler
+ * enqueues the task when it is due).
  */
 export async function claim(id: string, leaseMs: number): Promise<Claim | null> {
   const rows = await prisma.$queryRaw<(TaskRow & { queuedAt: Date; sourceData: Uint8Array | null })[]>`
     WITH old AS (
       SELECT "id", "updatedAt" AS "queuedAt" FROM "Task"
       WHERE "id" = ${id}::uuid AND "status" = ANY(${statuses(TRANSITIONS.claim.from)})
+        AND ("runAfter" IS NULL OR "runAfter" <= now())
     ), t AS (
       UPDATE "Task" SET "status" = 'RUNNING', "attempts" = "attempts" + 1, "progress" = 0, "runAfter" = NULL,
         "startedAt" = COALESCE("startedAt", now()), "leaseUntil" = now() + ${leaseMs} * interval '1 millisecond',
@@ -241,12 +244,17 @@ export function findExpiredLeases(limit: number) {
     ORDER BY "leaseUntil" LIMIT ${limit}`;
 }
 
-/** QUEUED tasks due to run that have been waiting longer than `olderThanMs`. */
-export function findDueQueued(olderThanMs: number, limit: number) {
+/**
+ * QUEUED tasks that should have a job in Redis by now: retries whose backoff is over
+ * (nobody else enqueues those), and others queued more than `graceMs` ago (their
+ * producer enqueues them; we step in when that failed or Redis forgot).
+ */
+export function findDueQueued(graceMs: number, limit: number) {
   return prisma.$queryRaw<{ id: string }[]>`
     SELECT "id" FROM "Task"
-    WHERE "status" = 'QUEUED' AND ("runAfter" IS NULL OR "runAfter" <= now())
-      AND "updatedAt" < now() - ${olderThanMs} * interval '1 millisecond'
+    WHERE "status" = 'QUEUED'
+      AND CASE WHEN "runAfter" IS NULL THEN "updatedAt" < now() - ${graceMs} * interval '1 millisecond'
+               ELSE "runAfter" <= now() END
     ORDER BY "updatedAt" LIMIT ${limit}`;
 }
 

@@ -1,0 +1,108 @@
+// Fault injection for reliability tests and `npm run chaos`. Every fault is scoped to ONE
+// deployment (its database and REDIS_PREFIX): the PostgreSQL and Redis servers are shared
+// with other deployments and test runs, so nothing here touches anything else.
+import { execFileSync } from 'node:child_process';
+import type { Redis } from 'ioredis';
+import pg from 'pg';
+
+/** Deletes every Redis key of `prefix` (queue, jobs, stall sets): "Redis lost everything". */
+export async function flushPrefix(redis: Redis, prefix: string): Promise<number> {
+  let cursor = '0';
+  let deleted = 0;
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length) deleted += await redis.del(...keys);
+  } while (cursor !== '0');
+  return deleted;
+}
+
+/** CLIENT KILLs every connection named after `prefix` (all of Tasklane's are). */
+export async function killRedisClients(redis: Redis, prefix: string): Promise<number> {
+  const list = (await redis.call('CLIENT', 'LIST')) as string;
+  let killed = 0;
+  for (const line of list.split('\n')) {
+    const fields = Object.fromEntries(line.split(' ').map((pair) => pair.split('=', 2) as [string, string]));
+    if (fields.name?.startsWith(`${prefix}:`)) {
+      killed += Number(await redis.call('CLIENT', 'KILL', 'ID', fields.id));
+    }
+  }
+  return killed;
+}
+
+/** pg_terminate_backend on every other connection to `databaseUrl`'s database. */
+export async function terminateBackends(databaseUrl: string): Promise<number> {
+  const database = decodeURIComponent(new URL(databaseUrl).pathname.slice(1));
+  const admin = new pg.Client({ connectionString: databaseUrl });
+  await admin.connect();
+  try {
+    const { rows } = await admin.query(
+      `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+       WHERE datname = $1 AND pid <> pg_backend_pid()`,
+      [database],
+    );
+    return rows[0].n;
+  } finally {
+    await admin.end();
+  }
+}
+
+/** Pids of the children of `parentPid` whose process title starts with `title`. */
+export function childPids(parentPid: number, title: string): number[] {
+  let out = '';
+  try {
+    out = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(parentPid)]).toString();
+  } catch {
+    return []; // no children
+  }
+  return out
+    .split('\n')
+    .map((line) => line.trim().match(/^(\d+)\s+(.*)$/))
+    .filter((m): m is RegExpMatchArray => m !== null && m[2].startsWith(title))
+    .map((m) => Number(m[1]));
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The pid of the worker that logged "job started" for delivery `attempt` of `taskId`, if it did. */
+export function workerOf(output: string, taskId: string, attempt: number): number | null {
+  const match = output.match(new RegExp(`"pid":(\\d+)[^\\n]*"taskId":"${taskId}","attempt":${attempt},"msg":"job started"`));
+  return match ? Number(match[1]) : null;
+}
+
+export interface TaskFacts {
+  id: string;
+  status: string;
+  attempts: number;
+  error: string | null;
+  resultImageId: string | null;
+  /** Terminal (DONE/FAILED) events recorded for the task: exactly one when all is well. */
+  terminalEvents: number;
+  events: string[];
+}
+
+/** What PostgreSQL says about `ids` (missing ids are simply absent from the map). */
+export async function taskFacts(sql: (text: string, params?: unknown[]) => Promise<Record<string, unknown>[]>, ids: string[]) {
+  const rows = await sql(
+    `SELECT t.id, t.status, t.attempts, t.error, t."resultImageId",
+            (SELECT count(*)::int FROM "TaskEvent" e WHERE e."taskId" = t.id AND e.status IN ('DONE', 'FAILED')) AS "terminalEvents",
+            (SELECT array_agg(e.status::text || coalesce(': ' || e.message, '') ORDER BY e.id) FROM "TaskEvent" e WHERE e."taskId" = t.id) AS events
+     FROM "Task" t WHERE t.id = ANY($1::uuid[])`,
+    [ids],
+  );
+  return new Map(rows.map((row) => [row.id as string, row as unknown as TaskFacts]));
+}
+
+/** Images that no task references any more (a result written by a losing delivery would be one). */
+export async function orphanImages(sql: (text: string) => Promise<Record<string, unknown>[]>): Promise<number> {
+  const [row] = await sql(`SELECT count(*)::int AS n FROM "Image" i WHERE NOT EXISTS (
+    SELECT 1 FROM "Task" t WHERE t."sourceImageId" = i.id OR t."resultImageId" = i.id)`);
+  return row.n as number;
+}

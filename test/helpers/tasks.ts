@@ -1,0 +1,26 @@
+// Submitting tasks through the API the way a client does (multipart createTask, run: true),
+// for the reliability tests and `npm run chaos`.
+import { graphql } from '../gql/index.ts';
+import type { Client } from './client.ts';
+
+const SubmitTask = graphql(`
+  mutation SubmitTask($input: CreateTaskInput!) {
+    createTask(input: $input) {
+      __typename
+      ... on Task { id status }
+      ... on Error { message }
+    }
+  }
+`);
+
+/** Creates and runs a task; resolves with its id, throws with the API's answer otherwise. */
+export async function submit(c: Client, bytes: Uint8Array, resize: Record<string, unknown>): Promise<string> {
+  const response = await c.upload(
+    SubmitTask,
+    { input: { jobDefinition: 'IMAGE_RESIZE', image: null as unknown as File, resize, run: true } },
+    { path: 'variables.input.image', bytes, name: 'photo.jpg', type: 'image/jpeg' },
+  );
+  const task = response.data?.createTask;
+  if (task?.__typename !== 'Task') throw new Error(`createTask failed (HTTP ${response.status}): ${JSON.stringify(response)}`);
+  return task.id;
+}

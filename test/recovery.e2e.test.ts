@@ -1,0 +1,152 @@
+// Reliability, part 1: workers that die, hang or run too long. Real `npm start` processes
+// (supervisor, API, two workers) with short leases so recovery happens within the test;
+// faults are injected from outside (SIGKILL / SIGSTOP by pid), never by test hooks.
+// After each scenario: every task terminal, completed exactly once, nothing lost.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { client, until, type Client } from './helpers/client.ts';
+import { childPids, isAlive, orphanImages, taskFacts, workerOf, type TaskFacts } from './helpers/faults.ts';
+import { photo } from './helpers/images.ts';
+import { createInfra, type TestInfra } from './helpers/infra.ts';
+import { startService, type Service } from './helpers/service.ts';
+import { submit } from './helpers/tasks.ts';
+
+const ENV = { WORKERS: '2', LEASE_MS: '2000', RECONCILE_INTERVAL_MS: '250', LOG_LEVEL: 'info' };
+// An AVIF encode of a noisy 600x600 photo: seconds of work, long enough to be hit mid-job.
+const SLOW = { width: 600, format: 'AVIF' };
+const QUICK = { width: 16 };
+
+let infra: TestInfra;
+let service: Service;
+let alice: Client;
+let slowImage: Buffer;
+let quickImage: Buffer;
+
+beforeAll(async () => {
+  infra = await createInfra('recovery');
+  [service, slowImage, quickImage] = await Promise.all([startService(infra, ENV), photo(600, 600), photo(64, 64)]);
+  alice = client(service.url, await infra.createKey('alice'));
+});
+
+afterAll(async () => {
+  await service?.stop();
+  await infra?.dispose();
+});
+
+const sql = (text: string, params?: unknown[]) => infra.sql(text, params);
+
+/** Waits until every task is DONE or FAILED, then checks the invariants and returns the facts. */
+async function settledExactlyOnce(ids: string[], timeoutMs = 90_000): Promise<Map<string, TaskFacts>> {
+  const facts = await until(
+    () => taskFacts(sql, ids),
+    (map) => ids.every((id) => ['DONE', 'FAILED'].includes(map.get(id)?.status ?? '')),
+    timeoutMs,
+    200,
+  );
+  for (const id of ids) {
+    const task = facts.get(id)!;
+    expect(task, `task ${id} lost`).toBeDefined();
+    expect(task.terminalEvents, `task ${id} completed more than once: ${task.events}`).toBe(1);
+    if (task.status === 'DONE') expect(task.resultImageId).not.toBeNull();
+    else expect(task.error).toBeTruthy();
+  }
+  expect(await orphanImages(sql)).toBe(0);
+  return facts;
+}
+
+/** Waits for delivery `attempt` of `taskId` to start on some worker; returns that worker's pid. */
+async function startedOn(taskId: string, attempt: number): Promise<number> {
+  return until(
+    async () => workerOf(service.output(), taskId, attempt),
+    (pid) => pid !== null,
+    60_000,
+    20,
+  ) as Promise<number>;
+}
+
+describe('a worker killed mid-job', () => {
+  it('has its task picked up again and completed once (kill -9)', async () => {
+    const id = await submit(alice, slowImage, SLOW);
+    const victim = await startedOn(id, 1);
+    process.kill(victim, 'SIGKILL');
+    const facts = await settledExactlyOnce([id]);
+    const task = facts.get(id)!;
+    expect(task.status).toBe('DONE');
+    expect(task.attempts).toBe(2);
+    expect(task.events).toContain('QUEUED: retrying after: the worker was lost (crashed, killed or stalled)');
+    expect(workerOf(service.output(), id, 2)).not.toBe(victim);
+    // The supervisor replaced the dead worker.
+    await until(async () => childPids(service.child.pid!, 'tasklane-worker'), (pids) => pids.length === 2 && !pids.includes(victim));
+  });
+
+  it('fails a poison pill that kills its worker every time after MAX_ATTEMPTS (3), the others unaffected', async () => {
+    const poison = await submit(alice, slowImage, SLOW);
+    const others = await Promise.all([1, 2, 3, 4].map(() => submit(alice, quickImage, QUICK)));
+    for (let attempt = 1; attempt <= 3; attempt++) process.kill(await startedOn(poison, attempt), 'SIGKILL');
+    const facts = await settledExactlyOnce([poison, ...others]);
+    expect(facts.get(poison)).toMatchObject({
+      status: 'FAILED',
+      attempts: 3,
+      error: 'gave up after 3 attempts: the worker was lost (crashed, killed or stalled)',
+    });
+    for (const id of others) expect(facts.get(id)).toMatchObject({ status: 'DONE', attempts: 1 });
+  });
+});
+
+describe('a job delivered twice concurrently', () => {
+  it('keeps only the result of the delivery that owns the task; the other writes nothing', async () => {
+    const id = await submit(alice, slowImage, SLOW);
+    // Freeze the first worker mid-job: its lease runs out, the task is delivered again.
+    const frozen = await startedOn(id, 1);
+    process.kill(frozen, 'SIGSTOP');
+    try {
+      const second = await startedOn(id, 2);
+      expect(second).not.toBe(frozen);
+      await until(() => taskFacts(sql, [id]), (map) => map.get(id)?.status === 'DONE', 90_000, 200);
+    } finally {
+      process.kill(frozen, 'SIGCONT');
+    }
+    // The first delivery wakes up, still believing it runs the task: it must write nothing.
+    await until(
+      async () => service.output(),
+      (out) => new RegExp(`"taskId":"${id}","attempt":1,"msg":"job (stopped|result discarded)`).test(out),
+      60_000,
+    );
+    const facts = await settledExactlyOnce([id]);
+    expect(facts.get(id)).toMatchObject({ status: 'DONE', attempts: 2 });
+    const [{ n }] = await sql(`SELECT count(*)::int AS n FROM "Image" WHERE "ownerId" = 'alice' AND id = $1`, [facts.get(id)!.resultImageId]);
+    expect(n).toBe(1);
+  });
+});
+
+describe('a job longer than JOB_TIMEOUT_MS', () => {
+  let timed: Service;
+  let bob: Client;
+
+  beforeAll(async () => {
+    // A second deployment on the same database, with a short timeout and one worker.
+    await service.stop();
+    timed = await startService(infra, { ...ENV, WORKERS: '1', JOB_TIMEOUT_MS: '1000' });
+    bob = client(timed.url, await infra.createKey('bob'));
+  });
+
+  afterAll(async () => {
+    await timed?.stop();
+  });
+
+  it('is stopped for real, FAILED as timed out without retry, and the worker takes the next task', async () => {
+    // Far more than a second of AVIF encoding (a 1200x1200 noisy photo).
+    const id = await submit(bob, await photo(1200, 1200), { width: 1200, format: 'AVIF', quality: 60 });
+    const facts = await settledExactlyOnce([id]);
+    expect(facts.get(id)).toMatchObject({
+      status: 'FAILED',
+      attempts: 1,
+      error: 'timed out after 1000 ms (JOB_TIMEOUT_MS); the work was stopped',
+    });
+    // The executor process doing the encode was killed, not merely abandoned.
+    const [, pid] = timed.output().match(/"executorPid":(\d+),"why":"job timed out"/)!;
+    expect(isAlive(Number(pid))).toBe(false);
+    // And the (only) worker is free for the next task right away.
+    const next = await submit(bob, quickImage, QUICK);
+    expect((await settledExactlyOnce([next])).get(next)).toMatchObject({ status: 'DONE', attempts: 1 });
+  });
+});
