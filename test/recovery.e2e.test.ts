@@ -2,7 +2,7 @@
 // (supervisor, API, two workers) with short leases so recovery happens within the test;
 // faults are injected from outside (SIGKILL / SIGSTOP by pid), never by test hooks.
 // After each scenario: every task terminal, completed exactly once, nothing lost.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { client, until, type Client } from './helpers/client.ts';
 import { childPids, isAlive, orphanImages, taskFacts, workerOf, type TaskFacts } from './helpers/faults.ts';
 import { photo } from './helpers/images.ts';
@@ -10,9 +10,12 @@ import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { startService, type Service } from './helpers/service.ts';
 import { submit } from './helpers/tasks.ts';
 
+// Slow by design (each scenario waits out leases and real encodes); generous for a busy machine.
+vi.setConfig({ testTimeout: 240_000 });
+
 const ENV = { WORKERS: '2', LEASE_MS: '2000', RECONCILE_INTERVAL_MS: '250', LOG_LEVEL: 'info' };
-// An AVIF encode of a noisy 600x600 photo: seconds of work, long enough to be hit mid-job.
-const SLOW = { width: 600, format: 'AVIF' };
+// An AVIF encode of a noisy 480x480 photo: seconds of work, long enough to be hit mid-job.
+const SLOW = { width: 480, format: 'AVIF' };
 const QUICK = { width: 16 };
 
 let infra: TestInfra;
@@ -23,7 +26,7 @@ let quickImage: Buffer;
 
 beforeAll(async () => {
   infra = await createInfra('recovery');
-  [service, slowImage, quickImage] = await Promise.all([startService(infra, ENV), photo(600, 600), photo(64, 64)]);
+  [service, slowImage, quickImage] = await Promise.all([startService(infra, ENV), photo(480, 480), photo(64, 64)]);
   alice = client(service.url, await infra.createKey('alice'));
 });
 
@@ -35,7 +38,7 @@ afterAll(async () => {
 const sql = (text: string, params?: unknown[]) => infra.sql(text, params);
 
 /** Waits until every task is DONE or FAILED, then checks the invariants and returns the facts. */
-async function settledExactlyOnce(ids: string[], timeoutMs = 90_000): Promise<Map<string, TaskFacts>> {
+async function settledExactlyOnce(ids: string[], timeoutMs = 150_000): Promise<Map<string, TaskFacts>> {
   const facts = await until(
     () => taskFacts(sql, ids),
     (map) => ids.every((id) => ['DONE', 'FAILED'].includes(map.get(id)?.status ?? '')),
@@ -58,7 +61,7 @@ async function startedOn(taskId: string, attempt: number): Promise<number> {
   return until(
     async () => workerOf(service.output(), taskId, attempt),
     (pid) => pid !== null,
-    60_000,
+    120_000,
     20,
   ) as Promise<number>;
 }
@@ -101,7 +104,7 @@ describe('a job delivered twice concurrently', () => {
     try {
       const second = await startedOn(id, 2);
       expect(second).not.toBe(frozen);
-      await until(() => taskFacts(sql, [id]), (map) => map.get(id)?.status === 'DONE', 90_000, 200);
+      await until(() => taskFacts(sql, [id]), (map) => map.get(id)?.status === 'DONE', 150_000, 200);
     } finally {
       process.kill(frozen, 'SIGCONT');
     }
