@@ -11,7 +11,7 @@ import { startService, type Service } from './helpers/service.ts';
 import { submit } from './helpers/tasks.ts';
 
 // Slow by design (each scenario waits out leases and real encodes); generous for a busy machine.
-vi.setConfig({ testTimeout: 240_000 });
+vi.setConfig({ testTimeout: 240_000, hookTimeout: 240_000 });
 
 const ENV = { WORKERS: '2', LEASE_MS: '2000', RECONCILE_INTERVAL_MS: '250', LOG_LEVEL: 'info' };
 // An AVIF encode of a noisy 480x480 photo: seconds of work, long enough to be hit mid-job.
@@ -147,7 +147,7 @@ describe('a job longer than JOB_TIMEOUT_MS', () => {
     });
     // The executor process doing the encode was killed, not merely abandoned.
     const [, pid] = timed.output().match(/"executorPid":(\d+),"why":"job timed out"/)!;
-    expect(isAlive(Number(pid))).toBe(false);
+    await until(async () => isAlive(Number(pid)), (alive) => !alive, 10_000); // reaped by its worker
     // And the (only) worker is free for the next task right away.
     const next = await submit(bob, quickImage, QUICK);
     expect((await settledExactlyOnce([next])).get(next)).toMatchObject({ status: 'DONE', attempts: 1 });
