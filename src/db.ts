@@ -15,3 +15,25 @@ export const prisma = new PrismaClient({
 });
 
 export type Db = typeof prisma;
+
+// What a lost, refused or timed-out connection looks like, at any depth of Prisma's
+// wrapping (Prisma codes, the pg adapter's kinds, PostgreSQL's SQLSTATEs, node's errnos).
+const UNAVAILABLE_CODES = new Set([
+  'P1001', 'P1002', 'P1008', 'P1017', 'P2024', // can't reach, timed out, closed, pool timeout
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH',
+  '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', '53300', // shutdown, connection exceptions, too many
+]);
+const UNAVAILABLE_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections']);
+const UNAVAILABLE_MESSAGE =
+  /Connection terminated|timeout exceeded when trying to connect|Query read timeout|Can't reach database|Server has closed the connection|Connection ended|terminating connection|ECONNREFUSED|ECONNRESET/i;
+
+/** True when `error` says PostgreSQL could not be reached or dropped the connection. */
+export function isDatabaseUnavailable(error: unknown, depth = 0): boolean {
+  if (!error || typeof error !== 'object' || depth > 6) return false;
+  const e = error as Record<string, unknown>;
+  if (typeof e.code === 'string' && UNAVAILABLE_CODES.has(e.code)) return true;
+  if (typeof e.originalCode === 'string' && UNAVAILABLE_CODES.has(e.originalCode)) return true;
+  if (typeof e.kind === 'string' && UNAVAILABLE_KINDS.has(e.kind)) return true;
+  if (typeof e.message === 'string' && UNAVAILABLE_MESSAGE.test(e.message)) return true;
+  return ['cause', 'meta', 'driverAdapterError', 'originalError'].some((key) => isDatabaseUnavailable(e[key], depth + 1));
+}

@@ -8,6 +8,7 @@ import { schema } from '../graphql/index.ts';
 import { createLoaders } from '../graphql/loaders.ts';
 import { exposeDomainError } from '../graphql/errors.ts';
 import type { Context } from '../graphql/builder.ts';
+import { isDatabaseUnavailable } from '../db.ts';
 import { log } from '../log.ts';
 import { authenticate, bearerKey } from '../tasks/keys.ts';
 import { dashboard } from './dashboard.ts';
@@ -58,6 +59,8 @@ const validationIsBadRequest: Plugin = {
   },
 };
 
+export const DATABASE_UNAVAILABLE_MESSAGE = 'the database is unavailable; try again shortly';
+
 export const UNAUTHENTICATED_MESSAGE = 'a valid API key is required: send Authorization: Bearer <key>';
 
 export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
@@ -91,6 +94,14 @@ subscription Dashboard {
       const original = error instanceof GraphQLError ? error.originalError : error;
       const exposed = exposeDomainError(original, error instanceof GraphQLError ? error.path : undefined);
       if (exposed) return exposed;
+      // PostgreSQL down or cut off: say so (503, retry later) instead of "Unexpected error".
+      if (isDatabaseUnavailable(original)) {
+        log.warn({ err: (original as Error)?.message }, 'database unavailable');
+        return new GraphQLError(DATABASE_UNAVAILABLE_MESSAGE, {
+          path: error instanceof GraphQLError ? error.path : undefined,
+          extensions: { code: 'SERVICE_UNAVAILABLE', http: { status: 503, headers: { 'retry-after': '5' } } },
+        });
+      }
       if (!(error instanceof GraphQLError && !error.originalError)) log.error({ err: original }, 'unexpected error');
       return defaultMaskError(error, message, isDev);
     },

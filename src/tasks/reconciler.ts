@@ -17,6 +17,7 @@ const RECONCILER_LOCK_KEY = 72_616_002;
 /** A freshly QUEUED task gets this long to reach Redis the normal way before we step in. */
 const ENQUEUE_GRACE_MS = 2000;
 const BATCH = 500;
+const LOCK_IDLE_TIMEOUT_MS = 5000;
 
 export interface SweepReport {
   retried: number;
@@ -29,6 +30,11 @@ export async function sweep(): Promise<SweepReport | null> {
   // other connections (each transition commits on its own, as always).
   return prisma.$transaction(
     async (tx) => {
+      // A holder that freezes mid-sweep (SIGSTOP, a VM pause, a cut network) must not
+      // keep the lock and so block every recovery: PostgreSQL ends its session when the
+      // transaction sits idle this long. The lock is for efficiency only (every change is
+      // a conditional transition), so a sweep outliving it is harmless.
+      await tx.$executeRawUnsafe(`SET LOCAL idle_in_transaction_session_timeout = '${LOCK_IDLE_TIMEOUT_MS}ms'`);
       const [{ locked }] = await tx.$queryRaw<{ locked: boolean }[]>`SELECT pg_try_advisory_xact_lock(${RECONCILER_LOCK_KEY}) AS locked`;
       if (!locked) return null;
       const report: SweepReport = { retried: 0, failed: 0, enqueued: 0 };

@@ -30,16 +30,16 @@ export async function killRedisClients(redis: Redis, prefix: string): Promise<nu
   return killed;
 }
 
-/** pg_terminate_backend on every other connection to `databaseUrl`'s database. */
-export async function terminateBackends(databaseUrl: string): Promise<number> {
+/** pg_terminate_backend on every connection to `databaseUrl`'s database but ours (`spare` = application_name). */
+export async function terminateBackends(databaseUrl: string, spare = 'tasklane-test'): Promise<number> {
   const database = decodeURIComponent(new URL(databaseUrl).pathname.slice(1));
   const admin = new pg.Client({ connectionString: databaseUrl });
   await admin.connect();
   try {
     const { rows } = await admin.query(
       `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
-       WHERE datname = $1 AND pid <> pg_backend_pid()`,
-      [database],
+       WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> $2`,
+      [database, spare],
     );
     return rows[0].n;
   } finally {
@@ -105,4 +105,44 @@ export async function orphanImages(sql: (text: string) => Promise<Record<string,
   const [row] = await sql(`SELECT count(*)::int AS n FROM "Image" i WHERE NOT EXISTS (
     SELECT 1 FROM "Task" t WHERE t."sourceImageId" = i.id OR t."resultImageId" = i.id)`);
   return row.n as number;
+}
+
+type Sql = (text: string, params?: unknown[]) => Promise<Record<string, unknown>[]>;
+
+export interface Audit {
+  facts: Map<string, TaskFacts>;
+  /** Accepted ids the database does not have. */
+  lost: string[];
+  /** Tasks not DONE or FAILED (yet). */
+  stuck: string[];
+  /** Tasks with more than one DONE/FAILED event, a DONE without result, a FAILED without reason. */
+  duplicates: string[];
+  broken: string[];
+  orphanImages: number;
+}
+
+/** Checks the reliability invariants for `ids` against PostgreSQL. */
+export async function audit(sql: Sql, ids: string[]): Promise<Audit> {
+  const facts = await taskFacts(sql, ids);
+  const result: Audit = { facts, lost: [], stuck: [], duplicates: [], broken: [], orphanImages: await orphanImages(sql) };
+  for (const id of ids) {
+    const task = facts.get(id);
+    if (!task) result.lost.push(id);
+    else if (task.status !== 'DONE' && task.status !== 'FAILED') result.stuck.push(id);
+    else {
+      if (task.terminalEvents > 1) result.duplicates.push(id);
+      if (task.status === 'DONE' ? !task.resultImageId : !task.error) result.broken.push(id);
+    }
+  }
+  return result;
+}
+
+/** Polls until no task of `ids` is stuck (or `timeoutMs` passes); returns the last audit. */
+export async function auditWhenSettled(sql: Sql, ids: string[], timeoutMs: number): Promise<Audit> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const result = await audit(sql, ids);
+    if (result.stuck.length === 0 || Date.now() > deadline) return result;
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }

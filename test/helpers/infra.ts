@@ -5,6 +5,8 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 
 const SERVER_URL = process.env.TEST_POSTGRES_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+/** application_name of the tests' own PostgreSQL connections. */
+export const TEST_APPLICATION_NAME = 'tasklane-test';
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 export interface TestInfra {
@@ -28,7 +30,9 @@ export async function createInfra(label: string): Promise<TestInfra> {
   const url = new URL(SERVER_URL);
   url.pathname = `/${name}`;
   const databaseUrl = url.toString();
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 4 });
+  // Named, so fault injection (pg_terminate_backend) can spare the test's own connections.
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 4, application_name: TEST_APPLICATION_NAME });
+  pool.on('error', () => {}); // an idle connection cut by a test: the pool replaces it
   const redisPrefix = `tltest_${suffix}`;
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 3 });
 

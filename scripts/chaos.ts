@@ -1,0 +1,279 @@
+// `npm run chaos`: a bounded, self-stopping chaos run on this machine. Starts its own
+// deployment (`npm start`: supervisor, API, WORKERS workers) on a fresh database and a fresh
+// REDIS_PREFIX, submits CHAOS_TASKS tasks through the API over CHAOS_SECONDS while injecting
+// faults in turn — SIGKILL a worker mid-job, delete every Redis key of the deployment,
+// CLIENT KILL its Redis connections, pg_terminate_backend its PostgreSQL sessions, restart
+// the whole service (SIGTERM, start again) — then waits for every task to settle and prints
+// what happened. Talks only to 127.0.0.1; removes its database and keys and stops every
+// process it started. Exit code 0 when nothing was lost, stuck or completed twice.
+//
+//   CHAOS_TASKS (60)          tasks to submit
+//   CHAOS_SECONDS (90)        length of the fault phase (one fault every CHAOS_FAULT_EVERY_MS)
+//   CHAOS_FAULT_EVERY_MS (6000)
+//   CHAOS_SETTLE_SECONDS (240) how long to wait for the tasks to settle afterwards
+//   WORKERS (2), and any Tasklane variable (LEASE_MS, …) is passed to the deployment as is.
+import { performance } from 'node:perf_hooks';
+import { client, type Client } from '../test/helpers/client.ts';
+import {
+  auditWhenSettled,
+  childPids,
+  flushPrefix,
+  killRedisClients,
+  terminateBackends,
+  workerOf,
+} from '../test/helpers/faults.ts';
+import { photo } from '../test/helpers/images.ts';
+import { createInfra, type TestInfra } from '../test/helpers/infra.ts';
+import { startService, type Service } from '../test/helpers/service.ts';
+import { submit } from '../test/helpers/tasks.ts';
+
+const int = (name: string, fallback: number) => {
+  const value = Number(process.env[name] ?? fallback);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer`);
+  return value;
+};
+const TASKS = int('CHAOS_TASKS', 60);
+const CHAOS_MS = int('CHAOS_SECONDS', 90) * 1000;
+const FAULT_EVERY_MS = int('CHAOS_FAULT_EVERY_MS', 6000);
+const SETTLE_MS = int('CHAOS_SETTLE_SECONDS', 240) * 1000;
+/** Whatever happens, the run ends (and cleans up) by then. */
+const HARD_LIMIT_MS = CHAOS_MS + SETTLE_MS + 180_000;
+
+type FaultKind = 'kill -9 worker' | 'flush Redis keys' | 'CLIENT KILL' | 'pg_terminate_backend' | 'restart service';
+const FAULTS: FaultKind[] = ['kill -9 worker', 'flush Redis keys', 'CLIENT KILL', 'pg_terminate_backend', 'restart service'];
+
+interface FaultRecord {
+  kind: FaultKind;
+  at: Date;
+  /** Tasks QUEUED or RUNNING (with their attempt) when the fault hit. */
+  inFlight: Map<string, number>;
+  /** For a killed worker: the task it was running, and that delivery's attempt. */
+  victim?: { id: string; attempt: number };
+  note: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const t0 = performance.now();
+const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(1)}s`;
+const say = (message: string) => console.log(`[chaos ${elapsed()}] ${message}`);
+
+let infra: TestInfra | undefined;
+let service: Service | undefined;
+const outputs: (() => string)[] = [];
+
+async function main() {
+  infra = await createInfra('chaos');
+  const sql = (text: string, params?: unknown[]) => infra!.sql(text, params);
+  const env = { WORKERS: process.env.WORKERS ?? '2', LOG_LEVEL: 'info', ...pick(process.env, /^(LEASE_MS|RECONCILE_INTERVAL_MS|SHUTDOWN_GRACE_MS|JOB_TIMEOUT_MS|MAX_ATTEMPTS)$/) };
+  say(`database ${new URL(infra.databaseUrl).pathname.slice(1)}, REDIS_PREFIX ${infra.redisPrefix}, ${TASKS} tasks over ${CHAOS_MS / 1000}s, a fault every ${FAULT_EVERY_MS / 1000}s`);
+  const start = async () => {
+    const s = await startService(infra!, env);
+    outputs.push(s.output);
+    return s;
+  };
+  service = await start();
+  const key = await infra.createKey('chaos');
+  let api: Client = client(service.url, key);
+
+  // The work: mostly photo resizes of a few hundred ms, some AVIF encodes of a few seconds
+  // (so faults find jobs running), and a few broken uploads (a permanent failure).
+  const [jpeg, avifSource] = await Promise.all([photo(1600, 1200), photo(400, 400)]);
+  const broken = jpeg.subarray(0, Math.floor(jpeg.byteLength * 0.5));
+  const kinds = [
+    { bytes: jpeg, resize: { width: 800, format: 'WEBP' } },
+    { bytes: avifSource, resize: { width: 400, format: 'AVIF' } },
+    { bytes: jpeg, resize: { width: 320 } },
+    { bytes: avifSource, resize: { width: 300, format: 'AVIF' } },
+  ];
+
+  const accepted: string[] = [];
+  let refused = 0;
+  let submitting = true;
+  const submitter = (async () => {
+    const every = CHAOS_MS / TASKS;
+    for (let i = 0; i < TASKS; i++) {
+      const due = t0 + 5000 + i * every;
+      if (performance.now() < due) await sleep(due - performance.now());
+      const kind = i % 20 === 19 ? { bytes: broken, resize: { width: 100 } } : kinds[i % kinds.length];
+      // Retry until the API accepts: during a restart it is briefly not there at all.
+      for (;;) {
+        try {
+          accepted.push(await submit(api, kind.bytes, kind.resize));
+          break;
+        } catch {
+          refused++;
+          await sleep(500);
+        }
+      }
+    }
+    submitting = false;
+  })();
+
+  // The faults, in turn, while tasks keep coming.
+  const faults: FaultRecord[] = [];
+  await sleep(5000 + FAULT_EVERY_MS / 2);
+  for (let n = 0; performance.now() - t0 < 5000 + CHAOS_MS; n++) {
+    const kind = FAULTS[n % FAULTS.length];
+    const snapshot = await sql(`SELECT id, attempts FROM "Task" WHERE status IN ('QUEUED', 'RUNNING')`);
+    const record: FaultRecord = {
+      kind,
+      at: new Date(),
+      inFlight: new Map(snapshot.map((row) => [row.id as string, row.attempts as number])),
+      note: '',
+    };
+    switch (kind) {
+      case 'kill -9 worker': {
+        const running = await sql(`SELECT id, attempts FROM "Task" WHERE status = 'RUNNING'`);
+        const workers = childPids(service.child.pid!, 'tasklane-worker');
+        let pid: number | undefined;
+        for (const row of running) {
+          const owner = outputs.map((o) => workerOf(o(), row.id as string, row.attempts as number)).find((p) => p !== null);
+          if (owner && workers.includes(owner)) {
+            pid = owner;
+            record.victim = { id: row.id as string, attempt: row.attempts as number };
+            break;
+          }
+        }
+        pid ??= workers[Math.floor(Math.random() * workers.length)];
+        record.at = new Date();
+        if (pid) process.kill(pid, 'SIGKILL');
+        record.note = record.victim ? `pid ${pid}, running task ${record.victim.id.slice(0, 8)}` : `pid ${pid}, idle`;
+        break;
+      }
+      case 'flush Redis keys':
+        record.note = `${await flushPrefix(infra.redis, infra.redisPrefix)} keys deleted`;
+        break;
+      case 'CLIENT KILL':
+        record.note = `${await killRedisClients(infra.redis, infra.redisPrefix)} connections killed`;
+        break;
+      case 'pg_terminate_backend':
+        record.note = `${await terminateBackends(infra.databaseUrl)} sessions terminated`;
+        break;
+      case 'restart service': {
+        const stopping = performance.now();
+        const code = await service.stop('SIGTERM', 40_000);
+        const stoppedIn = (performance.now() - stopping) / 1000;
+        service = await start();
+        api = client(service.url, key);
+        record.note = `stopped in ${stoppedIn.toFixed(1)}s (exit ${code}), back in ${((performance.now() - stopping) / 1000).toFixed(1)}s`;
+        break;
+      }
+    }
+    faults.push(record);
+    say(`${kind}: ${record.note} (${record.inFlight.size} tasks in flight)`);
+    await sleep(FAULT_EVERY_MS);
+  }
+  say('fault phase over; waiting for the submissions to finish');
+  await submitter;
+  if (submitting) throw new Error('unreachable');
+  say(`${accepted.length} tasks accepted (${refused} submissions refused and retried); waiting for them to settle`);
+  const settleStart = performance.now();
+  const final = await auditWhenSettled(sql, accepted, SETTLE_MS);
+  const settledIn = (performance.now() - settleStart) / 1000;
+
+  // Recovery: per fault, how long until every task in flight at that moment had moved on
+  // (a later delivery started, or it finished); for a killed worker, how long until its
+  // task was picked up again.
+  const events = await sql(`SELECT "taskId" AS id, status::text AS status, at FROM "TaskEvent" ORDER BY id`);
+  const byTask = new Map<string, { status: string; at: Date }[]>();
+  for (const e of events) {
+    const list = byTask.get(e.id as string) ?? [];
+    list.push({ status: e.status as string, at: e.at as Date });
+    byTask.set(e.id as string, list);
+  }
+  const movedOn = (id: string, after: Date) =>
+    byTask.get(id)?.find((e) => e.at > after && ['RUNNING', 'DONE', 'FAILED', 'DELETED'].includes(e.status))?.at;
+  const recovery = faults.map((fault) => {
+    let worst = 0;
+    for (const id of fault.inFlight.keys()) {
+      const at = movedOn(id, fault.at);
+      worst = Math.max(worst, at ? at.getTime() - fault.at.getTime() : Infinity);
+    }
+    const victimAt = fault.victim ? movedOn(fault.victim.id, fault.at) : undefined;
+    return {
+      ...fault,
+      allMovedOnMs: worst,
+      victimPickedUpMs: fault.victim ? (victimAt ? victimAt.getTime() - fault.at.getTime() : Infinity) : undefined,
+    };
+  });
+
+  // The report.
+  const done = [...final.facts.values()].filter((t) => t.status === 'DONE').length;
+  const failedByReason = new Map<string, number>();
+  for (const task of final.facts.values()) {
+    if (task.status !== 'FAILED') continue;
+    const reason = (task.error ?? '').replace(/[0-9a-f-]{36}/g, '…').slice(0, 90);
+    failedByReason.set(reason, (failedByReason.get(reason) ?? 0) + 1);
+  }
+  const retried = [...final.facts.values()].filter((t) => t.attempts > 1).length;
+  const secs = (ms: number | undefined) => (ms === undefined ? '-' : Number.isFinite(ms) ? `${(ms / 1000).toFixed(1)} s` : 'never');
+  const lines: string[] = [];
+  lines.push('| outcome | tasks |', '|---|---|');
+  lines.push(`| submitted (accepted by the API) | ${accepted.length} |`);
+  lines.push(`| DONE | ${done} |`);
+  for (const [reason, count] of failedByReason) lines.push(`| FAILED: ${reason.replace(/\|/g, '\\|')} | ${count} |`);
+  lines.push(`| lost (accepted, not in PostgreSQL) | ${final.lost.length} |`);
+  lines.push(`| stuck (not DONE/FAILED ${(SETTLE_MS / 1000).toFixed(0)} s after the faults) | ${final.stuck.length} |`);
+  lines.push(`| duplicate completions (>1 DONE/FAILED event) | ${final.duplicates.length} |`);
+  lines.push(`| orphaned images | ${final.orphanImages} |`);
+  lines.push(`| DONE without result / FAILED without reason | ${final.broken.length} |`);
+  lines.push(`| retried at least once (attempts > 1) | ${retried} |`);
+  lines.push(`| submissions refused while the API restarted (retried by the client) | ${refused} |`);
+  lines.push(`| time from the end of the faults until every task was settled | ${settledIn.toFixed(1)} s |`);
+  lines.push('');
+  lines.push('| # | fault | detail | in flight | all in-flight tasks moved on after | killed task picked up again after |', '|---|---|---|---|---|---|');
+  recovery.forEach((r, i) =>
+    lines.push(`| ${i + 1} | ${r.kind} | ${r.note} | ${r.inFlight.size} | ${secs(r.allMovedOnMs)} | ${secs(r.victimPickedUpMs)} |`),
+  );
+  lines.push('');
+  lines.push('| fault | count | median "moved on" | max "moved on" |', '|---|---|---|---|');
+  for (const kind of FAULTS) {
+    const times = recovery.filter((r) => r.kind === kind && r.inFlight.size > 0).map((r) => r.allMovedOnMs).sort((a, b) => a - b);
+    if (!times.length) continue;
+    lines.push(`| ${kind} | ${times.length} | ${secs(times[Math.floor((times.length - 1) / 2)])} | ${secs(times.at(-1))} |`);
+  }
+  console.log(`\n${lines.join('\n')}\n`);
+  const ok = final.lost.length === 0 && final.stuck.length === 0 && final.duplicates.length === 0 && final.orphanImages === 0 && final.broken.length === 0;
+  say(ok ? 'OK: nothing lost, stuck or completed twice' : 'NOT OK: see the table');
+  if (!ok) {
+    const sample = [...final.stuck, ...final.duplicates, ...final.broken].slice(0, 5);
+    for (const id of sample) console.log(id, final.facts.get(id)?.status, final.facts.get(id)?.events);
+  }
+  return ok;
+}
+
+function pick(env: NodeJS.ProcessEnv, pattern: RegExp): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter(([k, v]) => pattern.test(k) && v !== undefined)) as Record<string, string>;
+}
+
+async function cleanup() {
+  await service?.stop('SIGTERM', 40_000).catch(() => {});
+  await infra?.dispose().catch((error) => console.error('cleanup failed:', error));
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, async () => {
+    say(`${signal}: stopping`);
+    await cleanup();
+    process.exit(130);
+  });
+}
+
+const hardLimit = setTimeout(async () => {
+  say(`hard limit of ${HARD_LIMIT_MS / 1000}s reached: stopping`);
+  await cleanup();
+  process.exit(2);
+}, HARD_LIMIT_MS);
+
+main()
+  .then(async (ok) => {
+    clearTimeout(hardLimit);
+    await cleanup();
+    process.exit(ok ? 0 : 1);
+  })
+  .catch(async (error) => {
+    console.error(error);
+    clearTimeout(hardLimit);
+    await cleanup();
+    process.exit(1);
+  });
