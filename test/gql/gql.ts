@@ -19,6 +19,8 @@ type Documents = {
     "\n  mutation DeleteTask($id: ID!) {\n    deleteTask(id: $id) {\n      __typename\n      ... on Task { id status source { id } result { id } resultOfJob }\n      ... on Error { message }\n    }\n  }\n": typeof types.DeleteTaskDocument,
     "\n  query GetTask($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status progress attempts version error resultOfJob startedAt finishedAt createdAt updatedAt\n        source { id url width height format }\n        result { id url width height format byteSize }\n        events { at status message }\n      }\n      ... on Error { message }\n    }\n  }\n": typeof types.GetTaskDocument,
     "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": typeof types.ListTasksDocument,
+    "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": typeof types.SubmitTaskDocument,
+    "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.TaskStatusDuringOutageDocument,
     "\n  mutation CreateTaskForPriority($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id } }\n  }\n": typeof types.CreateTaskForPriorityDocument,
     "\n  query TaskStatusForPriority($id: ID!) { task(id: $id) { __typename ... on Task { status } } }\n": typeof types.TaskStatusForPriorityDocument,
 };
@@ -28,6 +30,8 @@ const documents: Documents = {
     "\n  mutation DeleteTask($id: ID!) {\n    deleteTask(id: $id) {\n      __typename\n      ... on Task { id status source { id } result { id } resultOfJob }\n      ... on Error { message }\n    }\n  }\n": types.DeleteTaskDocument,
     "\n  query GetTask($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status progress attempts version error resultOfJob startedAt finishedAt createdAt updatedAt\n        source { id url width height format }\n        result { id url width height format byteSize }\n        events { at status message }\n      }\n      ... on Error { message }\n    }\n  }\n": types.GetTaskDocument,
     "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": types.ListTasksDocument,
+    "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": types.SubmitTaskDocument,
+    "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": types.TaskStatusDuringOutageDocument,
     "\n  mutation CreateTaskForPriority($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id } }\n  }\n": types.CreateTaskForPriorityDocument,
     "\n  query TaskStatusForPriority($id: ID!) { task(id: $id) { __typename ... on Task { status } } }\n": types.TaskStatusForPriorityDocument,
 };
@@ -66,6 +70,14 @@ export function graphql(source: "\n  query GetTask($id: ID!) {\n    task(id: $id
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n"): (typeof documents)["\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n"): (typeof documents)["\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
