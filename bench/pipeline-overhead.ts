@@ -21,7 +21,7 @@ function runJson<T>(script: string, args: string[]): T {
 }
 
 export async function pipelineOverhead(options: BenchOptions): Promise<BenchResult> {
-  const count = Number(process.env.BENCH_C_COUNT ?? (options.quick ? 200 : 3000));
+  const count = Number(process.env.BENCH_C_COUNT ?? (options.quick ? 200 : 2000));
   const image = await photo(64, 64, 3);
   const file = path.join(options.workDir, 'photo-64x64.jpg');
   writeFileSync(file, image);
