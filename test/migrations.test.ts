@@ -210,4 +210,11 @@ describe('migrations', () => {
       .sort((a, b) => (a.from < b.from ? -1 : 1));
     expect(rows).toEqual(expected);
   });
+
+  it('store image bytes out of line and uncompressed (they are compressed formats already)', async () => {
+    const rows = await infra.sql<{ storage: string }>(
+      `SELECT attstorage AS storage FROM pg_attribute WHERE attrelid = '"Image"'::regclass AND attname = 'data'`,
+    );
+    expect(rows).toEqual([{ storage: 'e' }]);
+  });
 });
