@@ -22,8 +22,8 @@ const TaskStatusQuery = graphql(`
   }
 `);
 
-// A second or so of AVIF encoding per task: long enough to be caught running.
-const MEDIUM = { width: 320, format: 'AVIF' };
+// Half a second or so of AVIF encoding per task (more on a busy machine): long enough to be caught running.
+const MEDIUM = { width: 256, format: 'AVIF' };
 
 let infra: TestInfra;
 let redis: PrivateRedis;
@@ -34,7 +34,7 @@ let alice: Client;
 let image: Buffer;
 
 beforeAll(async () => {
-  [infra, redis, image] = await Promise.all([createInfra('outages'), privateRedis(), photo(320, 320)]);
+  [infra, redis, image] = await Promise.all([createInfra('outages'), privateRedis(), photo(256, 256)]);
   pgProxy = await tcpProxy(Number(new URL(infra.databaseUrl).port || 5432));
   const viaProxy = new URL(infra.databaseUrl);
   viaProxy.port = String(pgProxy.port);
@@ -94,14 +94,14 @@ async function readiness(): Promise<{ status: number; body: Record<string, unkno
 
 describe('Redis', () => {
   it('loses every key of the deployment while tasks are queued and running: all still complete once', async () => {
-    const ids = await submitMany(6);
+    const ids = await submitMany(4);
     await someRunningSomeQueued(ids);
     expect(await flushPrefix(redis.client, infra.redisPrefix)).toBeGreaterThan(0);
     await expectAllDoneOnce(ids);
   });
 
   it('has every connection killed (CLIENT KILL) mid-run, twice: the processes reconnect, tasks complete once', async () => {
-    const ids = await submitMany(6);
+    const ids = await submitMany(4);
     await someRunningSomeQueued(ids);
     expect(await killRedisClients(redis.client, infra.redisPrefix)).toBeGreaterThanOrEqual(5);
     await new Promise((r) => setTimeout(r, 1500));
@@ -128,7 +128,7 @@ describe('Redis', () => {
 
 describe('PostgreSQL', () => {
   it('has every backend terminated mid-run, twice: the processes reconnect, tasks complete once', async () => {
-    const ids = await submitMany(6);
+    const ids = await submitMany(4);
     await someRunningSomeQueued(ids);
     expect(await terminateBackends(infra.databaseUrl)).toBeGreaterThan(0);
     await new Promise((r) => setTimeout(r, 1500));

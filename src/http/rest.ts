@@ -1,6 +1,7 @@
 // The REST facade under /api: the original REST design's routes and status codes over the
 // same task service the GraphQL resolvers call. Handlers only parse the request, call the
 // service and map its result or typed error to a status code; no lifecycle logic here.
+import { isDatabaseUnavailable } from '../db.ts';
 import { config } from '../config.ts';
 import { signedImageUrl } from '../image-urls.ts';
 import type { ImageFormat, ResizeFit, ResizeInput, ResizeParams } from '../jobs/image-resize.ts';
@@ -60,6 +61,10 @@ function errorResponse(error: unknown, taskId?: string): Response {
   }
   if (error instanceof InvalidImage) return problem(400, 'InvalidImage', error.message);
   if (error instanceof TooManyTasks) return problem(429, 'TooManyTasks', error.message, { limit: error.limit });
+  if (isDatabaseUnavailable(error)) {
+    log.warn({ err: (error as Error).message }, 'database unavailable');
+    return problem(503, 'ServiceUnavailable', 'the database is unavailable; try again shortly');
+  }
   log.error({ err: error, ...(taskId ? { taskId } : {}) }, 'unexpected error in the REST API');
   return problem(500, 'InternalError', 'Unexpected error.');
 }
