@@ -43,6 +43,17 @@ export function redisPubSub() {
   if (!pubsub) {
     const publisher = createRedis('publisher');
     const subscriber = createRedis('subscriber');
+    // graphql-redis-subscriptions fires UNSUBSCRIBE and drops its promise. While Redis is
+    // down that promise rejects (maxRetriesPerRequest), and an unhandled rejection would
+    // end the process; a channel left subscribed only costs ignored messages.
+    for (const method of ['unsubscribe', 'punsubscribe'] as const) {
+      const original = subscriber[method].bind(subscriber) as (...args: unknown[]) => Promise<unknown>;
+      (subscriber as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+        const result = original(...args);
+        result.catch((error: Error) => log.warn({ err: error.message }, `redis ${method} failed`));
+        return result;
+      };
+    }
     pubsub = { engine: new RedisPubSub({ publisher, subscriber }), publisher, subscriber };
   }
   return pubsub;

@@ -86,7 +86,9 @@ export const TaskRef = builder.objectRef<TaskRow>('Task').implement({
     events: t.field({
       type: [TaskEventRef],
       description: 'Audit trail, oldest first',
-      resolve: (task, _, ctx) => ctx.loaders.events(task.id, task.version),
+      // Only the trail up to this state: a subscriber's re-read state may be older than the
+      // trail read for it a moment later.
+      resolve: async (task, _, ctx) => (await ctx.loaders.events(task.id, task.version)).filter((event) => event.version <= task.version),
     }),
   }),
 });

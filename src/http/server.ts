@@ -3,6 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GraphQLError, type ExecutionArgs } from 'graphql';
+import { CloseCode } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { log } from '../log.ts';
@@ -26,10 +27,14 @@ export async function startApiServer(port: number, host: string): Promise<ApiSer
     {
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args),
       subscribe: (args) => (args.rootValue as EnvelopedRoot).subscribe(args),
-      // Refuse the connection itself without a valid key (closes with 4403 Forbidden).
+      // Refuse the connection itself without a valid key. graphql-ws would close with 4403
+      // Forbidden, which its client (and so Apollo's and urql's) retries five times with
+      // backoff; 4401 Unauthorized is final for them, and says what is wrong.
       onConnect: async (ctx) => {
         const given = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
-        return (await authenticate(bearerKey(typeof given === 'string' ? given : null))) !== null;
+        if (await authenticate(bearerKey(typeof given === 'string' ? given : null))) return true;
+        ctx.extra.socket.close(CloseCode.Unauthorized, 'Unauthorized: a valid API key is required');
+        return false;
       },
       onSubscribe: async (ctx, _id, payload) => {
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({

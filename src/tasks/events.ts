@@ -63,11 +63,24 @@ function watchReconnects() {
   const { subscriber } = redisPubSub();
   let wasReady = subscriber.status === 'ready';
   subscriber.on('ready', () => {
-    if (wasReady) {
-      log.info('pub/sub connection is back: resynchronising open subscriptions');
-      local.emit('resync');
+    if (!wasReady) {
+      wasReady = true;
+      return;
     }
-    wasReady = true;
+    // ioredis emits 'ready' BEFORE it re-sends SUBSCRIBE for our channels (autoResubscribe).
+    // Re-reading now could miss a change published between our read and the resubscription,
+    // so wait for a PING queued after those SUBSCRIBEs: replies come in order, so when it
+    // answers, Redis delivers to us again. Then every open subscription re-reads.
+    setImmediate(() => {
+      subscriber.ping().then(
+        () => {
+          log.info('pub/sub connection is back: resynchronising open subscriptions');
+          local.emit('resync');
+        },
+        // Lost again before it answered: the next 'ready' resynchronises.
+        (error: Error) => log.warn({ err: error.message }, 'pub/sub reconnect check failed'),
+      );
+    });
   });
 }
 
@@ -85,9 +98,12 @@ export async function publishRevocation(name: string): Promise<void> {
 let revocationSubscription: Promise<unknown> | undefined;
 /** `listener` runs when any process revokes the keys of `name`. */
 export async function onRevocation(listener: (name: string) => void): Promise<() => void> {
-  revocationSubscription ??= redisPubSub().engine.subscribe(REVOKED_TOPIC, (message: { name: string }) =>
-    local.emit('revoked', message.name),
-  );
+  revocationSubscription ??= redisPubSub()
+    .engine.subscribe(REVOKED_TOPIC, (message: { name: string }) => local.emit('revoked', message.name))
+    .catch((error: unknown) => {
+      revocationSubscription = undefined; // try again with the next caller
+      throw error;
+    });
   await revocationSubscription;
   local.on('revoked', listener);
   return () => local.off('revoked', listener);

@@ -20,23 +20,29 @@ export class KeyRevoked extends TaskError {
 
 // Single-flight re-reads shared by every watcher in this process: when thousands watch
 // one task, a change costs one query, not thousands.
-const reads = new Map<string, { version: number; promise: Promise<TaskRow | null> }>();
-function readTask(id: string, atLeastVersion: number): Promise<TaskRow | null> {
+//
+// A re-read may be shared only if it STARTED after the signal (hint or resync) that asks
+// for it: a hint is published after its change committed, so such a read sees that change
+// (or a newer one). Order is kept with one process-wide counter, not clocks or versions:
+// a version-based rule would let a resync reuse a read that began before the connection
+// came back, or reuse a stale read for a version it never saw (and miss a final state).
+let clock = 0;
+/** A point in this process's order of signals and reads. */
+export const now = () => ++clock;
+const reads = new Map<string, { startedAt: number; promise: Promise<TaskRow | null> }>();
+function readTask(id: string, signalledAt: number): Promise<TaskRow | null> {
   const current = reads.get(id);
-  if (current && current.version >= atLeastVersion) return current.promise;
-  const promise = prisma.task.findUnique({ where: { id } });
-  const entry = { version: atLeastVersion, promise };
+  if (current && current.startedAt > signalledAt) return current.promise;
+  const entry = { startedAt: now(), promise: prisma.task.findUnique({ where: { id } }) };
   reads.set(id, entry);
-  promise.then(
-    (task) => {
-      if (task && reads.get(id) === entry) entry.version = Math.max(entry.version, task.version);
-    },
-    () => reads.get(id) === entry && reads.delete(id),
-  );
-  // Forget the read shortly after; a later change asks for a newer version anyway.
-  setTimeout(() => reads.get(id) === entry && reads.delete(id), 1000).unref();
-  return promise;
+  const forget = () => reads.get(id) === entry && reads.delete(id);
+  // Keep a settled read briefly for late watchers; any newer signal asks for a newer read.
+  entry.promise.then(() => setTimeout(forget, 1000).unref(), forget);
+  return entry.promise;
 }
+
+/** How far before the last resync a resync looks again (a change's `updatedAt` is its statement's start). */
+const RESYNC_MARGIN_MS = 10_000;
 
 type Signal = { kind: 'change'; change: TaskChange } | { kind: 'resync' } | { kind: 'revoked' };
 
@@ -53,19 +59,22 @@ async function listen(caller: Caller, onSignal: (signal: Signal) => void): Promi
 }
 
 /**
- * The task's current state, then every change, until DONE, FAILED or DELETED.
- * Throws WrongTaskIdFormat / TaskDoesNotExist before the stream starts.
+ * The task's current state, then every newer state, until DONE, FAILED or DELETED.
+ * Versions strictly increase: changes that come faster than a re-read are coalesced into
+ * the newest state (never an older or repeated one). Throws WrongTaskIdFormat /
+ * TaskDoesNotExist before the stream starts; the stream throws KeyRevoked.
  */
 export async function watchTask(caller: Caller, id: string): Promise<AsyncIterable<TaskRow>> {
   const taskId = checkTaskId(id);
   let wake: (() => void) | null = null;
-  let newest = 0; // highest version announced (0: re-read unconditionally)
+  let delivered = 0; // version last pushed
+  let signalledAt = 0; // when the newest unhandled signal came (see readTask)
   let dirty = false;
   let revoked = false;
   const unlisten = await listen(caller, (signal) => {
-    if (signal.kind === 'change' && signal.change.id !== taskId) return;
+    if (signal.kind === 'change' && (signal.change.id !== taskId || signal.change.version <= delivered)) return;
     if (signal.kind === 'revoked') revoked = true;
-    if (signal.kind === 'change') newest = Math.max(newest, signal.change.version);
+    signalledAt = now();
     dirty = true;
     wake?.();
   });
@@ -84,6 +93,7 @@ export async function watchTask(caller: Caller, id: string): Promise<AsyncIterab
     });
     try {
       let task = first;
+      delivered = task.version;
       await push(task);
       while (!stopping && !isFinal(task.status)) {
         if (!dirty) await new Promise<void>((resolve) => (wake = resolve));
@@ -91,10 +101,11 @@ export async function watchTask(caller: Caller, id: string): Promise<AsyncIterab
         if (stopping) break;
         if (revoked) throw new KeyRevoked();
         dirty = false;
-        const fresh = await readTask(taskId, Math.max(newest, task.version + 1));
+        const fresh = await readTask(taskId, signalledAt);
         if (!fresh || fresh.ownerId !== caller.owner) break;
         if (fresh.version > task.version) {
           task = fresh;
+          delivered = task.version;
           await push(task);
         }
       }
@@ -105,23 +116,33 @@ export async function watchTask(caller: Caller, id: string): Promise<AsyncIterab
   });
 }
 
-/** Every change of the caller's tasks (optionally only those now in `statuses`). */
+/**
+ * Every change of the caller's tasks (optionally only those now in `statuses`), each task's
+ * states in strictly increasing versions (coalesced like watchTask's).
+ */
 export async function watchTasks(caller: Caller, statuses: TaskStatus[] | null | undefined): Promise<AsyncIterable<TaskRow>> {
   const filter = statuses?.length ? new Set(statuses) : null;
-  const pending = new Map<string, number>(); // task id → newest announced version
-  let resync = false;
+  const pending = new Map<string, number>(); // task id → when its newest hint came
+  let resyncAt = 0; // when a resync was asked for (0: none pending)
   let revoked = false;
   let wake: (() => void) | null = null;
   const unlisten = await listen(caller, (signal) => {
     if (signal.kind === 'change') {
       if (filter && !filter.has(signal.change.status)) return;
-      pending.set(signal.change.id, Math.max(pending.get(signal.change.id) ?? 0, signal.change.version));
-    } else if (signal.kind === 'resync') resync = true;
+      pending.set(signal.change.id, now());
+    } else if (signal.kind === 'resync') resyncAt = now();
     else revoked = true;
     wake?.();
   });
+  // Changes are what happens from here on; the database's clock, not ours, dates them.
+  let since: Date;
+  try {
+    [{ since }] = await prisma.$queryRaw<{ since: Date }[]>`SELECT now() AS since`;
+  } catch (error) {
+    unlisten();
+    throw error;
+  }
   const seen = new Map<string, number>(); // task id → version last pushed (bounded)
-  let since = new Date();
   return new Repeater<TaskRow>(async (push, stop) => {
     let stopping = false;
     stop.then(() => {
@@ -138,25 +159,36 @@ export async function watchTasks(caller: Caller, statuses: TaskStatus[] | null |
     };
     try {
       while (!stopping) {
-        if (pending.size === 0 && !resync && !revoked) await new Promise<void>((resolve) => (wake = resolve));
+        if (pending.size === 0 && !resyncAt && !revoked) await new Promise<void>((resolve) => (wake = resolve));
         wake = null;
         if (stopping) break;
         if (revoked) throw new KeyRevoked();
-        if (resync) {
-          // Messages may have been lost: re-read what changed since we last looked.
-          resync = false;
-          const from = since;
-          since = new Date();
-          const changed = await prisma.task.findMany({
-            where: { ownerId: caller.owner, updatedAt: { gte: new Date(from.getTime() - 5000) } },
-            orderBy: { updatedAt: 'asc' },
-            take: 1000,
-          });
-          for (const task of changed) await deliver(task);
+        if (resyncAt) {
+          // Hints may have been lost while the connection was down: re-read every task
+          // changed since the last resync (or the start), oldest change first, in pages.
+          // The margin covers statements that began before `since` and committed after.
+          resyncAt = 0;
+          const [{ until }] = await prisma.$queryRaw<{ until: Date }[]>`SELECT now() AS until`;
+          let after: { updatedAt: Date; id: string } | null = null;
+          for (;;) {
+            const page: TaskRow[] = await prisma.task.findMany({
+              where: {
+                ownerId: caller.owner,
+                updatedAt: { gte: new Date(since.getTime() - RESYNC_MARGIN_MS) },
+                ...(after ? { OR: [{ updatedAt: { gt: after.updatedAt } }, { updatedAt: after.updatedAt, id: { gt: after.id } }] } : {}),
+              },
+              orderBy: [{ updatedAt: 'asc' }, { id: 'asc' }],
+              take: 500,
+            });
+            for (const task of page) await deliver(task);
+            if (page.length < 500 || stopping) break;
+            after = page.at(-1)!;
+          }
+          since = until;
         }
         const batch = [...pending];
         pending.clear();
-        for (const [id, version] of batch) await deliver(await readTask(id, version));
+        for (const [id, signalledAt] of batch) await deliver(await readTask(id, signalledAt));
       }
     } finally {
       unlisten();

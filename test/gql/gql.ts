@@ -21,6 +21,12 @@ type Documents = {
     "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": typeof types.ListTasksDocument,
     "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": typeof types.SubmitTaskDocument,
     "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.TaskStatusDuringOutageDocument,
+    "\n  mutation LiveCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": typeof types.LiveCreateTaskDocument,
+    "\n  mutation LiveRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.LiveRunTaskDocument,
+    "\n  mutation LiveDeleteTask($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.LiveDeleteTaskDocument,
+    "\n  query LiveGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status version } }\n  }\n": typeof types.LiveGetTaskDocument,
+    "\n  subscription WatchTask($id: ID!) {\n    taskUpdated(id: $id) {\n      id status progress version error\n      result { width height url }\n      events { status }\n    }\n  }\n": typeof types.WatchTaskDocument,
+    "\n  subscription WatchTasks($status: [TaskStatus!]) {\n    tasksUpdated(status: $status) { id status version }\n  }\n": typeof types.WatchTasksDocument,
     "\n  mutation CreateTaskForPriority($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id } }\n  }\n": typeof types.CreateTaskForPriorityDocument,
     "\n  query TaskStatusForPriority($id: ID!) { task(id: $id) { __typename ... on Task { status } } }\n": typeof types.TaskStatusForPriorityDocument,
 };
@@ -32,6 +38,12 @@ const documents: Documents = {
     "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": types.ListTasksDocument,
     "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": types.SubmitTaskDocument,
     "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": types.TaskStatusDuringOutageDocument,
+    "\n  mutation LiveCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": types.LiveCreateTaskDocument,
+    "\n  mutation LiveRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.LiveRunTaskDocument,
+    "\n  mutation LiveDeleteTask($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.LiveDeleteTaskDocument,
+    "\n  query LiveGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status version } }\n  }\n": types.LiveGetTaskDocument,
+    "\n  subscription WatchTask($id: ID!) {\n    taskUpdated(id: $id) {\n      id status progress version error\n      result { width height url }\n      events { status }\n    }\n  }\n": types.WatchTaskDocument,
+    "\n  subscription WatchTasks($status: [TaskStatus!]) {\n    tasksUpdated(status: $status) { id status version }\n  }\n": types.WatchTasksDocument,
     "\n  mutation CreateTaskForPriority($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id } }\n  }\n": types.CreateTaskForPriorityDocument,
     "\n  query TaskStatusForPriority($id: ID!) { task(id: $id) { __typename ... on Task { status } } }\n": types.TaskStatusForPriorityDocument,
 };
@@ -78,6 +90,30 @@ export function graphql(source: "\n  mutation SubmitTask($input: CreateTaskInput
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation LiveCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n"): (typeof documents)["\n  mutation LiveCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation LiveRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  mutation LiveRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation LiveDeleteTask($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  mutation LiveDeleteTask($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query LiveGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status version } }\n  }\n"): (typeof documents)["\n  query LiveGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status version } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription WatchTask($id: ID!) {\n    taskUpdated(id: $id) {\n      id status progress version error\n      result { width height url }\n      events { status }\n    }\n  }\n"): (typeof documents)["\n  subscription WatchTask($id: ID!) {\n    taskUpdated(id: $id) {\n      id status progress version error\n      result { width height url }\n      events { status }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription WatchTasks($status: [TaskStatus!]) {\n    tasksUpdated(status: $status) { id status version }\n  }\n"): (typeof documents)["\n  subscription WatchTasks($status: [TaskStatus!]) {\n    tasksUpdated(status: $status) { id status version }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

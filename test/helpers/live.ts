@@ -1,0 +1,212 @@
+// Subscriptions as a client sees them: SSE read off a plain fetch (what curl shows) and
+// WebSocket through graphql-ws's own client, plus small helpers to watch streams end.
+import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
+import { print, type ExecutionResult } from 'graphql';
+import { createClient, type Client as WsClient } from 'graphql-ws';
+import WebSocket from 'ws';
+
+export interface SseEvent {
+  event: string;
+  data: string;
+}
+
+export interface SseStream {
+  status: number;
+  contentType: string | null;
+  /** Every event so far (`next`, `complete`, …); comments (keep-alives) are left out. */
+  events: SseEvent[];
+  /** The `next` payloads so far, parsed. */
+  results: ExecutionResult<Record<string, unknown>>[];
+  /** Resolves when the server ends the stream (or the response was not a stream). */
+  ended: Promise<void>;
+  /** Resolves with the first result matching `test` (rejects if the stream ends first). */
+  waitFor(test: (result: ExecutionResult<Record<string, unknown>>) => boolean, timeoutMs?: number): Promise<ExecutionResult<Record<string, unknown>>>;
+  /** The raw body when the response was not an event stream. */
+  body: string;
+  close(): void;
+}
+
+/** A GraphQL subscription over SSE (POST, Accept: text/event-stream), or GET with `?token=` as EventSource does. */
+export async function sse<R, V>(
+  baseUrl: string,
+  document: TypedDocumentNode<R, V> | string,
+  variables: V,
+  auth: { key?: string | null; token?: string; method?: 'GET' | 'POST' } = {},
+): Promise<SseStream> {
+  const query = typeof document === 'string' ? document : print(document);
+  const abort = new AbortController();
+  const headers: Record<string, string> = { accept: 'text/event-stream' };
+  if (auth.key) headers.authorization = `Bearer ${auth.key}`;
+  let response: Response;
+  if (auth.method === 'GET' || auth.token !== undefined) {
+    const url = new URL(`${baseUrl}/graphql`);
+    url.searchParams.set('query', query);
+    url.searchParams.set('variables', JSON.stringify(variables));
+    if (auth.token !== undefined) url.searchParams.set('token', auth.token);
+    response = await fetch(url, { headers, signal: abort.signal });
+  } else {
+    headers['content-type'] = 'application/json';
+    response = await fetch(`${baseUrl}/graphql`, { method: 'POST', headers, body: JSON.stringify({ query, variables }), signal: abort.signal });
+  }
+  const contentType = response.headers.get('content-type');
+  const stream: SseStream = {
+    status: response.status,
+    contentType,
+    events: [],
+    results: [],
+    body: '',
+    ended: Promise.resolve(),
+    waitFor: () => Promise.reject(new Error('not an event stream')),
+    close: () => abort.abort(),
+  };
+  if (!contentType?.startsWith('text/event-stream')) {
+    stream.body = await response.text();
+    return stream;
+  }
+  const waiters = new Set<() => void>();
+  let finished = false;
+  stream.ended = (async () => {
+    const decoder = new TextDecoder();
+    let buffer = '';
+    try {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let cut: number;
+        while ((cut = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          let event = 'message';
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith(':')) continue;
+            const [field, ...rest] = line.split(':');
+            const value = rest.join(':').replace(/^ /, '');
+            if (field === 'event') event = value;
+            if (field === 'data') data.push(value);
+          }
+          if (data.length === 0 && event === 'message') continue; // keep-alive
+          stream.events.push({ event, data: data.join('\n') });
+          if (event === 'next' || event === 'message') stream.results.push(JSON.parse(data.join('\n')));
+          waiters.forEach((w) => w());
+        }
+      }
+    } catch (error) {
+      if (!abort.signal.aborted) throw error;
+    } finally {
+      finished = true;
+      waiters.forEach((w) => w());
+    }
+  })();
+  stream.waitFor = (test, timeoutMs = 60_000) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`no matching SSE result in ${timeoutMs} ms; got ${JSON.stringify(stream.events)}`));
+      }, timeoutMs);
+      const check = () => {
+        const found = stream.results.find(test);
+        if (found || finished) {
+          clearTimeout(timer);
+          waiters.delete(check);
+          if (found) resolve(found);
+          else reject(new Error(`SSE stream ended without a matching result; got ${JSON.stringify(stream.events)}`));
+        }
+      };
+      waiters.add(check);
+      check();
+    });
+  return stream;
+}
+
+/** graphql-ws's own client over `ws`, authenticated the way the README says. */
+export function wsClient(baseUrl: string, key: string | null, options: { retryAttempts?: number } = {}): WsClient & { closed: { code: number; reason: string }[] } {
+  const closed: { code: number; reason: string }[] = [];
+  const client = createClient({
+    url: `${baseUrl.replace(/^http/, 'ws')}/graphql`,
+    webSocketImpl: WebSocket,
+    connectionParams: key ? { authorization: `Bearer ${key}` } : {},
+    retryAttempts: options.retryAttempts ?? 0,
+    lazy: true,
+    on: { closed: (event) => closed.push({ code: (event as CloseEvent).code, reason: (event as CloseEvent).reason }) },
+  });
+  return Object.assign(client, { closed });
+}
+
+export interface WsStream {
+  results: ExecutionResult<Record<string, unknown>>[];
+  /** Resolves 'complete', or with the error the client got (GraphQL errors, close event). */
+  ended: Promise<'complete' | { error: unknown }>;
+  waitFor(test: (result: ExecutionResult<Record<string, unknown>>) => boolean, timeoutMs?: number): Promise<ExecutionResult<Record<string, unknown>>>;
+  stop(): void;
+}
+
+export function wsSubscribe<R, V>(client: WsClient, document: TypedDocumentNode<R, V> | string, variables: V): WsStream {
+  const results: ExecutionResult<Record<string, unknown>>[] = [];
+  const waiters = new Set<() => void>();
+  let finished = false;
+  let stop = () => {};
+  const ended = new Promise<'complete' | { error: unknown }>((resolve) => {
+    stop = client.subscribe(
+      { query: typeof document === 'string' ? document : print(document), variables: variables as Record<string, unknown> },
+      {
+        next: (result) => {
+          results.push(result as ExecutionResult<Record<string, unknown>>);
+          waiters.forEach((w) => w());
+        },
+        error: (error) => resolve({ error }),
+        complete: () => resolve('complete'),
+      },
+    );
+  }).finally(() => {
+    finished = true;
+    waiters.forEach((w) => w());
+  });
+  return {
+    results,
+    ended,
+    stop: () => stop(),
+    waitFor: (test, timeoutMs = 60_000) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no matching WS result in ${timeoutMs} ms; got ${JSON.stringify(results)}`));
+        }, timeoutMs);
+        const check = () => {
+          const found = results.find(test);
+          if (found || finished) {
+            clearTimeout(timer);
+            waiters.delete(check);
+            if (found) resolve(found);
+            else reject(new Error(`WS stream ended without a matching result; got ${JSON.stringify(results)}`));
+          }
+        };
+        waiters.add(check);
+        check();
+      }),
+  };
+}
+
+/** Resolves with `promise`'s value, or rejects after `ms` naming `what`. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+    }),
+  ]);
+}
+
+type TaskState = { status: string; version: number; progress: number };
+
+/**
+ * What every taskUpdated stream must satisfy: versions strictly increase (no duplicate,
+ * nothing older), statuses only move forward along the lifecycle.
+ */
+export function expectOrdered(states: TaskState[]): void {
+  const rank: Record<string, number> = { CREATED: 0, QUEUED: 1, RUNNING: 2, DONE: 3, FAILED: 3, DELETED: 4 };
+  for (let i = 1; i < states.length; i++) {
+    if (!(states[i].version > states[i - 1].version)) throw new Error(`version did not increase at ${i}: ${JSON.stringify(states)}`);
+    if (rank[states[i].status] < rank[states[i - 1].status]) throw new Error(`status went back at ${i}: ${JSON.stringify(states)}`);
+  }
+}

@@ -1,0 +1,358 @@
+// Live updates end to end: a real `npm start` (API + worker), subscriptions over SSE (as
+// curl and EventSource see them) and WebSocket (graphql-ws's client), refusals and
+// revocation.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { graphql } from './gql/index.ts';
+import { client, until, type Client } from './helpers/client.ts';
+import { photo } from './helpers/images.ts';
+import { createInfra, type TestInfra } from './helpers/infra.ts';
+import { expectOrdered, sse, within, wsClient, wsSubscribe } from './helpers/live.ts';
+import { SCRIPTS, startProcess, startService, testEnv, type Service } from './helpers/service.ts';
+
+const CreateTask = graphql(`
+  mutation LiveCreateTask($input: CreateTaskInput!) {
+    createTask(input: $input) {
+      __typename
+      ... on Task { id status }
+      ... on Error { message }
+    }
+  }
+`);
+
+const RunTask = graphql(`
+  mutation LiveRunTask($id: ID!) {
+    runTask(id: $id) { __typename ... on Task { id status } }
+  }
+`);
+
+const DeleteTask = graphql(`
+  mutation LiveDeleteTask($id: ID!) {
+    deleteTask(id: $id) { __typename ... on Task { id status } }
+  }
+`);
+
+const GetTask = graphql(`
+  query LiveGetTask($id: ID!) {
+    task(id: $id) { __typename ... on Task { id status version } }
+  }
+`);
+
+const WatchTask = graphql(`
+  subscription WatchTask($id: ID!) {
+    taskUpdated(id: $id) {
+      id status progress version error
+      result { width height url }
+      events { status }
+    }
+  }
+`);
+
+const WatchTasks = graphql(`
+  subscription WatchTasks($status: [TaskStatus!]) {
+    tasksUpdated(status: $status) { id status version }
+  }
+`);
+
+type State = { id: string; status: string; progress: number; version: number; result: { width: number } | null; events: { status: string }[] };
+
+let infra: TestInfra;
+let service: Service;
+let alice: Client;
+let mallory: Client;
+let big: Buffer;
+let small: Buffer;
+
+beforeAll(async () => {
+  infra = await createInfra('live');
+  [service, big, small] = await Promise.all([startService(infra, { WORKERS: '1' }), photo(2725, 2225), photo(64, 48)]);
+  alice = client(service.url, await infra.createKey('alice'));
+  mallory = client(service.url, await infra.createKey('mallory'));
+});
+
+afterAll(async () => {
+  await service?.stop();
+  await infra?.dispose();
+});
+
+async function createTask(c: Client, bytes: Uint8Array, resize: Record<string, unknown>, run = false): Promise<string> {
+  const response = await c.upload(
+    CreateTask,
+    { input: { jobDefinition: 'IMAGE_RESIZE', image: null as unknown as File, resize, run } },
+    { path: 'variables.input.image', bytes, name: 'photo.jpg', type: 'image/jpeg' },
+  );
+  const task = response.data?.createTask;
+  if (task?.__typename !== 'Task') throw new Error(`createTask failed: ${JSON.stringify(response)}`);
+  return task.id;
+}
+
+const statesOf = (results: { data?: Record<string, unknown> | null }[], field = 'taskUpdated') =>
+  results.map((r) => r.data?.[field] as State);
+
+/** Statuses in order with repeats (progress changes) folded. */
+const statusPath = (states: { status: string }[]) => states.map((s) => s.status).filter((s, i, all) => s !== all[i - 1]);
+
+/**
+ * Queues `id` behind a slow task, so QUEUED lasts long enough to be seen (WORKERS=1): a
+ * worker claims a free task within a millisecond or two, faster than a re-read, and the
+ * stream coalesces changes into the newest state (see README, "Live updates").
+ */
+async function runBehindBlocker(c: Client, id: string) {
+  const blocker = await createTask(c, big, { width: 1200, format: 'PNG' }, true);
+  await until(
+    () => c.request(GetTask, { id: blocker }),
+    (r) => r.data?.task.__typename === 'Task' && r.data.task.status === 'RUNNING',
+    30_000,
+    20,
+  );
+  expect((await c.request(RunTask, { id })).data?.runTask).toMatchObject({ status: 'QUEUED' });
+}
+
+describe('taskUpdated', () => {
+  it('over SSE: the current state first, then QUEUED, RUNNING with progress, DONE, then the stream ends', async () => {
+    const id = await createTask(alice, big, { width: 1600, format: 'PNG' });
+    const stream = await sse(service.url, WatchTask, { id }, { key: alice.key });
+    expect(stream.status).toBe(200);
+    expect(stream.contentType).toMatch(/^text\/event-stream/);
+    await stream.waitFor(() => true);
+    expect(statesOf(stream.results)[0]).toMatchObject({ id, status: 'CREATED', version: 1, progress: 0, result: null, events: [{ status: 'CREATED' }] });
+
+    await runBehindBlocker(alice, id);
+    await within(stream.ended, 60_000, 'the stream to end after DONE');
+    const states = statesOf(stream.results);
+    expect(statusPath(states)).toEqual(['CREATED', 'QUEUED', 'RUNNING', 'DONE']);
+    expectOrdered(states);
+    const done = states.at(-1)!;
+    expect(done).toMatchObject({ status: 'DONE', progress: 1, error: null, result: { width: 1600 } });
+    expect(done.events.map((e) => e.status)).toEqual(['CREATED', 'QUEUED', 'RUNNING', 'DONE']);
+    // Progress is pushed while RUNNING, and only moves forward.
+    const running = states.filter((s) => s.status === 'RUNNING').map((s) => s.progress);
+    expect(running.some((p) => p > 0 && p < 1)).toBe(true);
+    expect([...running].sort((a, b) => a - b)).toEqual(running);
+    // The server ended it: the last event says so.
+    expect(stream.events.at(-1)!.event).toBe('complete');
+    // The stream's last state is the truth in PostgreSQL.
+    const [row] = await infra.sql<{ status: string; version: number }>(`SELECT status, version FROM "Task" WHERE id = $1`, [id]);
+    expect(row).toEqual({ status: 'DONE', version: done.version });
+  });
+
+  it('over WebSocket (graphql-transport-ws): the same whole life, then complete', async () => {
+    const ws = wsClient(service.url, alice.key);
+    try {
+      const id = await createTask(alice, big, { width: 1600, format: 'PNG' });
+      const stream = wsSubscribe(ws, WatchTask, { id });
+      await stream.waitFor(() => true);
+      await runBehindBlocker(alice, id);
+      expect(await within(stream.ended, 60_000, 'the WebSocket subscription to complete')).toBe('complete');
+      const states = statesOf(stream.results);
+      expect(statusPath(states)).toEqual(['CREATED', 'QUEUED', 'RUNNING', 'DONE']);
+      expectOrdered(states);
+      expect(states.at(-1)).toMatchObject({ status: 'DONE', progress: 1, result: { width: 1600 } });
+    } finally {
+      await ws.dispose();
+    }
+  });
+
+  it('subscribed after DONE: exactly the final state, then the end (SSE and WebSocket)', async () => {
+    const id = await createTask(alice, small, { width: 16 }, true);
+    const done = await until(
+      () => alice.request(GetTask, { id }),
+      (r) => r.data?.task.__typename === 'Task' && r.data.task.status === 'DONE',
+    );
+    const version = (done.data!.task as { version: number }).version;
+    const stream = await sse(service.url, WatchTask, { id }, { key: alice.key });
+    await within(stream.ended, 20_000, 'the SSE stream of a DONE task to end');
+    expect(statesOf(stream.results)).toEqual([expect.objectContaining({ id, status: 'DONE', version, progress: 1, result: expect.objectContaining({ width: 16 }) })]);
+    expect(stream.events.map((e) => e.event)).toEqual(['next', 'complete']);
+
+    const ws = wsClient(service.url, alice.key);
+    try {
+      const overWs = wsSubscribe(ws, WatchTask, { id });
+      expect(await within(overWs.ended, 20_000, 'the WS subscription of a DONE task to complete')).toBe('complete');
+      expect(statesOf(overWs.results)).toEqual([expect.objectContaining({ id, status: 'DONE', version })]);
+    } finally {
+      await ws.dispose();
+    }
+  });
+
+  it('a DELETE ends the stream with the DELETED state', async () => {
+    const id = await createTask(alice, small, { width: 16 });
+    const stream = await sse(service.url, WatchTask, { id }, { key: alice.key });
+    await stream.waitFor(() => true);
+    await alice.request(DeleteTask, { id });
+    await within(stream.ended, 20_000, 'the stream to end after DELETE');
+    const states = statesOf(stream.results);
+    expect(states.map((s) => [s.status, s.version])).toEqual([
+      ['CREATED', 1],
+      ['DELETED', 2],
+    ]);
+    expect(stream.events.at(-1)!.event).toBe('complete');
+  });
+
+  it('under rapid changes: strictly increasing versions, never a duplicate, the final state last', async () => {
+    // Many tasks at once, each watched twice over SSE and once over WebSocket.
+    const ws = wsClient(service.url, alice.key);
+    try {
+      const ids = await Promise.all(Array.from({ length: 6 }, () => createTask(alice, small, { width: 8 })));
+      const streams = await Promise.all(
+        ids.flatMap((id) => [sse(service.url, WatchTask, { id }, { key: alice.key }), sse(service.url, WatchTask, { id }, { key: alice.key })]),
+      );
+      const wsStreams = ids.map((id) => wsSubscribe(ws, WatchTask, { id }));
+      await Promise.all([...streams, ...wsStreams].map((s) => s.waitFor(() => true)));
+      await Promise.all(ids.map((id) => alice.request(RunTask, { id })));
+      await within(Promise.all([...streams.map((s) => s.ended), ...wsStreams.map((s) => s.ended)]), 60_000, 'every stream to end');
+      for (const stream of [...streams, ...wsStreams]) {
+        const states = statesOf(stream.results);
+        expectOrdered(states);
+        expect(states[0].status).toBe('CREATED');
+        expect(states.at(-1)!.status).toBe('DONE');
+      }
+    } finally {
+      await ws.dispose();
+    }
+  });
+});
+
+describe('tasksUpdated', () => {
+  it("delivers every change of the caller's own tasks, never another key's, filtered by status on demand", async () => {
+    const everything = await sse(service.url, WatchTasks, {}, { key: alice.key });
+    const ws = wsClient(service.url, alice.key);
+    try {
+      const onlyDone = wsSubscribe(ws, WatchTasks, { status: ['DONE'] });
+      // Give both subscriptions a moment to be established (no event comes before a change).
+      await new Promise((r) => setTimeout(r, 500));
+      const foreign = await createTask(mallory, small, { width: 8 }, true);
+      const mine = await Promise.all([createTask(alice, small, { width: 8 }, true), createTask(alice, small, { width: 9 }, true)]);
+      const [waited] = await Promise.all(mine.map((id) => everything.waitFor((r) => (r.data?.tasksUpdated as State).id === id && (r.data?.tasksUpdated as State).status === 'DONE')));
+      expect(waited).toBeTruthy();
+      await Promise.all(mine.map((id) => onlyDone.waitFor((r) => (r.data?.tasksUpdated as State).id === id)));
+      await until(
+        () => mallory.request(GetTask, { id: foreign }),
+        (r) => r.data?.task.__typename === 'Task' && r.data.task.status === 'DONE',
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      const all = statesOf(everything.results, 'tasksUpdated');
+      expect(all.map((s) => s.id)).not.toContain(foreign);
+      for (const id of mine) {
+        const states = all.filter((s) => s.id === id);
+        expectOrdered(states);
+        expect(states.at(-1)!.status).toBe('DONE');
+      }
+      const done = statesOf(onlyDone.results, 'tasksUpdated');
+      expect(done.map((s) => s.status)).toEqual(['DONE', 'DONE']);
+      expect(done.map((s) => s.id).sort()).toEqual([...mine].sort());
+    } finally {
+      everything.close();
+      await ws.dispose();
+    }
+  });
+});
+
+describe('refusals: an error with its code, and never a data event', () => {
+  const missing = '6f1c1b1e-1d1a-4c1b-9a1b-1c1d1e1f1a1b';
+
+  it.each([
+    ['a bad id', 'WRONG_TASK_ID_FORMAT', () => 'not-a-uuid', /"not-a-uuid" is not a task id/],
+    ['a missing task', 'TASK_DOES_NOT_EXIST', () => missing, /does not exist/],
+    ['a foreign task', 'TASK_DOES_NOT_EXIST', () => foreignTask, /does not exist/],
+  ])('%s → %s over SSE and WebSocket', async (_, code, id, message) => {
+    const stream = await sse(service.url, WatchTask, { id: id() }, { key: alice.key });
+    await within(stream.ended, 10_000, 'the refused SSE stream to end');
+    expect(stream.results).toHaveLength(1);
+    expect(stream.results[0].data ?? null).toBeNull();
+    expect(stream.results[0].errors).toEqual([expect.objectContaining({ message: expect.stringMatching(message), extensions: { code } })]);
+
+    const ws = wsClient(service.url, alice.key);
+    try {
+      // graphql-ws sends an execution error as a `next` without data, then `complete`.
+      const overWs = wsSubscribe(ws, WatchTask, { id: id() });
+      expect(await within(overWs.ended, 10_000, 'the refused WS subscription to end')).toBe('complete');
+      expect(overWs.results).toHaveLength(1);
+      expect(overWs.results[0].data ?? null).toBeNull();
+      expect(overWs.results[0].errors).toEqual([expect.objectContaining({ message: expect.stringMatching(message), extensions: { code } })]);
+    } finally {
+      await ws.dispose();
+    }
+  });
+
+  let foreignTask: string;
+  beforeAll(async () => {
+    foreignTask = await createTask(mallory, small, { width: 8 });
+  });
+
+  it.each([
+    ['no key', () => null],
+    ['a wrong key', () => 'tl_not-a-key'],
+    ['a revoked key', () => revokedKey],
+  ])('%s: SSE gets 401 UNAUTHENTICATED, WebSocket is closed with 4401 and not retried', async (_, key) => {
+    // 401 (so a browser's EventSource gives up instead of reconnecting), one error event, the end.
+    const unauthenticated = [{ errors: [expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } })] }];
+    for (const method of ['POST', 'GET'] as const) {
+      const stream = await sse(service.url, WatchTask, { id: foreignTask }, { key: key(), method });
+      expect(stream.status).toBe(401);
+      await within(stream.ended, 10_000, 'the refused SSE stream to end');
+      expect(stream.results).toEqual(unauthenticated);
+      expect(stream.events.map((e) => e.event)).toEqual(['next', 'complete']);
+    }
+    const viaToken = await sse(service.url, WatchTasks, {}, { token: key() ?? '' });
+    expect(viaToken.status).toBe(401);
+    await within(viaToken.ended, 10_000, 'the refused SSE stream to end');
+    expect(viaToken.results).toEqual(unauthenticated);
+
+    // graphql-ws's client with its default retries: 4401 is final, so it gives up at once.
+    const ws = wsClient(service.url, key(), { retryAttempts: 5 });
+    const overWs = wsSubscribe(ws, WatchTasks, {});
+    const ended = (await within(overWs.ended, 10_000, 'the refused WebSocket to close')) as { error: { code: number; reason: string } };
+    expect(overWs.results).toEqual([]);
+    expect(ended.error).toMatchObject({ code: 4401, reason: 'Unauthorized: a valid API key is required' });
+    expect(ws.closed).toHaveLength(1);
+    await ws.dispose();
+  });
+
+  let revokedKey: string;
+  beforeAll(async () => {
+    revokedKey = await infra.createKey('erin');
+    await infra.sql(`UPDATE "ApiKey" SET "revokedAt" = now() WHERE name = 'erin'`);
+  });
+});
+
+describe('revocation', () => {
+  it('`npm run key -- revoke` ends the open subscriptions of that name (SSE and WebSocket), and only those', async () => {
+    const daveKey = await infra.createKey('dave');
+    const dave = client(service.url, daveKey);
+    const id = await createTask(dave, small, { width: 8 });
+    const aliceId = await createTask(alice, small, { width: 8 });
+    const overSse = await sse(service.url, WatchTask, { id }, { key: daveKey });
+    const dashboard = await sse(service.url, WatchTasks, {}, { token: daveKey });
+    const ws = wsClient(service.url, daveKey);
+    const aliceWs = wsClient(service.url, alice.key);
+    try {
+      const overWs = wsSubscribe(ws, WatchTask, { id });
+      const aliceStream = wsSubscribe(aliceWs, WatchTask, { id: aliceId });
+      await Promise.all([overSse.waitFor(() => true), overWs.waitFor(() => true), aliceStream.waitFor(() => true)]);
+      await new Promise((r) => setTimeout(r, 300)); // the dashboard has no first event
+
+      const revoke = startProcess(SCRIPTS.key, testEnv(infra, { LOG_LEVEL: 'silent' }), ['revoke', 'dave']);
+      expect(await revoke.exited).toBe(0);
+
+      await within(Promise.all([overSse.ended, dashboard.ended]), 10_000, 'the SSE streams to end');
+      const unauthenticated = expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } });
+      expect(overSse.results.map((r) => r.data?.taskUpdated ? 'data' : r.errors)).toEqual(['data', [unauthenticated]]);
+      expect(dashboard.results.map((r) => r.errors)).toEqual([[unauthenticated]]);
+      const ended = (await within(overWs.ended, 10_000, 'the WS subscription to end')) as { error: unknown };
+      expect(ended.error).toEqual([unauthenticated]);
+      expect(overWs.results).toHaveLength(1);
+      // Nothing more reaches dave, even when his task changes.
+      await dave.request(DeleteTask, { id }); // refused: the key is revoked
+      expect((await dave.request(GetTask, { id })).status).toBe(401);
+      // alice's subscription is untouched.
+      await alice.request(DeleteTask, { id: aliceId });
+      expect(await within(aliceStream.ended, 10_000, "alice's stream to end with DELETED")).toBe('complete');
+      expect(statesOf(aliceStream.results).map((s) => s.status)).toEqual(['CREATED', 'DELETED']);
+    } finally {
+      overSse.close();
+      dashboard.close();
+      await ws.dispose();
+      await aliceWs.dispose();
+    }
+  });
+});
