@@ -25,8 +25,8 @@ const redisOptions: RedisOptions = {
   retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),
 };
 
-export function createRedis(name: string): Redis {
-  const client = new Redis(config.redisUrl, { ...redisOptions, connectionName: `${config.redisPrefix}:${name}` });
+export function createRedis(name: string, options: RedisOptions = {}): Redis {
+  const client = new Redis(config.redisUrl, { ...redisOptions, ...options, connectionName: `${config.redisPrefix}:${name}` });
   client.on('error', (error) => log.warn({ err: error.message, redis: name }, 'redis connection error'));
   return client;
 }

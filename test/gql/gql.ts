@@ -21,6 +21,10 @@ type Documents = {
     "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": typeof types.ListTasksDocument,
     "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": typeof types.SubmitTaskDocument,
     "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.TaskStatusDuringOutageDocument,
+    "\n  mutation CrossCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": typeof types.CrossCreateTaskDocument,
+    "\n  mutation CrossRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.CrossRunTaskDocument,
+    "\n  subscription CrossWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width } }\n  }\n": typeof types.CrossWatchTaskDocument,
+    "\n  subscription CrossWatchTasks {\n    tasksUpdated { id status version }\n  }\n": typeof types.CrossWatchTasksDocument,
     "\n  mutation LiveCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": typeof types.LiveCreateTaskDocument,
     "\n  mutation LiveRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.LiveRunTaskDocument,
     "\n  mutation LiveDeleteTask($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.LiveDeleteTaskDocument,
@@ -38,6 +42,10 @@ const documents: Documents = {
     "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": types.ListTasksDocument,
     "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": types.SubmitTaskDocument,
     "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": types.TaskStatusDuringOutageDocument,
+    "\n  mutation CrossCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": types.CrossCreateTaskDocument,
+    "\n  mutation CrossRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.CrossRunTaskDocument,
+    "\n  subscription CrossWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width } }\n  }\n": types.CrossWatchTaskDocument,
+    "\n  subscription CrossWatchTasks {\n    tasksUpdated { id status version }\n  }\n": types.CrossWatchTasksDocument,
     "\n  mutation LiveCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": types.LiveCreateTaskDocument,
     "\n  mutation LiveRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.LiveRunTaskDocument,
     "\n  mutation LiveDeleteTask($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.LiveDeleteTaskDocument,
@@ -90,6 +98,22 @@ export function graphql(source: "\n  mutation SubmitTask($input: CreateTaskInput
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation CrossCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n"): (typeof documents)["\n  mutation CrossCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation CrossRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  mutation CrossRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription CrossWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width } }\n  }\n"): (typeof documents)["\n  subscription CrossWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription CrossWatchTasks {\n    tasksUpdated { id status version }\n  }\n"): (typeof documents)["\n  subscription CrossWatchTasks {\n    tasksUpdated { id status version }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

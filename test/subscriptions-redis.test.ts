@@ -1,0 +1,224 @@
+// Live updates across processes and through Redis trouble: two API processes on one
+// database and Redis (the first with the worker, the second only delivering), and the
+// second's pub/sub connection cut with CLIENT KILL, or kept off Redis by a proxy while
+// the task finishes (so its change message is lost for sure).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { graphql } from './gql/index.ts';
+import { client, until, type Client } from './helpers/client.ts';
+import { photo } from './helpers/images.ts';
+import { createInfra, type TestInfra } from './helpers/infra.ts';
+import { expectOrdered, sse, within, wsClient, wsSubscribe, type SseStream, type WsStream } from './helpers/live.ts';
+import { startRedisProxy, type RedisProxy } from './helpers/redis-proxy.ts';
+import { SCRIPTS, startService, type Service } from './helpers/service.ts';
+
+const CreateTask = graphql(`
+  mutation CrossCreateTask($input: CreateTaskInput!) {
+    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }
+  }
+`);
+
+const RunTask = graphql(`
+  mutation CrossRunTask($id: ID!) {
+    runTask(id: $id) { __typename ... on Task { id status } }
+  }
+`);
+
+const WatchTask = graphql(`
+  subscription CrossWatchTask($id: ID!) {
+    taskUpdated(id: $id) { id status progress version result { width } }
+  }
+`);
+
+const WatchTasks = graphql(`
+  subscription CrossWatchTasks {
+    tasksUpdated { id status version }
+  }
+`);
+
+type State = { id: string; status: string; progress: number; version: number };
+
+let infra: TestInfra;
+let first: Service; // `npm start`: API + worker
+let second: Service; // `npm run api` only, its Redis through `proxy`
+let proxy: RedisProxy;
+let viaFirst: Client;
+let key: string;
+let big: Buffer;
+let small: Buffer;
+
+beforeAll(async () => {
+  infra = await createInfra('cross');
+  proxy = await startRedisProxy();
+  [first, big, small] = await Promise.all([startService(infra, { WORKERS: '1' }), photo(2725, 2225), photo(64, 48)]);
+  second = await startService(infra, { REDIS_URL: proxy.url }, SCRIPTS.api);
+  key = await infra.createKey('alice');
+  viaFirst = client(first.url, key);
+});
+
+afterAll(async () => {
+  if (process.env.DEBUG_LIVE) console.log(second?.output().slice(-6000));
+  await Promise.all([first?.stop(), second?.stop()]);
+  await proxy?.close();
+  await infra?.dispose();
+});
+
+async function createTask(bytes: Uint8Array, resize: Record<string, unknown>, run = false): Promise<string> {
+  const response = await viaFirst.upload(
+    CreateTask,
+    { input: { jobDefinition: 'IMAGE_RESIZE', image: null as unknown as File, resize, run } },
+    { path: 'variables.input.image', bytes, name: 'photo.jpg', type: 'image/jpeg' },
+  );
+  const task = response.data?.createTask;
+  if (task?.__typename !== 'Task') throw new Error(`createTask failed: ${JSON.stringify(response)}`);
+  return task.id;
+}
+
+const states = (stream: { results: { data?: Record<string, unknown> | null }[] }, field = 'taskUpdated') =>
+  stream.results.map((r) => r.data?.[field] as State);
+const isDone = (id: string, field = 'taskUpdated') => (r: { data?: Record<string, unknown> | null }) =>
+  (r.data?.[field] as State | undefined)?.id === id && (r.data?.[field] as State).status === 'DONE';
+
+type ClientEntry = { id: string; addr: string; name: string; sub: number };
+async function clientList(): Promise<ClientEntry[]> {
+  const text = (await infra.redis.client('LIST')) as string;
+  return text
+    .trim()
+    .split('\n')
+    .map((line) => Object.fromEntries(line.split(' ').map((pair) => pair.split('=', 2))))
+    .map((c) => ({ id: c.id, addr: c.addr, name: c.name, sub: Number(c.sub) }));
+}
+
+/** The second API's pub/sub subscriber connection: by its name and the proxy's ports. */
+async function secondSubscriber(): Promise<ClientEntry | undefined> {
+  const ports = proxy.upstreamPorts();
+  return (await clientList()).find((c) => c.name === `${infra.redisPrefix}:subscriber` && ports.has(Number(c.addr.split(':').at(-1))));
+}
+
+describe('two API processes on one database and Redis', () => {
+  it('the second delivers (SSE and WebSocket) the whole life of a task run through the first', async () => {
+    const id = await createTask(big, { width: 1200, format: 'PNG' });
+    const overSse = await sse(second.url, WatchTask, { id }, { key });
+    const ws = wsClient(second.url, key);
+    try {
+      const overWs = wsSubscribe(ws, WatchTask, { id });
+      const dashboard = wsSubscribe(ws, WatchTasks, {});
+      await Promise.all([overSse.waitFor(() => true), overWs.waitFor(() => true)]);
+      await new Promise((r) => setTimeout(r, 300)); // the dashboard has no first event
+      expect((await viaFirst.request(RunTask, { id })).data?.runTask).toMatchObject({ status: 'QUEUED' });
+      await within(overSse.ended, 60_000, 'the SSE stream on the second API to end');
+      expect(await within(overWs.ended, 60_000, 'the WS stream on the second API to end')).toBe('complete');
+      for (const stream of [overSse, overWs]) {
+        const seen = states(stream);
+        expectOrdered(seen);
+        expect(seen[0].status).toBe('CREATED');
+        expect(seen.map((s) => s.status)).toContain('RUNNING');
+        expect(seen.at(-1)).toMatchObject({ status: 'DONE', progress: 1, result: { width: 1200 } });
+      }
+      await dashboard.waitFor(isDone(id, 'tasksUpdated'));
+      expectOrdered(states(dashboard, 'tasksUpdated'));
+      dashboard.stop();
+    } finally {
+      overSse.close();
+      await ws.dispose();
+    }
+  });
+});
+
+describe('the subscriber connection cut', () => {
+  it('CLIENT KILL mid-stream: it reconnects, resubscribes, and the final state still arrives', async () => {
+    const id = await createTask(big, { width: 2400, format: 'PNG' });
+    const overSse = await sse(second.url, WatchTask, { id }, { key });
+    const ws = wsClient(second.url, key);
+    try {
+      const overWs = wsSubscribe(ws, WatchTask, { id });
+      await Promise.all([overSse.waitFor(() => true), overWs.waitFor(() => true)]);
+      const before = await secondSubscriber();
+      expect(before?.sub).toBeGreaterThan(0);
+
+      await viaFirst.request(RunTask, { id });
+      await overSse.waitFor((r) => (r.data?.taskUpdated as State).status === 'RUNNING');
+      await infra.redis.client('KILL', 'ID', before!.id);
+      const killedAt = performance.now();
+      const killedAtWall = Date.now();
+
+      await within(overSse.ended, 60_000, 'the SSE stream to end after the cut');
+      const sseDoneAt = performance.now();
+      expect(await within(overWs.ended, 60_000, 'the WS stream to end after the cut')).toBe('complete');
+      for (const stream of [overSse, overWs]) {
+        expectOrdered(states(stream));
+        expect(states(stream).at(-1)).toMatchObject({ id, status: 'DONE' });
+      }
+      // graphql-redis-subscriptions' connection is a new one, subscribed again.
+      const after = await until(secondSubscriber, (c) => c !== undefined && c.sub > 0, 10_000);
+      expect(after!.id).not.toBe(before!.id);
+      expect(second.output()).toMatch(/pub\/sub connection is back: resynchronising/);
+      const resynced = [...second.output().matchAll(/"time":(\d+)[^\n]*pub\/sub connection is back/g)].at(-1)!;
+      console.log(
+        `MEASURED (CLIENT KILL of the subscriber mid-stream): resubscribed and resynchronised ${Number(resynced[1]) - killedAtWall} ms after the kill; ` +
+          `the final state (the task ran on) arrived ${Math.round(sseDoneAt - killedAt)} ms after the kill`,
+      );
+    } finally {
+      overSse.close();
+      await ws.dispose();
+    }
+  });
+
+  it('kept off Redis while the task finishes (its message lost for sure): the final state arrives once the connection is back', async () => {
+    const id = await createTask(small, { width: 16 });
+    const overSse = await sse(second.url, WatchTask, { id }, { key });
+    const dashboard = await sse(second.url, WatchTasks, {}, { key });
+    const ws = wsClient(second.url, key);
+    let overWs: WsStream | undefined;
+    const streams: (SseStream | WsStream)[] = [];
+    try {
+      overWs = wsSubscribe(ws, WatchTask, { id });
+      await Promise.all([overSse.waitFor(() => true), overWs.waitFor(() => true)]);
+      streams.push(overSse, overWs);
+      await new Promise((r) => setTimeout(r, 300)); // the dashboard has no first event
+      const subscriber = await secondSubscriber();
+      expect(subscriber?.sub).toBeGreaterThan(0);
+
+      proxy.block();
+      await infra.redis.client('KILL', 'ID', subscriber!.id);
+      const cutAt = performance.now();
+      // The whole life happens while the second API cannot hear about it.
+      await viaFirst.request(RunTask, { id });
+      await until(
+        () => infra.sql<{ status: string }>(`SELECT status FROM "Task" WHERE id = $1`, [id]),
+        ([row]) => row.status === 'DONE',
+        30_000,
+        20,
+      );
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await secondSubscriber()).toBeUndefined(); // really still cut off
+      for (const stream of streams) expect(states(stream).map((s) => s.status)).toEqual(['CREATED']);
+      expect(dashboard.results).toEqual([]);
+
+      proxy.unblock();
+      const backAt = performance.now();
+      await within(overSse.ended, 30_000, 'the SSE stream to end once Redis is back');
+      const deliveredAt = performance.now();
+      expect(await within(overWs.ended, 30_000, 'the WS stream to end once Redis is back')).toBe('complete');
+      for (const stream of streams) {
+        expectOrdered(states(stream));
+        expect(states(stream).map((s) => s.status)).toEqual(['CREATED', 'DONE']);
+      }
+      // The dashboard catches up too: the task's newest state, once.
+      await dashboard.waitFor(isDone(id, 'tasksUpdated'));
+      expect(states(dashboard, 'tasksUpdated').filter((s) => s.id === id).map((s) => s.status)).toEqual(['DONE']);
+      console.log(
+        `MEASURED (subscriber kept off Redis ${Math.round(backAt - cutAt)} ms while the task finished): final state delivered ` +
+          `${Math.round(deliveredAt - backAt)} ms after Redis was reachable again (ioredis reconnect backoff, capped at 2 s, + resync re-read)`,
+      );
+
+      // Resubscribed for real: a new change reaches the dashboard by its message alone.
+      const later = await createTask(small, { width: 8 }, true);
+      await dashboard.waitFor(isDone(later, 'tasksUpdated'), 30_000);
+    } finally {
+      proxy.unblock();
+      overSse.close();
+      dashboard.close();
+      await ws.dispose();
+    }
+  });
+});
