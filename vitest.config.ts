@@ -10,7 +10,7 @@ export default defineConfig({
     maxWorkers: 2,
     fileParallelism: true,
     testTimeout: 60_000,
-    hookTimeout: 120_000,
+    hookTimeout: 300_000, // starting real processes takes minutes on a loaded 2-core machine
     pool: 'forks',
   },
 });

@@ -39,7 +39,9 @@ export async function startApiServer(port: number, host: string): Promise<ApiSer
       onSubscribe: async (ctx, _id, payload) => {
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
-          request: new Request(`http://websocket${yoga.graphqlEndpoint}`),
+          // A stand-in request for yoga's plugins. POST, because yoga refuses mutations
+          // "from a GET request", and graphql-ws carries mutations too.
+          request: new Request(`http://websocket${yoga.graphqlEndpoint}`, { method: 'POST' }),
           connectionParams: ctx.connectionParams,
           params: payload,
         });

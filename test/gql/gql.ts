@@ -14,6 +14,10 @@ import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-
  * Learn more about it here: https://the-guild.dev/graphql/codegen/plugins/presets/preset-client#reducing-bundle-size
  */
 type Documents = {
+    "\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": typeof types.ClientCreateTaskDocument,
+    "\n  mutation ClientRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.ClientRunTaskDocument,
+    "\n  query ClientGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.ClientGetTaskDocument,
+    "\n  subscription ClientWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width height url } }\n  }\n": typeof types.ClientWatchTaskDocument,
     "\n  mutation CreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status version resize { width height fit format quality withoutEnlargement } source { width height format byteSize } }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on TooManyTasks { limit }\n    }\n  }\n": typeof types.CreateTaskDocument,
     "\n  mutation RunTask($id: ID!) {\n    runTask(id: $id) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidTaskState { status }\n    }\n  }\n": typeof types.RunTaskDocument,
     "\n  mutation DeleteTask($id: ID!) {\n    deleteTask(id: $id) {\n      __typename\n      ... on Task { id status source { id } result { id } resultOfJob }\n      ... on Error { message }\n    }\n  }\n": typeof types.DeleteTaskDocument,
@@ -35,6 +39,10 @@ type Documents = {
     "\n  query TaskStatusForPriority($id: ID!) { task(id: $id) { __typename ... on Task { status } } }\n": typeof types.TaskStatusForPriorityDocument,
 };
 const documents: Documents = {
+    "\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": types.ClientCreateTaskDocument,
+    "\n  mutation ClientRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.ClientRunTaskDocument,
+    "\n  query ClientGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": types.ClientGetTaskDocument,
+    "\n  subscription ClientWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width height url } }\n  }\n": types.ClientWatchTaskDocument,
     "\n  mutation CreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status version resize { width height fit format quality withoutEnlargement } source { width height format byteSize } }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on TooManyTasks { limit }\n    }\n  }\n": types.CreateTaskDocument,
     "\n  mutation RunTask($id: ID!) {\n    runTask(id: $id) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidTaskState { status }\n    }\n  }\n": types.RunTaskDocument,
     "\n  mutation DeleteTask($id: ID!) {\n    deleteTask(id: $id) {\n      __typename\n      ... on Task { id status source { id } result { id } resultOfJob }\n      ... on Error { message }\n    }\n  }\n": types.DeleteTaskDocument,
@@ -70,6 +78,22 @@ const documents: Documents = {
  */
 export function graphql(source: string): unknown;
 
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n"): (typeof documents)["\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation ClientRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  mutation ClientRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query ClientGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  query ClientGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription ClientWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width height url } }\n  }\n"): (typeof documents)["\n  subscription ClientWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width height url } }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
