@@ -109,7 +109,9 @@ describe('/metrics', () => {
       (m) =>
         m.sum('tasklane_task_transitions_total', { status: 'DONE' }) === 1 &&
         m.sum('tasklane_task_transitions_total', { status: 'FAILED' }) === 1 &&
-        m.sum('tasklane_queue_wait_seconds_count') === 2,
+        m.sum('tasklane_queue_wait_seconds_count') === 2 &&
+        // A job's duration is observed after its final transition is counted: a push can fall between.
+        m.sum('tasklane_job_duration_seconds_count') === 2,
       60_000,
       250,
     );
