@@ -101,6 +101,14 @@ async function main() {
   };
   const results: BenchResult[] = [];
   const failures: string[] = [];
+  const save = (complete: boolean) => {
+    const totalSeconds = (Date.now() - started) / 1000;
+    const report = { date: new Date().toISOString(), quick, complete, machine: info, totalSeconds, results, failures };
+    writeFileSync(path.join(workDir, 'results.json'), JSON.stringify(report, null, 2));
+    writeFileSync(path.join(workDir, 'results.md'), markdown(results, info, totalSeconds));
+    if (complete) writeFileSync(path.join(resultsDir, quick ? 'latest-quick.json' : 'latest.json'), JSON.stringify(report, null, 2));
+    return totalSeconds;
+  };
   for (const [id, bench] of Object.entries(BENCHMARKS)) {
     if (only && !only.includes(id)) continue;
     options.log(`benchmark ${id}`);
@@ -110,14 +118,12 @@ async function main() {
       failures.push(`${id}: ${(error as Error).stack}`);
       await stopAll();
     }
+    // Written after every benchmark, so that a run cut short keeps what it measured.
+    save(false);
   }
   console.log('');
   printTable(results);
-  const totalSeconds = (Date.now() - started) / 1000;
-  const report = { date: new Date().toISOString(), quick, machine: info, totalSeconds, results, failures };
-  writeFileSync(path.join(workDir, 'results.json'), JSON.stringify(report, null, 2));
-  writeFileSync(path.join(resultsDir, quick ? 'latest-quick.json' : 'latest.json'), JSON.stringify(report, null, 2));
-  writeFileSync(path.join(workDir, 'results.md'), markdown(results, info, totalSeconds));
+  const totalSeconds = save(true);
   console.log(`\n${results.length} benchmark(s) in ${totalSeconds.toFixed(0)} s; JSON: ${path.relative(ROOT, workDir)}/results.json`);
   for (const failure of failures) console.error(`FAILED ${failure}`);
   process.exit(failures.length ? 1 : 0);
