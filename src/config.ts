@@ -85,6 +85,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     maxInputPixels: read(env, 'MAX_INPUT_PIXELS', integer(1), 50_000_000),
     /** MAX_ACTIVE_TASKS_PER_KEY (1000): CREATED + QUEUED + RUNNING tasks one key (tenant) may hold. */
     maxActiveTasksPerKey: read(env, 'MAX_ACTIVE_TASKS_PER_KEY', integer(1), 1000),
+    /**
+     * RATE_LIMIT_PER_MINUTE (1200): requests one key name may make per minute, across every
+     * API process (kept in Redis); a full minute's worth may come as one burst. 0 turns it off.
+     */
+    rateLimitPerMinute: read(env, 'RATE_LIMIT_PER_MINUTE', integer(0, 1_000_000), 1200),
+    /** Limits on GraphQL documents, tuned to our schema (see src/http/graphql-limits.ts, SECURITY.md). */
+    graphqlLimits: {
+      /** GRAPHQL_MAX_DEPTH (15): nesting; standard introspection is 15, our operations at most 5. */
+      maxDepth: read(env, 'GRAPHQL_MAX_DEPTH', integer(1, 1000), 15),
+      /** GRAPHQL_MAX_ALIASES (15): aliased fields per operation. */
+      maxAliases: read(env, 'GRAPHQL_MAX_ALIASES', integer(0, 10_000), 15),
+      /** GRAPHQL_MAX_TOKENS (1000): lexical tokens per document; introspection is ~185. */
+      maxTokens: read(env, 'GRAPHQL_MAX_TOKENS', integer(10, 1_000_000), 1000),
+      /** GRAPHQL_MAX_DIRECTIVES (10): directives per operation. */
+      maxDirectives: read(env, 'GRAPHQL_MAX_DIRECTIVES', integer(0, 10_000), 10),
+      /** GRAPHQL_MAX_COST (25000): graphql-armor's cost; a full page of 100 tasks with every field is ~19,800. */
+      maxCost: read(env, 'GRAPHQL_MAX_COST', integer(1), 25_000),
+    },
     /** SIGNING_SECRET (generated once and kept in the database): HMAC key of image URLs. */
     signingSecret: read(env, 'SIGNING_SECRET', text(/^.{32,}$/, 'must be at least 32 characters'), ''),
     /** IMAGE_URL_TTL_SECONDS (3600): how long a signed image URL stays valid. */

@@ -16,6 +16,8 @@ describe('loadConfig', () => {
       maxInputPixels: 50_000_000,
       maxActiveTasksPerKey: 1000,
       workerNice: 10,
+      rateLimitPerMinute: 1200,
+      graphqlLimits: { maxDepth: 15, maxAliases: 15, maxTokens: 1000, maxDirectives: 10, maxCost: 25_000 },
     });
     expect(config.workers).toBeGreaterThanOrEqual(1);
   });
@@ -30,6 +32,8 @@ describe('loadConfig', () => {
     ['MAX_ATTEMPTS', '0', /MAX_ATTEMPTS must be between 1 and 100/],
     ['WORKER_NICE', '20', /WORKER_NICE must be between 0 and 19/],
     ['LOG_LEVEL', 'loud', /LOG_LEVEL must be one of/],
+    ['RATE_LIMIT_PER_MINUTE', '-5', /RATE_LIMIT_PER_MINUTE must be an integer/],
+    ['GRAPHQL_MAX_DEPTH', '0', /GRAPHQL_MAX_DEPTH must be between 1 and 1000/],
   ])('refuses %s=%s', (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(message);
   });

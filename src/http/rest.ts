@@ -16,6 +16,7 @@ import {
   WrongTaskIdFormat,
 } from '../tasks/errors.ts';
 import { authenticate, bearerKey, type Caller } from '../tasks/keys.ts';
+import { bodyRefusal } from './upload-limit.ts';
 import * as tasks from '../tasks/service.ts';
 import type { TaskRow } from '../tasks/service.ts';
 import { openApiDocument } from './openapi.ts';
@@ -110,7 +111,10 @@ async function createTask(request: Request, caller: Caller): Promise<Response> {
   let form: FormData;
   try {
     form = await request.formData();
-  } catch {
+  } catch (error) {
+    // Over MAX_UPLOAD_BYTES while streaming (no or a false Content-Length), or a second file.
+    const refusal = bodyRefusal(request, error);
+    if (refusal) return problem(413, 'PayloadTooLarge', refusal);
     throw new InvalidInput('the multipart body could not be parsed', null);
   }
   const image = form.get('image');

@@ -8,7 +8,17 @@ import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { log } from '../log.ts';
 import { authenticate, bearerKey } from '../tasks/keys.ts';
+import type { Context } from '../graphql/builder.ts';
+import { RATE_LIMITED, rateLimitedError, takeRequest } from './rate-limit.ts';
 import { yoga } from './yoga.ts';
+
+/**
+ * The largest WebSocket message accepted (ws' default is 100 MiB). Messages carry
+ * subscription documents and variables, never files; the token limit applies too.
+ */
+const MAX_WEBSOCKET_MESSAGE_BYTES = 1024 * 1024;
+/** How long an early answer's connection keeps swallowing the unread body before it is cut. */
+const UNREAD_BODY_LINGER_MS = 1000;
 
 export interface ApiServer {
   server: Server;
@@ -21,8 +31,17 @@ export interface ApiServer {
 type EnvelopedRoot = { execute: (args: ExecutionArgs) => any; subscribe: (args: ExecutionArgs) => any };
 
 export async function startApiServer(port: number, host: string): Promise<ApiServer> {
-  const server = createServer(yoga);
-  const sockets = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
+  const server = createServer((request, response) => {
+    // A response sent before the body was read (413, 401, 429 on an upload) leaves the
+    // client still writing: Node would read and discard the rest, however long. Give the
+    // client a moment to read the answer, then cut the connection.
+    response.once('finish', () => {
+      if (request.complete) return;
+      setTimeout(() => !request.complete && request.socket?.destroy(), UNREAD_BODY_LINGER_MS).unref(); // the socket may be gone already
+    });
+    void yoga(request, response);
+  });
+  const sockets = new WebSocketServer({ server, path: yoga.graphqlEndpoint, maxPayload: MAX_WEBSOCKET_MESSAGE_BYTES });
   const wsServer = useServer(
     {
       execute: (args) => (args.rootValue as EnvelopedRoot).execute(args),
@@ -59,6 +78,12 @@ export async function startApiServer(port: number, host: string): Promise<ApiSer
         } catch (error) {
           if (error instanceof GraphQLError) return [error];
           throw error;
+        }
+        // Every operation started over the socket counts against the key's rate limit.
+        const waitMs = await takeRequest((contextValue as Context).caller.owner);
+        if (waitMs !== null) {
+          const { message, retryAfter } = rateLimitedError(waitMs);
+          return [new GraphQLError(message, { extensions: { code: RATE_LIMITED, retryAfter } })];
         }
         return {
           schema,

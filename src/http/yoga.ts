@@ -12,9 +12,12 @@ import { isDatabaseUnavailable } from '../db.ts';
 import { log } from '../log.ts';
 import { authenticate, bearerKey } from '../tasks/keys.ts';
 import { dashboard } from './dashboard.ts';
+import { documentLimits, hideSchemaHints } from './graphql-limits.ts';
 import { graphqlMetricsPlugin, httpMetricsPlugin, metrics } from './metrics.ts';
+import { rateLimitedResponse, takeRequest } from './rate-limit.ts';
 import { handleRest, REST_PREFIX } from './rest.ts';
 import * as routes from './routes.ts';
+import { uploadLimit } from './upload-limit.ts';
 
 export function graphqlError(status: number, code: string, message: string): Response {
   return new Response(JSON.stringify({ errors: [{ message, extensions: { code } }] }), {
@@ -23,22 +26,41 @@ export function graphqlError(status: number, code: string, message: string): Res
   });
 }
 
-/** Routes that are not GraphQL, and the upload size limit (checked before any parsing). */
-const routing: Plugin = {
+/** The API key of a request: `Authorization: Bearer`, or `?token=` (EventSource cannot send headers). */
+export function requestKey(request: Request, url: URL): string | null {
+  return bearerKey(request.headers.get('authorization')) ?? url.searchParams.get('token');
+}
+
+/** Routes that need neither a key nor a body: answered before anything else. */
+const openRoutes: Plugin = {
   async onRequest({ request, url, endResponse }) {
     if (url.pathname === '/health') return endResponse(routes.health());
     if (url.pathname === '/ready') return endResponse(await routes.ready());
     if (url.pathname === '/metrics') return endResponse(await metrics(request));
     if (url.pathname === '/dashboard' || url.pathname.startsWith('/dashboard/')) return endResponse(dashboard(request, url));
+  },
+};
+
+/**
+ * The per-key rate limit, checked before the body is read or a document parsed. Requests
+ * without a valid key are not counted here (they get 401 without touching a task).
+ */
+const rateLimit: Plugin = {
+  async onRequest({ request, url, endResponse }) {
+    const key = requestKey(request, url);
+    if (!key) return;
+    const caller = await authenticate(key);
+    const waitMs = caller ? await takeRequest(caller.owner) : null;
+    if (waitMs !== null) return endResponse(rateLimitedResponse(waitMs));
+  },
+};
+
+/** Images and the REST facade: after the rate limit and the body limit (uploadLimit). */
+const keyedRoutes: Plugin = {
+  async onRequest({ request, url, endResponse }) {
     if (url.pathname.startsWith('/images/')) return endResponse(await routes.image(request, url));
-    // The REST facade checks the upload size itself, answering in its own error format.
+    // The REST facade answers in its own error format (also for a refused body).
     if (url.pathname === REST_PREFIX || url.pathname.startsWith(`${REST_PREFIX}/`)) return endResponse(await handleRest(request, url));
-    const length = Number(request.headers.get('content-length') ?? 0);
-    if (length > config.maxUploadBytes) {
-      return endResponse(
-        graphqlError(413, 'PAYLOAD_TOO_LARGE', `the request body is ${length} bytes, over the limit of ${config.maxUploadBytes} (MAX_UPLOAD_BYTES)`),
-      );
-    }
   },
 };
 
@@ -68,6 +90,9 @@ export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, C
   graphqlEndpoint: '/graphql',
   landingPage: false,
   batching: false,
+  // Ours is uploadLimit() (MAX_UPLOAD_BYTES, one file, PAYLOAD_TOO_LARGE). Yoga's own would
+  // cap at 25,000,000 bytes and turn a chunked multipart overflow into a 400.
+  maxRequestBodySize: false,
   logging: {
     debug: (...args) => log.debug(args),
     info: (...args) => log.info(args),
@@ -103,7 +128,9 @@ subscription Dashboard {
         });
       }
       if (!(error instanceof GraphQLError && !error.originalError)) log.error({ err: original }, 'unexpected error');
-      return defaultMaskError(error, message, isDev);
+      // Never the development variant (it adds the original message and stack, e.g. SQL).
+      void isDev;
+      return defaultMaskError(error, message, false);
     },
   },
   context: async ({ request, connectionParams }): Promise<Context> => {
@@ -120,5 +147,18 @@ subscription Dashboard {
     }
     return { caller, loaders: createLoaders() };
   },
-  plugins: [httpMetricsPlugin(), routing, validationIsBadRequest, graphqlMetricsPlugin()],
+  // Order matters: open routes, then the rate limit, then the body limit (it wraps the body
+  // every later reader sees: REST, the GraphQL parsers), then document limits and
+  // production's hiding of schema hints.
+  plugins: [
+    httpMetricsPlugin(),
+    openRoutes,
+    rateLimit,
+    uploadLimit(),
+    keyedRoutes,
+    ...documentLimits(),
+    ...(config.production ? [hideSchemaHints()] : []),
+    validationIsBadRequest,
+    graphqlMetricsPlugin(),
+  ],
 });

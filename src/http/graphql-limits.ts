@@ -1,0 +1,87 @@
+// Limits on the GraphQL documents clients may send, tuned to our schema, and what
+// production hides. Each refusal is a GraphQL error naming the limit's variable:
+// - tokens (GRAPHQL_MAX_TOKENS), counted while lexing, before any parse tree is built;
+// - depth, aliases, directives and cost (graphql-armor), as validation errors (HTTP 400).
+// Measured on our schema (SECURITY.md): the standard introspection query (GraphiQL,
+// codegen) is 15 deep and ~185 tokens; our own operations are at most 5 deep, ~70 tokens;
+// the largest legitimate query (one page of 100 tasks with every field) costs ~19,800.
+// In production (NODE_ENV=production) introspection is refused and "Did you mean …?"
+// suggestions are removed from every error, so the schema cannot be mapped from outside.
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
+import { GraphQLError, Lexer, NoSchemaIntrospectionCustomRule, Source, TokenKind, type ExecutionResult, type ValidationContext } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import { config } from '../config.ts';
+
+/** A validation-stage refusal: reported like any invalid document (HTTP 400). */
+const refuse = (variable: string) => (context: ValidationContext | null, error: GraphQLError) => {
+  const message = `${error.message.replace(/^Syntax Error: /, '').replace(/\.$/, '')} (${variable})`;
+  context?.reportError(new GraphQLError(message, { extensions: { code: 'GRAPHQL_VALIDATION_FAILED', limit: variable } }));
+};
+
+const armorCallbacks = (variable: string) => ({ propagateOnRejection: false, onReject: [refuse(variable)], exposeLimits: true });
+
+/** Counts tokens up to the limit (lexing only), so a huge document costs no parse tree. */
+export function tokenLimit(max: number): Plugin {
+  return {
+    onParse({ params }) {
+      const source = typeof params.source === 'string' ? new Source(params.source) : params.source;
+      const lexer = new Lexer(source);
+      let count = 0;
+      try {
+        while (lexer.advance().kind !== TokenKind.EOF) {
+          if (++count > max) {
+            throw new GraphQLError(`The query has more than ${max} tokens (GRAPHQL_MAX_TOKENS)`, {
+              extensions: { code: 'GRAPHQL_VALIDATION_FAILED', limit: 'GRAPHQL_MAX_TOKENS', http: { status: 400 } },
+            });
+          }
+        }
+      } catch (error) {
+        // A lexing error is the parser's to report, with its position.
+        if (error instanceof GraphQLError && error.extensions.limit) throw error;
+      }
+    },
+  };
+}
+
+export function documentLimits(): Plugin[] {
+  const limits = config.graphqlLimits;
+  return [
+    tokenLimit(limits.maxTokens),
+    EnvelopArmorPlugin({
+      maxTokens: { enabled: false }, // tokenLimit above, with our error
+      // Suggestions are hidden by hideSchemaHints (armor's own mask misses enum suggestions).
+      blockFieldSuggestion: { enabled: false },
+      // Inline fragments (`... on Task`) are how unions are read: they add no depth or cost.
+      // Introspection counts for depth, so a deep `__schema { types { fields { type … } } }` is refused.
+      maxDepth: { n: limits.maxDepth, flattenFragments: true, ignoreIntrospection: false, ...armorCallbacks('GRAPHQL_MAX_DEPTH') },
+      maxAliases: { n: limits.maxAliases, allowList: [], ...armorCallbacks('GRAPHQL_MAX_ALIASES') },
+      maxDirectives: { n: limits.maxDirectives, ...armorCallbacks('GRAPHQL_MAX_DIRECTIVES') },
+      // Introspection's cost is bounded by depth and tokens; counted it would be ~15,600.
+      costLimit: { maxCost: limits.maxCost, flattenFragments: true, ignoreIntrospection: true, ...armorCallbacks('GRAPHQL_MAX_COST') },
+    }),
+  ];
+}
+
+const SUGGESTION = /\s*Did you mean [^?]*\?/g;
+
+function stripSuggestions<T extends { message: string }>(errors: readonly T[] | undefined): void {
+  // GraphQLError.message is writable; the errors are ours (fresh per request).
+  for (const error of errors ?? []) error.message = error.message.replace(SUGGESTION, '');
+}
+
+function stripResult(result: unknown): void {
+  if (result && typeof result === 'object' && 'errors' in result) stripSuggestions((result as ExecutionResult).errors);
+}
+
+/** Production only: no introspection, no "Did you mean …?" in any error. */
+export function hideSchemaHints(): Plugin {
+  return {
+    onValidate({ addValidationRule }) {
+      addValidationRule(NoSchemaIntrospectionCustomRule);
+      return ({ result }) => stripSuggestions(result);
+    },
+    // Variables are coerced at execution: their errors carry suggestions too.
+    onExecute: () => ({ onExecuteDone: ({ result }) => stripResult(result) }),
+    onSubscribe: () => ({ onSubscribeResult: ({ result }) => stripResult(result) }),
+  };
+}
