@@ -2,7 +2,7 @@
 // prints a table and writes JSON to bench/results/. Options:
 //   --quick         small sizes, to check that everything works (figures mean little)
 //   --only=a,c      run only these benchmarks (a: resize throughput, b: API latency under
-//                   load, c: pipeline overhead, d: fan-out, e: memory)
+//                   load, c: pipeline overhead, d: fan-out, e: memory, f: security limits)
 //   --profile       also write --cpu-prof profiles of the processes under test
 import { execSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -15,6 +15,7 @@ import { fanOut } from './fanout.ts';
 import { memory } from './memory.ts';
 import { pipelineOverhead } from './pipeline-overhead.ts';
 import { resizeThroughput } from './resize-throughput.ts';
+import { security } from './security.ts';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -27,6 +28,7 @@ const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchResult>
   c: pipelineOverhead,
   d: fanOut,
   e: memory,
+  f: security,
 };
 
 function machine() {

@@ -278,7 +278,7 @@ describe('uploads', () => {
     const before = await counts();
     const total = 16 * MiB;
     const response = await postChunks(
-      service.url,
+      `${service.url}/graphql`,
       { authorization: `Bearer ${alice.key}`, 'content-type': 'multipart/form-data; boundary=b0', 'content-length': String(total) },
       (function* () {
         // Declares 16 MiB; the answer comes without the body being read.
@@ -296,7 +296,7 @@ describe('uploads', () => {
     const before = await counts();
     const total = 64 * MiB;
     const response = await postChunks(
-      service.url,
+      `${service.url}/graphql`,
       { authorization: `Bearer ${alice.key}`, 'content-type': 'multipart/form-data; boundary=b1' },
       body('b1', total),
     );
@@ -309,7 +309,7 @@ describe('uploads', () => {
 
   it('refuses a chunked JSON body over the limit the same way', async () => {
     const response = await postChunks(
-      service.url,
+      `${service.url}/graphql`,
       { authorization: `Bearer ${alice.key}`, 'content-type': 'application/json' },
       (function* () {
         yield Buffer.from('{"query":"{ __typename }","variables":{"pad":"');
@@ -319,6 +319,29 @@ describe('uploads', () => {
     );
     expect(response.status).toBe(413);
     expect(JSON.parse(response.body)).toMatchObject({ errors: [{ extensions: { code: 'PAYLOAD_TOO_LARGE' } }] });
+  });
+
+  it('the REST facade refuses a chunked oversize body and a second file the same way, in its own format', async () => {
+    const before = await counts();
+    const chunked = await postChunks(
+      `${service.url}/api/tasks`,
+      { authorization: `Bearer ${alice.key}`, 'content-type': 'multipart/form-data; boundary=b2' },
+      (function* () {
+        yield Buffer.from('--b2\r\nContent-Disposition: form-data; name="width"\r\n\r\n8\r\n--b2\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n');
+        for (let i = 0; i < 256; i++) yield Buffer.alloc(64 * 1024, 0x55);
+        yield Buffer.from('\r\n--b2--\r\n');
+      })(),
+    );
+    expect(chunked.status).toBe(413);
+    expect(JSON.parse(chunked.body)).toMatchObject({ error: 'PayloadTooLarge', message: `the request body is over the limit of ${UPLOAD_LIMIT} bytes (MAX_UPLOAD_BYTES)` });
+    const form = new FormData();
+    form.append('width', '8');
+    form.append('image', new Blob([await photo(16, 16)]), 'a.jpg');
+    form.append('extra', new Blob([await photo(16, 16)]), 'b.jpg');
+    const twoFiles = await fetch(`${service.url}/api/tasks`, { method: 'POST', headers: { authorization: `Bearer ${alice.key}` }, body: form });
+    expect(twoFiles.status).toBe(413);
+    expect(await twoFiles.json()).toMatchObject({ error: 'PayloadTooLarge', message: 'a request may carry one file (the image); this one carries more' });
+    expect(await counts()).toEqual(before);
   });
 
   it('refuses a second file with 413, storing nothing', async () => {

@@ -12,6 +12,8 @@ import { GraphQLError, Lexer, NoSchemaIntrospectionCustomRule, Source, TokenKind
 import type { Plugin } from 'graphql-yoga';
 import { config } from '../config.ts';
 
+type GraphQLArmorConfig = NonNullable<Parameters<typeof EnvelopArmorPlugin>[0]>;
+
 /** A validation-stage refusal: reported like any invalid document (HTTP 400). */
 const refuse = (variable: string) => (context: ValidationContext | null, error: GraphQLError) => {
   const message = `${error.message.replace(/^Syntax Error: /, '').replace(/\.$/, '')} (${variable})`;
@@ -20,46 +22,49 @@ const refuse = (variable: string) => (context: ValidationContext | null, error: 
 
 const armorCallbacks = (variable: string) => ({ propagateOnRejection: false, onReject: [refuse(variable)], exposeLimits: true });
 
-/** Counts tokens up to the limit (lexing only), so a huge document costs no parse tree. */
+/** True if `source` has more than `max` tokens; stops lexing at the first one over. */
+export function exceedsTokens(source: string | Source, max: number): boolean {
+  const lexer = new Lexer(typeof source === 'string' ? new Source(source) : source);
+  let count = 0;
+  try {
+    while (lexer.advance().kind !== TokenKind.EOF) if (++count > max) return true;
+  } catch {
+    // A lexing error is the parser's to report, with its position.
+  }
+  return false;
+}
+
+/** Counts tokens (lexing only) before parsing, so a huge document costs no parse tree. */
 export function tokenLimit(max: number): Plugin {
   return {
     onParse({ params }) {
-      const source = typeof params.source === 'string' ? new Source(params.source) : params.source;
-      const lexer = new Lexer(source);
-      let count = 0;
-      try {
-        while (lexer.advance().kind !== TokenKind.EOF) {
-          if (++count > max) {
-            throw new GraphQLError(`The query has more than ${max} tokens (GRAPHQL_MAX_TOKENS)`, {
-              extensions: { code: 'GRAPHQL_VALIDATION_FAILED', limit: 'GRAPHQL_MAX_TOKENS', http: { status: 400 } },
-            });
-          }
-        }
-      } catch (error) {
-        // A lexing error is the parser's to report, with its position.
-        if (error instanceof GraphQLError && error.extensions.limit) throw error;
+      if (exceedsTokens(params.source, max)) {
+        throw new GraphQLError(`The query has more than ${max} tokens (GRAPHQL_MAX_TOKENS)`, {
+          extensions: { code: 'GRAPHQL_VALIDATION_FAILED', limit: 'GRAPHQL_MAX_TOKENS', http: { status: 400 } },
+        });
       }
     },
   };
 }
 
+/** graphql-armor's settings for our schema (also used by bench/security.ts to time them). */
+export function armorConfig(limits = config.graphqlLimits): GraphQLArmorConfig {
+  return {
+    maxTokens: { enabled: false }, // tokenLimit above, with our error
+    // Suggestions are hidden by hideSchemaHints (armor's own mask misses enum suggestions).
+    blockFieldSuggestion: { enabled: false },
+    // Inline fragments (`... on Task`) are how unions are read: they add no depth or cost.
+    // Introspection counts for depth, so a deep `__schema { types { fields { type … } } }` is refused.
+    maxDepth: { n: limits.maxDepth, flattenFragments: true, ignoreIntrospection: false, ...armorCallbacks('GRAPHQL_MAX_DEPTH') },
+    maxAliases: { n: limits.maxAliases, allowList: [], ...armorCallbacks('GRAPHQL_MAX_ALIASES') },
+    maxDirectives: { n: limits.maxDirectives, ...armorCallbacks('GRAPHQL_MAX_DIRECTIVES') },
+    // Introspection's cost is bounded by depth and tokens; counted it would be ~15,600.
+    costLimit: { maxCost: limits.maxCost, flattenFragments: true, ignoreIntrospection: true, ...armorCallbacks('GRAPHQL_MAX_COST') },
+  };
+}
+
 export function documentLimits(): Plugin[] {
-  const limits = config.graphqlLimits;
-  return [
-    tokenLimit(limits.maxTokens),
-    EnvelopArmorPlugin({
-      maxTokens: { enabled: false }, // tokenLimit above, with our error
-      // Suggestions are hidden by hideSchemaHints (armor's own mask misses enum suggestions).
-      blockFieldSuggestion: { enabled: false },
-      // Inline fragments (`... on Task`) are how unions are read: they add no depth or cost.
-      // Introspection counts for depth, so a deep `__schema { types { fields { type … } } }` is refused.
-      maxDepth: { n: limits.maxDepth, flattenFragments: true, ignoreIntrospection: false, ...armorCallbacks('GRAPHQL_MAX_DEPTH') },
-      maxAliases: { n: limits.maxAliases, allowList: [], ...armorCallbacks('GRAPHQL_MAX_ALIASES') },
-      maxDirectives: { n: limits.maxDirectives, ...armorCallbacks('GRAPHQL_MAX_DIRECTIVES') },
-      // Introspection's cost is bounded by depth and tokens; counted it would be ~15,600.
-      costLimit: { maxCost: limits.maxCost, flattenFragments: true, ignoreIntrospection: true, ...armorCallbacks('GRAPHQL_MAX_COST') },
-    }),
-  ];
+  return [tokenLimit(config.graphqlLimits.maxTokens), EnvelopArmorPlugin(armorConfig())];
 }
 
 const SUGGESTION = /\s*Did you mean [^?]*\?/g;

@@ -69,13 +69,15 @@ export function routeLabel(pathname: string): string {
 
 /** Times every request; must come first among the plugins (an earlier endResponse skips later onRequest hooks). */
 export function httpMetricsPlugin(): Plugin {
-  const started = new WeakMap<Request, { at: number; route: string }>();
+  // Keyed by the per-request server context: a later plugin may replace the Request
+  // object itself (uploadLimit wraps the body), the context stays the same.
+  const started = new WeakMap<object, { at: number; route: string }>();
   return {
-    onRequest({ request, url }) {
-      started.set(request, { at: performance.now(), route: routeLabel(url.pathname) });
+    onRequest({ serverContext, url }) {
+      started.set(serverContext, { at: performance.now(), route: routeLabel(url.pathname) });
     },
-    onResponse({ request, response }) {
-      const start = started.get(request);
+    onResponse({ request, response, serverContext }) {
+      const start = started.get(serverContext);
       if (!start) return;
       httpDuration.observe(
         { method: request.method, route: start.route, status: String(response.status) },

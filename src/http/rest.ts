@@ -26,7 +26,7 @@ export const REST_PREFIX = '/api';
 const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
   new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
 
-const problem = (status: number, error: string, message: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
+export const problem = (status: number, error: string, message: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
   json(status, { error, message, ...extra }, headers);
 
 /** The REST representation of a task (see the `Task` schema in openapi.ts). */

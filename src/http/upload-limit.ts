@@ -24,14 +24,18 @@ const payloadTooLarge = (message: string) =>
 /** Why a request's body was refused while it streamed in (set by the counting stream). */
 const refused = new WeakMap<Request, string>(); // request → the client-facing message
 
-export function uploadLimit(): Plugin {
+/**
+ * `respond` formats the early refusal of a declared oversize body (the REST facade answers
+ * in its own error format); by default a GraphQL error response.
+ */
+export function uploadLimit(respond: (url: URL, message: string) => Response = (_, message) => payloadTooLargeResponse(message)): Plugin {
   const max = config.maxUploadBytes;
   return {
-    onRequest({ request, setRequest, endResponse, fetchAPI }) {
+    onRequest({ request, url, setRequest, endResponse, fetchAPI }) {
       if (!request.body) return;
       const declared = request.headers.get('content-length');
       if (declared !== null && Number(declared) > max) {
-        return endResponse(payloadTooLargeResponse(overLimit(`the request body is ${declared} bytes`)));
+        return endResponse(respond(url, overLimit(`the request body is ${declared} bytes`)));
       }
       // Count the bytes as they arrive, whatever Content-Length claimed.
       let received = 0;

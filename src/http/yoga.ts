@@ -15,9 +15,9 @@ import { dashboard } from './dashboard.ts';
 import { documentLimits, hideSchemaHints } from './graphql-limits.ts';
 import { graphqlMetricsPlugin, httpMetricsPlugin, metrics } from './metrics.ts';
 import { rateLimitedResponse, takeRequest } from './rate-limit.ts';
-import { handleRest, REST_PREFIX } from './rest.ts';
+import { handleRest, problem, REST_PREFIX } from './rest.ts';
 import * as routes from './routes.ts';
-import { uploadLimit } from './upload-limit.ts';
+import { payloadTooLargeResponse, uploadLimit } from './upload-limit.ts';
 
 export function graphqlError(status: number, code: string, message: string): Response {
   return new Response(JSON.stringify({ errors: [{ message, extensions: { code } }] }), {
@@ -55,14 +55,20 @@ const rateLimit: Plugin = {
   },
 };
 
+const isRest = (url: URL) => url.pathname === REST_PREFIX || url.pathname.startsWith(`${REST_PREFIX}/`);
+
 /** Images and the REST facade: after the rate limit and the body limit (uploadLimit). */
 const keyedRoutes: Plugin = {
   async onRequest({ request, url, endResponse }) {
     if (url.pathname.startsWith('/images/')) return endResponse(await routes.image(request, url));
     // The REST facade answers in its own error format (also for a refused body).
-    if (url.pathname === REST_PREFIX || url.pathname.startsWith(`${REST_PREFIX}/`)) return endResponse(await handleRest(request, url));
+    if (isRest(url)) return endResponse(await handleRest(request, url));
   },
 };
+
+/** A body over MAX_UPLOAD_BYTES, refused from its Content-Length, in the format of its route. */
+const refuseBody = (url: URL, message: string) =>
+  isRest(url) ? problem(413, 'PayloadTooLarge', message) : payloadTooLargeResponse(message);
 
 /**
  * A document that does not validate (unknown field, enum value, …) is a bad request:
@@ -154,7 +160,7 @@ subscription Dashboard {
     httpMetricsPlugin(),
     openRoutes,
     rateLimit,
-    uploadLimit(),
+    uploadLimit(refuseBody),
     keyedRoutes,
     ...documentLimits(),
     ...(config.production ? [hideSchemaHints()] : []),

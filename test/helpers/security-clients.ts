@@ -124,8 +124,9 @@ export function ws(url: string, key: string, query: string, variables: Record<st
 }
 
 /**
- * POSTs a body written chunk by chunk (chunked transfer encoding unless `contentLength`
- * is given), and stops writing as soon as the server answers. `sent` is what was written.
+ * POSTs to `url` (a full URL) a body written chunk by chunk (chunked transfer encoding
+ * unless a Content-Length header is given), and stops writing as soon as the server
+ * answers. `sent` is what was written.
  */
 export function postChunks(
   url: string,
@@ -135,7 +136,7 @@ export function postChunks(
   return new Promise((resolve, reject) => {
     let sent = 0;
     let answered = false;
-    const request = http.request(`${url}/graphql`, { method: 'POST', headers }, (response) => {
+    const request = http.request(url, { method: 'POST', headers }, (response) => {
       answered = true;
       let body = '';
       response.setEncoding('utf8');
