@@ -230,7 +230,7 @@ describe('image URLs', () => {
     } finally {
       await api.stop();
     }
-  });
+  }, 240_000); // starts API processes one after the other: slow on a loaded machine
 });
 
 describe('API keys', () => {
@@ -251,7 +251,7 @@ describe('API keys', () => {
     const again = ws(service.url, key, TASKS_UPDATED);
     await again.ended;
     expect(again.messages[0].errors![0].message).toMatch(/closed: 4403/);
-  });
+  }, 180_000); // runs the key CLI (a process start)
 });
 
 describe('uploads', () => {
