@@ -49,7 +49,12 @@ const rateLimit: Plugin = {
   async onRequest({ request, url, endResponse }) {
     const key = requestKey(request, url);
     if (!key) return;
-    const caller = await authenticate(key);
+    let caller;
+    try {
+      caller = await authenticate(key);
+    } catch {
+      return; // PostgreSQL unreachable: the route or the context reports it (503)
+    }
     const waitMs = caller ? await takeRequest(caller.owner) : null;
     if (waitMs !== null) return endResponse(rateLimitedResponse(waitMs));
   },
