@@ -14,6 +14,10 @@ import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-
  * Learn more about it here: https://the-guild.dev/graphql/codegen/plugins/presets/preset-client#reducing-bundle-size
  */
 type Documents = {
+    "\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": typeof types.ClientCreateTaskDocument,
+    "\n  mutation ClientRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.ClientRunTaskDocument,
+    "\n  query ClientGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.ClientGetTaskDocument,
+    "\n  subscription ClientWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width height url } }\n  }\n": typeof types.ClientWatchTaskDocument,
     "\n  mutation CreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status version resize { width height fit format quality withoutEnlargement } source { width height format byteSize } }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on TooManyTasks { limit }\n    }\n  }\n": typeof types.CreateTaskDocument,
     "\n  mutation RunTask($id: ID!) {\n    runTask(id: $id) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidTaskState { status }\n    }\n  }\n": typeof types.RunTaskDocument,
     "\n  mutation DeleteTask($id: ID!) {\n    deleteTask(id: $id) {\n      __typename\n      ... on Task { id status source { id } result { id } resultOfJob }\n      ... on Error { message }\n    }\n  }\n": typeof types.DeleteTaskDocument,
@@ -26,10 +30,24 @@ type Documents = {
     "\n  mutation RunTaskSec($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": typeof types.RunTaskSecDocument,
     "\n  mutation DeleteTaskSec($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.DeleteTaskSecDocument,
     "\n  query ListSec($first: Int, $after: String) {\n    tasks(first: $first, after: $after) { edges { node { id } } }\n  }\n": typeof types.ListSecDocument,
+    "\n  mutation CrossCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": typeof types.CrossCreateTaskDocument,
+    "\n  mutation CrossRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.CrossRunTaskDocument,
+    "\n  subscription CrossWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width } }\n  }\n": typeof types.CrossWatchTaskDocument,
+    "\n  subscription CrossWatchTasks {\n    tasksUpdated { id status version }\n  }\n": typeof types.CrossWatchTasksDocument,
+    "\n  mutation LiveCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": typeof types.LiveCreateTaskDocument,
+    "\n  mutation LiveRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.LiveRunTaskDocument,
+    "\n  mutation LiveDeleteTask($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.LiveDeleteTaskDocument,
+    "\n  query LiveGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status version } }\n  }\n": typeof types.LiveGetTaskDocument,
+    "\n  subscription WatchTask($id: ID!) {\n    taskUpdated(id: $id) {\n      id status progress version error\n      result { width height url }\n      events { status }\n    }\n  }\n": typeof types.WatchTaskDocument,
+    "\n  subscription WatchTasks($status: [TaskStatus!]) {\n    tasksUpdated(status: $status) { id status version }\n  }\n": typeof types.WatchTasksDocument,
     "\n  mutation CreateTaskForPriority($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id } }\n  }\n": typeof types.CreateTaskForPriorityDocument,
     "\n  query TaskStatusForPriority($id: ID!) { task(id: $id) { __typename ... on Task { status } } }\n": typeof types.TaskStatusForPriorityDocument,
 };
 const documents: Documents = {
+    "\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": types.ClientCreateTaskDocument,
+    "\n  mutation ClientRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.ClientRunTaskDocument,
+    "\n  query ClientGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": types.ClientGetTaskDocument,
+    "\n  subscription ClientWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width height url } }\n  }\n": types.ClientWatchTaskDocument,
     "\n  mutation CreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status version resize { width height fit format quality withoutEnlargement } source { width height format byteSize } }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on TooManyTasks { limit }\n    }\n  }\n": types.CreateTaskDocument,
     "\n  mutation RunTask($id: ID!) {\n    runTask(id: $id) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidTaskState { status }\n    }\n  }\n": types.RunTaskDocument,
     "\n  mutation DeleteTask($id: ID!) {\n    deleteTask(id: $id) {\n      __typename\n      ... on Task { id status source { id } result { id } resultOfJob }\n      ... on Error { message }\n    }\n  }\n": types.DeleteTaskDocument,
@@ -42,6 +60,16 @@ const documents: Documents = {
     "\n  mutation RunTaskSec($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": types.RunTaskSecDocument,
     "\n  mutation DeleteTaskSec($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.DeleteTaskSecDocument,
     "\n  query ListSec($first: Int, $after: String) {\n    tasks(first: $first, after: $after) { edges { node { id } } }\n  }\n": types.ListSecDocument,
+    "\n  mutation CrossCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": types.CrossCreateTaskDocument,
+    "\n  mutation CrossRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.CrossRunTaskDocument,
+    "\n  subscription CrossWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width } }\n  }\n": types.CrossWatchTaskDocument,
+    "\n  subscription CrossWatchTasks {\n    tasksUpdated { id status version }\n  }\n": types.CrossWatchTasksDocument,
+    "\n  mutation LiveCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": types.LiveCreateTaskDocument,
+    "\n  mutation LiveRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.LiveRunTaskDocument,
+    "\n  mutation LiveDeleteTask($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.LiveDeleteTaskDocument,
+    "\n  query LiveGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status version } }\n  }\n": types.LiveGetTaskDocument,
+    "\n  subscription WatchTask($id: ID!) {\n    taskUpdated(id: $id) {\n      id status progress version error\n      result { width height url }\n      events { status }\n    }\n  }\n": types.WatchTaskDocument,
+    "\n  subscription WatchTasks($status: [TaskStatus!]) {\n    tasksUpdated(status: $status) { id status version }\n  }\n": types.WatchTasksDocument,
     "\n  mutation CreateTaskForPriority($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id } }\n  }\n": types.CreateTaskForPriorityDocument,
     "\n  query TaskStatusForPriority($id: ID!) { task(id: $id) { __typename ... on Task { status } } }\n": types.TaskStatusForPriorityDocument,
 };
@@ -60,6 +88,22 @@ const documents: Documents = {
  */
 export function graphql(source: string): unknown;
 
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n"): (typeof documents)["\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation ClientRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  mutation ClientRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query ClientGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  query ClientGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription ClientWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width height url } }\n  }\n"): (typeof documents)["\n  subscription ClientWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width height url } }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
@@ -108,6 +152,46 @@ export function graphql(source: "\n  mutation DeleteTaskSec($id: ID!) {\n    del
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  query ListSec($first: Int, $after: String) {\n    tasks(first: $first, after: $after) { edges { node { id } } }\n  }\n"): (typeof documents)["\n  query ListSec($first: Int, $after: String) {\n    tasks(first: $first, after: $after) { edges { node { id } } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation CrossCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n"): (typeof documents)["\n  mutation CrossCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation CrossRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  mutation CrossRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription CrossWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width } }\n  }\n"): (typeof documents)["\n  subscription CrossWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription CrossWatchTasks {\n    tasksUpdated { id status version }\n  }\n"): (typeof documents)["\n  subscription CrossWatchTasks {\n    tasksUpdated { id status version }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation LiveCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n"): (typeof documents)["\n  mutation LiveCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation LiveRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  mutation LiveRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation LiveDeleteTask($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  mutation LiveDeleteTask($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query LiveGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status version } }\n  }\n"): (typeof documents)["\n  query LiveGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status version } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription WatchTask($id: ID!) {\n    taskUpdated(id: $id) {\n      id status progress version error\n      result { width height url }\n      events { status }\n    }\n  }\n"): (typeof documents)["\n  subscription WatchTask($id: ID!) {\n    taskUpdated(id: $id) {\n      id status progress version error\n      result { width height url }\n      events { status }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription WatchTasks($status: [TaskStatus!]) {\n    tasksUpdated(status: $status) { id status version }\n  }\n"): (typeof documents)["\n  subscription WatchTasks($status: [TaskStatus!]) {\n    tasksUpdated(status: $status) { id status version }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
