@@ -250,7 +250,7 @@ describe('API keys', () => {
     // A new WebSocket with the revoked key is refused at connection.
     const again = ws(service.url, key, TASKS_UPDATED);
     await again.ended;
-    expect(again.messages[0].errors![0].message).toMatch(/closed: 4403/);
+    expect(again.messages[0].errors![0].message).toMatch(/closed: 4401/); // Unauthorized: final for graphql-ws clients
   }, 180_000); // runs the key CLI (a process start)
 });
 
