@@ -13,6 +13,9 @@
 //   CHAOS_SETTLE_SECONDS (240) how long to wait for the tasks to settle afterwards
 //   WORKERS (2), WORKER_NICE (0), LEASE_MS, RECONCILE_INTERVAL_MS, SHUTDOWN_GRACE_MS,
 //   JOB_TIMEOUT_MS, MAX_ATTEMPTS: passed to the deployment (Tasklane's defaults otherwise).
+import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { client, type Client } from '../test/helpers/client.ts';
 import {
@@ -186,11 +189,11 @@ async function main() {
   // Recovery: per fault, how long until every task in flight at that moment had moved on
   // (a later delivery started, or it finished); for a killed worker, how long until its
   // task was picked up again.
-  const events = await sql(`SELECT "taskId", status::text AS status, at FROM "TaskEvent" ORDER BY id`);
-  const byTask = new Map<string, { status: string; at: Date }[]>();
+  const events = await sql(`SELECT "taskId", status::text AS status, message, at FROM "TaskEvent" ORDER BY id`);
+  const byTask = new Map<string, { status: string; message: string | null; at: Date }[]>();
   for (const e of events) {
     const list = byTask.get(e.taskId as string) ?? [];
-    list.push({ status: e.status as string, at: e.at as Date });
+    list.push({ status: e.status as string, message: e.message as string | null, at: e.at as Date });
     byTask.set(e.taskId as string, list);
   }
   const movedOn = (id: string, after: Date) =>
@@ -254,10 +257,16 @@ async function main() {
     lines.push(`| ${kind} | ${times.length} | ${secs(times[Math.floor((times.length - 1) / 2)])} | ${secs(times.at(-1))} |`);
   }
   for (const r of recovery.filter((r) => r.victim)) {
-    const trail = (byTask.get(r.victim!.id) ?? []).map((e) => `${e.status}@${((e.at.getTime() - r.at.getTime()) / 1000).toFixed(1)}s`);
+    const trail = (byTask.get(r.victim!.id) ?? []).map(
+      (e) => `${e.status}@${((e.at.getTime() - r.at.getTime()) / 1000).toFixed(1)}s${e.status === 'QUEUED' && e.message !== 'queued' ? ` (${e.message})` : ''}`,
+    );
     lines.push(`killed task ${r.victim!.id.slice(0, 8)} (attempt ${r.victim!.attempt}), events relative to the kill: ${trail.join(' ')}  `);
   }
   console.log(`\n${lines.join('\n')}\n`);
+  // The deployment's own logs (JSON lines of every process), for a closer look.
+  const logFile = path.join(os.tmpdir(), `${infra.redisPrefix}.log`);
+  await writeFile(logFile, outputs.map((o) => o()).join('\n'));
+  say(`the deployment's logs: ${logFile}`);
   const ok = final.lost.length === 0 && final.stuck.length === 0 && final.duplicates.length === 0 && final.orphanImages === 0 && final.broken.length === 0;
   say(ok ? 'OK: nothing lost, stuck or completed twice' : 'NOT OK: see the table');
   if (!ok) {

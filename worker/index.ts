@@ -152,13 +152,17 @@ async function main() {
   });
   // Put back the jobs of workers that died (stalled: not renewed within STALL_INTERVAL_MS).
   // Every worker checks, every half interval; a Redis lock makes one check count per interval.
-  queue.checkStalledJobs(STALL_INTERVAL_MS / 2, (error, stalled) => {
-    if (error) log.warn({ err: error.message }, 'stalled-job check failed');
-    else if (stalled) log.info({ count: stalled }, 'stalled jobs put back on the queue');
-  });
+  // No callback: with one, bee-queue leaves the rejection of a failed check (Redis cut off)
+  // unhandled, which kills the process. Without, later failures become 'error' events.
+  queue.on('stalled', (jobId: string) => log.info({ taskId: jobId }, 'stalled job put back on the queue'));
+  queue.checkStalledJobs(STALL_INTERVAL_MS / 2).catch((error: Error) => log.warn({ err: error.message }, 'stalled-job check failed'));
   const stopReconciler = startReconciler();
   const stopMetrics = startMetricsPush('worker');
   log.info({ concurrency: config.workerConcurrency }, 'worker ready');
+
+  // A library promise nobody awaits that fails on a connection blip must not kill a worker
+  // mid-job (that would cost its task a delivery): log it loudly and keep going.
+  process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'unhandled rejection; worker keeps running'));
 
   const shutdown = async (signal: string) => {
     if (shuttingDown) return;
