@@ -22,8 +22,13 @@ const TaskStatusQuery = graphql(`
   }
 `);
 
-// Half a second or so of AVIF encoding per task (more on a busy machine): long enough to be caught running.
-const MEDIUM = { width: 256, format: 'AVIF' };
+// About a second of AVIF encoding per task on an idle machine (more on a busy one): long enough
+// to be caught running, short enough for a scenario to finish in seconds.
+const MEDIUM = { width: 512, format: 'AVIF' };
+// About four seconds of AVIF encoding on an idle machine: far longer than SHUTDOWN_GRACE_MS below,
+// so a worker stopped while running one must hand it back (an idle CI machine finished MEDIUM
+// tasks within the grace period, and nothing was handed back).
+const HEAVY = { width: 1024, format: 'AVIF' };
 
 let infra: TestInfra;
 let redis: PrivateRedis;
@@ -34,7 +39,7 @@ let alice: Client;
 let image: Buffer;
 
 beforeAll(async () => {
-  [infra, redis, image] = await Promise.all([createInfra('outages'), privateRedis(), photo(256, 256)]);
+  [infra, redis, image] = await Promise.all([createInfra('outages'), privateRedis(), photo(1024, 1024)]);
   pgProxy = await tcpProxy(Number(new URL(infra.databaseUrl).port || 5432));
   const viaProxy = new URL(infra.databaseUrl);
   viaProxy.port = String(pgProxy.port);
@@ -59,9 +64,9 @@ afterAll(async () => {
 
 const sql = (text: string, params?: unknown[]) => infra.sql(text, params);
 
-async function submitMany(n: number): Promise<string[]> {
+async function submitMany(n: number, resize: Record<string, unknown> = MEDIUM): Promise<string[]> {
   const ids: string[] = [];
-  for (let i = 0; i < n; i++) ids.push(await submit(alice, image, MEDIUM));
+  for (let i = 0; i < n; i++) ids.push(await submit(alice, image, resize));
   return ids;
 }
 
@@ -169,8 +174,10 @@ describe('PostgreSQL', () => {
 
 describe('SIGTERM', () => {
   it('stops npm start quickly with tasks running, hands them back, and a restart completes them once', async () => {
-    const ids = await submitMany(6);
-    await until(() => statuses(ids), (s) => s.filter((x) => x === 'RUNNING').length === 2, 120_000, 50);
+    // The two heavy tasks go first (FIFO) and run on the two workers while the others wait.
+    const heavy = await submitMany(2, HEAVY);
+    const ids = [...heavy, ...(await submitMany(4))];
+    await until(() => statuses(heavy), (s) => s.every((x) => x === 'RUNNING'), 120_000, 50);
     const stoppedAt = Date.now();
     const code = await service.stop('SIGTERM', 30_000); // SIGKILLed (code null) past 30 s
     expect(code).toBe(0);
@@ -178,7 +185,7 @@ describe('SIGTERM', () => {
     const handedBack = [...(await taskFacts(sql, ids)).values()].filter((t) =>
       t.events.includes('QUEUED: handed back by a worker shutting down'),
     );
-    expect(handedBack.length).toBeGreaterThan(0);
+    expect(handedBack.map((task) => task.id).sort()).toEqual(expect.arrayContaining([...heavy].sort()));
     for (const task of handedBack) expect(task.status).toBe('QUEUED');
     expect(await statuses(ids)).not.toContain('RUNNING'); // nothing left behind as RUNNING
 
