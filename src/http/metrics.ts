@@ -52,7 +52,11 @@ export async function metrics(request: Request): Promise<Response> {
     return new Response('method not allowed\n', { status: 405, headers: { allow: 'GET, HEAD' } });
   }
   const merged = await clusterRegistry('api');
-  const body = (await Promise.all([merged.metrics(), sharedState.metrics(), processRuntime.metrics()])).join('\n');
+  const body = (await Promise.all([merged.metrics(), sharedState.metrics(), processRuntime.metrics()]))
+    .join('\n')
+    // prom-client prints NaN (e.g. the event-loop lag before its first sample) as `Nan`, which the
+    // exposition format does not know; scrapers expect `NaN`.
+    .replace(/ Nan$/gm, ' NaN');
   return new Response(body, { status: 200, headers: { 'content-type': client.Registry.PROMETHEUS_CONTENT_TYPE } });
 }
 
