@@ -1,17 +1,24 @@
-// The one Prisma client of a process (Rust-free client + node-postgres adapter).
+// The one connection pool of a process, and the Prisma client on it (Rust-free client +
+// node-postgres adapter). The hot-path statements use the pool directly (src/sql.ts).
 import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
 import { config } from './config.ts';
 import { PrismaClient } from './generated/prisma/client.ts';
 
+export const pool = new pg.Pool({
+  connectionString: config.databaseUrl,
+  max: 10,
+  // Fail fast instead of hanging when PostgreSQL is unreachable.
+  connectionTimeoutMillis: 5000,
+  // A statement that waits this long on a dead connection is abandoned.
+  query_timeout: 30_000,
+});
+// An idle connection dropped by the server (restart, pg_terminate_backend) is an 'error'
+// event on the pool: without a listener it would end the process. The pool replaces it.
+pool.on('error', () => {});
+
 export const prisma = new PrismaClient({
-  adapter: new PrismaPg({
-    connectionString: config.databaseUrl,
-    max: 10,
-    // Fail fast instead of hanging when PostgreSQL is unreachable.
-    connectionTimeoutMillis: 5000,
-    // A statement that waits this long on a dead connection is abandoned.
-    query_timeout: 30_000,
-  }),
+  adapter: new PrismaPg(pool, { disposeExternalPool: true }),
 });
 
 export type Db = typeof prisma;

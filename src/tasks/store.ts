@@ -5,10 +5,11 @@
 // means "somebody else got there first" and changes nothing.
 import { randomUUID } from 'node:crypto';
 import type { ImageFormat, ResizeParams } from '../jobs/image-resize.ts';
-import { prisma } from '../db.ts';
-import { Prisma, type Task } from '../generated/prisma/client.ts';
+import { pool } from '../db.ts';
+import type { Task } from '../generated/prisma/client.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
 import { countTransition } from '../metrics.ts';
+import { empty, query, sql, transaction, type Fragment } from '../sql.ts';
 import { ACTIVE_STATUSES, TRANSITIONS } from './lifecycle.ts';
 
 /** Every committed transition is counted here, in the process that made it (see src/metrics.ts). */
@@ -26,26 +27,31 @@ export interface NewImage {
   data: Uint8Array;
 }
 
-const statuses = (list: readonly TaskStatus[]) => Prisma.sql`ARRAY[${Prisma.join(list)}]::"TaskStatus"[]`;
+/** Bytes as node-postgres sends them in binary (a Buffer view, not a copy). */
+const bytes = (data: Uint8Array) => (Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+
+const statuses = (list: readonly TaskStatus[]) => sql`${[...list]}::"TaskStatus"[]`;
+/** An interval of `ms` milliseconds. */
+const millis = (ms: number) => sql`make_interval(secs => ${ms / 1000}::float8)`;
 
 /** UPDATE … WHERE id AND status ∈ from AND <extra>, plus its TaskEvent, in one statement. */
 async function transition(
   id: string,
   from: readonly TaskStatus[],
-  set: Prisma.Sql,
+  set: Fragment,
   message: string | null,
-  extraWhere: Prisma.Sql = Prisma.empty,
+  extraWhere: Fragment = empty,
 ): Promise<TaskRow | null> {
-  const rows = await prisma.$queryRaw<TaskRow[]>`
+  const rows = await query<TaskRow>(pool, sql`
     WITH t AS (
       UPDATE "Task" SET ${set}, "version" = "version" + 1, "updatedAt" = now()
       WHERE "id" = ${id}::uuid AND "status" = ANY(${statuses(from)}) ${extraWhere}
       RETURNING *
     ), ev AS (
       INSERT INTO "TaskEvent" ("taskId", "status", "message", "version")
-      SELECT "id", "status", ${message}, "version" FROM t
+      SELECT "id", "status", ${message}::text, "version" FROM t
     )
-    SELECT * FROM t`;
+    SELECT * FROM t`);
   return counted(rows[0]);
 }
 
@@ -66,24 +72,24 @@ export async function insertTask(input: {
   const imageId = randomUUID();
   const { source } = input;
   const events = input.run
-    ? Prisma.sql`VALUES ('CREATED', 'created', 1), ('QUEUED', 'queued', 2)`
-    : Prisma.sql`VALUES ('CREATED', 'created', 1)`;
-  const [, rows] = await prisma.$transaction([
-    prisma.$queryRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`quota:${input.ownerId}`}, 0))::text`,
-    prisma.$queryRaw<TaskRow[]>`
+    ? sql`VALUES ('CREATED', 'created', 1), ('QUEUED', 'queued', 2)`
+    : sql`VALUES ('CREATED', 'created', 1)`;
+  const rows = await transaction(pool, async (client) => {
+    await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`quota:${input.ownerId}`]);
+    return query<TaskRow>(client, sql`
       WITH quota AS (
         SELECT count(*) AS active FROM "Task"
         WHERE "ownerId" = ${input.ownerId} AND "status" = ANY(${statuses(ACTIVE_STATUSES)})
       ), img AS (
         INSERT INTO "Image" ("id", "ownerId", "format", "width", "height", "byteSize", "data")
-        SELECT ${imageId}::uuid, ${input.ownerId}, ${source.format}::"ImageFormat", ${source.width}, ${source.height},
-               ${source.data.byteLength}, ${source.data}
-        FROM quota WHERE active < ${input.limit}
+        SELECT ${imageId}::uuid, ${input.ownerId}::text, ${source.format}::"ImageFormat", ${source.width}::int, ${source.height}::int,
+               ${source.data.byteLength}::int, ${bytes(source.data)}::bytea
+        FROM quota WHERE active < ${input.limit}::int
         RETURNING "id"
       ), t AS (
         INSERT INTO "Task" ("id", "status", "jobDefinition", "params", "ownerId", "sourceImageId", "version")
         SELECT ${taskId}::uuid, ${input.run ? 'QUEUED' : 'CREATED'}::"TaskStatus", ${input.jobDefinition}::"JobDefinition",
-               ${JSON.stringify(input.params)}::jsonb, ${input.ownerId}, img."id", ${input.run ? 2 : 1}
+               ${JSON.stringify(input.params)}::jsonb, ${input.ownerId}::text, img."id", ${input.run ? 2 : 1}::int
         FROM img
         RETURNING *
       ), ev AS (
@@ -91,15 +97,15 @@ export async function insertTask(input: {
         SELECT t."id", e.status::"TaskStatus", e.message, e.version, t."createdAt"
         FROM t, (${events}) AS e(status, message, version)
       )
-      SELECT * FROM t`,
-  ]);
-  const task = (rows as TaskRow[])[0];
+      SELECT * FROM t`);
+  });
+  const task = rows[0];
   if (task && input.run) countTransition({ status: 'CREATED', jobDefinition: task.jobDefinition });
   return counted(task);
 }
 
 export function markQueued(id: string, ownerId: string): Promise<TaskRow | null> {
-  return transition(id, TRANSITIONS.run.from, Prisma.sql`"status" = 'QUEUED', "runAfter" = NULL`, 'queued', Prisma.sql`AND "ownerId" = ${ownerId}`);
+  return transition(id, TRANSITIONS.run.from, sql`"status" = 'QUEUED', "runAfter" = NULL`, 'queued', sql`AND "ownerId" = ${ownerId}`);
 }
 
 export interface Claim {
@@ -118,14 +124,14 @@ export interface Claim {
  * enqueues the task when it is due).
  */
 export async function claim(id: string, leaseMs: number): Promise<Claim | null> {
-  const rows = await prisma.$queryRaw<(TaskRow & { queuedAt: Date; sourceData: Uint8Array | null })[]>`
+  const rows = await query<TaskRow & { queuedAt: Date; sourceData: Buffer | null }>(pool, sql`
     WITH old AS (
       SELECT "id", "updatedAt" AS "queuedAt" FROM "Task"
       WHERE "id" = ${id}::uuid AND "status" = ANY(${statuses(TRANSITIONS.claim.from)})
         AND ("runAfter" IS NULL OR "runAfter" <= now())
     ), t AS (
       UPDATE "Task" SET "status" = 'RUNNING', "attempts" = "attempts" + 1, "progress" = 0, "runAfter" = NULL,
-        "startedAt" = COALESCE("startedAt", now()), "leaseUntil" = now() + ${leaseMs} * interval '1 millisecond',
+        "startedAt" = COALESCE("startedAt", now()), "leaseUntil" = now() + ${millis(leaseMs)},
         "version" = "version" + 1, "updatedAt" = now()
       FROM old WHERE "Task"."id" = old."id" AND "Task"."status" = ANY(${statuses(TRANSITIONS.claim.from)})
       RETURNING "Task".*, old."queuedAt"
@@ -133,28 +139,30 @@ export async function claim(id: string, leaseMs: number): Promise<Claim | null> 
       INSERT INTO "TaskEvent" ("taskId", "status", "message", "version")
       SELECT "id", "status", 'running', "version" FROM t
     )
-    SELECT t.*, i."data" AS "sourceData" FROM t LEFT JOIN "Image" i ON i."id" = t."sourceImageId"`;
+    SELECT t.*, i."data" AS "sourceData" FROM t LEFT JOIN "Image" i ON i."id" = t."sourceImageId"`);
   const row = rows[0];
   if (!row) return null;
   const { queuedAt, sourceData, ...task } = row;
-  return { task: counted(task as TaskRow)!, source: sourceData, queuedAt };
+  return { task: counted(task)!, source: sourceData, queuedAt };
 }
 
 /** Extends the lease of the delivery `attempt`; false if that delivery no longer owns the task. */
 export async function renewLease(id: string, attempt: number, leaseMs: number): Promise<boolean> {
-  const count = await prisma.$executeRaw`
-    UPDATE "Task" SET "leaseUntil" = now() + ${leaseMs} * interval '1 millisecond'
-    WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt}`;
-  return count === 1;
+  const { rowCount } = await pool.query(
+    `UPDATE "Task" SET "leaseUntil" = now() + make_interval(secs => $3::float8 / 1000)
+     WHERE "id" = $1::uuid AND "status" = 'RUNNING' AND "attempts" = $2::int`,
+    [id, attempt, leaseMs],
+  );
+  return rowCount === 1;
 }
 
 /** Persists progress (a change, so `version` moves; not a transition, so no TaskEvent). */
 export async function setProgress(id: string, attempt: number, progress: number, leaseMs: number): Promise<TaskRow | null> {
-  const rows = await prisma.$queryRaw<TaskRow[]>`
-    UPDATE "Task" SET "progress" = ${progress}, "version" = "version" + 1, "updatedAt" = now(),
-      "leaseUntil" = now() + ${leaseMs} * interval '1 millisecond'
-    WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt} AND "progress" < ${progress}
-    RETURNING *`;
+  const rows = await query<TaskRow>(pool, sql`
+    UPDATE "Task" SET "progress" = ${progress}::float8, "version" = "version" + 1, "updatedAt" = now(),
+      "leaseUntil" = now() + ${millis(leaseMs)}
+    WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt}::int AND "progress" < ${progress}::float8
+    RETURNING *`);
   return rows[0] ?? null;
 }
 
@@ -164,22 +172,22 @@ export async function setProgress(id: string, attempt: number, progress: number,
  */
 export async function complete(id: string, attempt: number, result: NewImage): Promise<TaskRow | null> {
   const imageId = randomUUID();
-  const rows = await prisma.$queryRaw<TaskRow[]>`
+  const rows = await query<TaskRow>(pool, sql`
     WITH t AS (
       UPDATE "Task" SET "status" = 'DONE', "resultImageId" = ${imageId}::uuid, "progress" = 1, "error" = NULL,
         "finishedAt" = now(), "leaseUntil" = NULL, "version" = "version" + 1, "updatedAt" = now()
-      WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt}
+      WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt}::int
       RETURNING *
     ), img AS (
       INSERT INTO "Image" ("id", "ownerId", "format", "width", "height", "byteSize", "data")
-      SELECT ${imageId}::uuid, t."ownerId", ${result.format}::"ImageFormat", ${result.width}, ${result.height},
-             ${result.data.byteLength}, ${result.data}
+      SELECT ${imageId}::uuid, t."ownerId", ${result.format}::"ImageFormat", ${result.width}::int, ${result.height}::int,
+             ${result.data.byteLength}::int, ${bytes(result.data)}::bytea
       FROM t
     ), ev AS (
       INSERT INTO "TaskEvent" ("taskId", "status", "message", "version")
       SELECT "id", "status", 'done', "version" FROM t
     )
-    SELECT * FROM t`;
+    SELECT * FROM t`);
   return counted(rows[0]);
 }
 
@@ -188,9 +196,9 @@ export function fail(id: string, error: string, attempt?: number): Promise<TaskR
   return transition(
     id,
     TRANSITIONS.fail.from,
-    Prisma.sql`"status" = 'FAILED', "error" = ${error}, "finishedAt" = now(), "leaseUntil" = NULL`,
+    sql`"status" = 'FAILED', "error" = ${error}::text, "finishedAt" = now(), "leaseUntil" = NULL`,
     error,
-    attempt === undefined ? Prisma.empty : Prisma.sql`AND "attempts" = ${attempt}`,
+    attempt === undefined ? empty : sql`AND "attempts" = ${attempt}::int`,
   );
 }
 
@@ -199,10 +207,9 @@ export function retryLater(id: string, attempt: number, reason: string, delayMs:
   return transition(
     id,
     TRANSITIONS.retry.from,
-    Prisma.sql`"status" = 'QUEUED', "leaseUntil" = NULL, "progress" = 0,
-               "runAfter" = now() + ${delayMs} * interval '1 millisecond'`,
+    sql`"status" = 'QUEUED', "leaseUntil" = NULL, "progress" = 0, "runAfter" = now() + ${millis(delayMs)}`,
     `retrying after: ${reason}`,
-    Prisma.sql`AND "attempts" = ${attempt}`,
+    sql`AND "attempts" = ${attempt}::int`,
   );
 }
 
@@ -211,10 +218,10 @@ export function retryLater(id: string, attempt: number, reason: string, delayMs:
  * FOR UPDATE serialises with a finishing worker: whichever commits first, no image survives.
  */
 export async function markDeleted(id: string, ownerId: string): Promise<TaskRow | null> {
-  const rows = await prisma.$queryRaw<TaskRow[]>`
+  const rows = await query<TaskRow>(pool, sql`
     WITH old AS (
       SELECT "id", "sourceImageId", "resultImageId" FROM "Task"
-      WHERE "id" = ${id}::uuid AND "ownerId" = ${ownerId} AND "status" = ANY(${statuses(TRANSITIONS.delete.from)})
+      WHERE "id" = ${id}::uuid AND "ownerId" = ${ownerId}::text AND "status" = ANY(${statuses(TRANSITIONS.delete.from)})
       FOR UPDATE
     ), t AS (
       UPDATE "Task" SET "status" = 'DELETED', "sourceImageId" = NULL, "resultImageId" = NULL, "leaseUntil" = NULL,
@@ -229,19 +236,21 @@ export async function markDeleted(id: string, ownerId: string): Promise<TaskRow 
       INSERT INTO "TaskEvent" ("taskId", "status", "message", "version")
       SELECT "id", "status", 'deleted', "version" FROM t
     )
-    SELECT * FROM t`;
+    SELECT * FROM t`);
   return counted(rows[0]);
 }
 
-export function findTask(id: string, ownerId?: string) {
-  return prisma.task.findFirst({ where: ownerId === undefined ? { id } : { id, ownerId } });
+export async function findTask(id: string, ownerId?: string): Promise<TaskRow | null> {
+  const owned = ownerId === undefined ? empty : sql`AND "ownerId" = ${ownerId}::text`;
+  const rows = await query<TaskRow>(pool, sql`SELECT * FROM "Task" WHERE "id" = ${id}::uuid ${owned}`);
+  return rows[0] ?? null;
 }
 
 /** RUNNING tasks whose worker stopped renewing its lease. */
 export function findExpiredLeases(limit: number) {
-  return prisma.$queryRaw<{ id: string; attempts: number }[]>`
+  return query<{ id: string; attempts: number }>(pool, sql`
     SELECT "id", "attempts" FROM "Task" WHERE "status" = 'RUNNING' AND "leaseUntil" < now()
-    ORDER BY "leaseUntil" LIMIT ${limit}`;
+    ORDER BY "leaseUntil" LIMIT ${limit}::int`);
 }
 
 /**
@@ -250,12 +259,12 @@ export function findExpiredLeases(limit: number) {
  * producer enqueues them; we step in when that failed or Redis forgot).
  */
 export function findDueQueued(graceMs: number, limit: number) {
-  return prisma.$queryRaw<{ id: string }[]>`
+  return query<{ id: string }>(pool, sql`
     SELECT "id" FROM "Task"
     WHERE "status" = 'QUEUED'
-      AND CASE WHEN "runAfter" IS NULL THEN "updatedAt" < now() - ${graceMs} * interval '1 millisecond'
+      AND CASE WHEN "runAfter" IS NULL THEN "updatedAt" < now() - ${millis(graceMs)}
                ELSE "runAfter" <= now() END
-    ORDER BY "updatedAt" LIMIT ${limit}`;
+    ORDER BY "updatedAt" LIMIT ${limit}::int`);
 }
 
 /** RUNNING → QUEUED without counting the delivery: a worker shutting down hands its job back. */
@@ -263,8 +272,8 @@ export function handBack(id: string, attempt: number): Promise<TaskRow | null> {
   return transition(
     id,
     TRANSITIONS.retry.from,
-    Prisma.sql`"status" = 'QUEUED', "attempts" = "attempts" - 1, "leaseUntil" = NULL, "progress" = 0, "runAfter" = NULL`,
+    sql`"status" = 'QUEUED', "attempts" = "attempts" - 1, "leaseUntil" = NULL, "progress" = 0, "runAfter" = NULL`,
     'handed back by a worker shutting down',
-    Prisma.sql`AND "attempts" = ${attempt}`,
+    sql`AND "attempts" = ${attempt}::int`,
   );
 }

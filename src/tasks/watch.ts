@@ -10,6 +10,7 @@ import { onResync, onRevocation, subscribeToOwner, type TaskChange } from './eve
 import type { Caller } from './keys.ts';
 import { isFinal } from './lifecycle.ts';
 import { checkTaskId, getTask, type TaskRow } from './service.ts';
+import { findTask } from './store.ts';
 
 export class KeyRevoked extends TaskError {
   override name = 'KeyRevoked';
@@ -33,7 +34,7 @@ const reads = new Map<string, { startedAt: number; promise: Promise<TaskRow | nu
 function readTask(id: string, signalledAt: number): Promise<TaskRow | null> {
   const current = reads.get(id);
   if (current && current.startedAt > signalledAt) return current.promise;
-  const entry = { startedAt: now(), promise: prisma.task.findUnique({ where: { id } }) };
+  const entry = { startedAt: now(), promise: findTask(id) };
   reads.set(id, entry);
   const forget = () => reads.get(id) === entry && reads.delete(id);
   // Keep a settled read briefly for late watchers; any newer signal asks for a newer read.
