@@ -45,9 +45,24 @@ export function build(fragment: Fragment): { text: string; values: unknown[] } {
 
 export type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
 
+// Every statement runs as a named prepared statement: each connection parses and plans a
+// text once, then only binds values (our statements are long CTEs; sending and parsing
+// them for every task cost more than running them). The names are per text, and the set
+// of texts is small and fixed (the values are parameters, never spliced in).
+const names = new Map<string, string>();
+function nameOf(text: string): string {
+  let name = names.get(text);
+  if (!name) {
+    name = `tasklane_${names.size + 1}`;
+    names.set(text, name);
+  }
+  return name;
+}
+
 /** Runs `fragment` on `on` (the pool, or a client inside a transaction); the rows. */
 export async function query<Row>(on: Queryable, fragment: Fragment): Promise<Row[]> {
-  const result = await on.query<pg.QueryResultRow>(build(fragment));
+  const { text, values } = build(fragment);
+  const result = await on.query<pg.QueryResultRow>({ name: nameOf(text), text, values });
   return result.rows as Row[];
 }
 
