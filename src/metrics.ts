@@ -46,6 +46,12 @@ export const activeSubscriptions = new client.Gauge({
   registers: [registry],
 });
 
+export const subscriptionStreams = new client.Gauge({
+  name: 'tasklane_subscription_streams',
+  help: 'Source streams behind the open subscriptions: identical subscriptions of one owner share one',
+  registers: [registry],
+});
+
 export const httpDuration = new client.Histogram({
   name: 'tasklane_http_request_duration_seconds',
   help: 'HTTP requests, until the response starts (a stream counts until its first byte), by route',

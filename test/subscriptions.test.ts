@@ -7,6 +7,7 @@ import { client, until, type Client } from './helpers/client.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { expectOrdered, sse, within, wsClient, wsSubscribe } from './helpers/live.ts';
+import { parsePrometheus } from './helpers/prometheus.ts';
 import { SCRIPTS, startProcess, startService, testEnv, type Service } from './helpers/service.ts';
 
 const CreateTask = graphql(`
@@ -312,6 +313,60 @@ describe('refusals: an error with its code, and never a data event', () => {
   beforeAll(async () => {
     revokedKey = await infra.createKey('erin');
     await infra.sql(`UPDATE "ApiKey" SET "revokedAt" = now() WHERE name = 'erin'`);
+  });
+});
+
+describe('identical subscriptions', () => {
+  /** Source streams open in the API (shared by identical subscriptions), and the subscriptions. */
+  async function liveCounts() {
+    const metrics = parsePrometheus(await (await fetch(`${service.url}/metrics`)).text());
+    return { streams: metrics.sum('tasklane_subscription_streams'), subscriptions: metrics.sum('tasklane_active_subscriptions') };
+  }
+
+  it('share one stream: each subscriber gets the whole life; a late one starts from the current state; one leaving disturbs nobody', async () => {
+    const before = await liveCounts();
+    const id = await createTask(alice, big, { width: 1600, format: 'PNG' });
+    const overSse = await Promise.all(Array.from({ length: 4 }, () => sse(service.url, WatchTask, { id }, { key: alice.key })));
+    const ws = wsClient(service.url, alice.key);
+    // Another owner's identical subscription must not join alice's stream: refused as foreign.
+    const foreign = await sse(service.url, WatchTask, { id }, { key: mallory.key });
+    try {
+      const overWs = Array.from({ length: 4 }, () => wsSubscribe(ws, WatchTask, { id }));
+      const all = [...overSse, ...overWs];
+      await Promise.all(all.map((stream) => stream.waitFor(() => true)));
+      await within(foreign.ended, 10_000, 'the foreign subscription to be refused');
+      expect(foreign.results[0].errors?.[0].extensions?.code).toBe('TASK_DOES_NOT_EXIST');
+      expect(await liveCounts()).toEqual({ streams: before.streams + 1, subscriptions: before.subscriptions + 8 });
+
+      overSse[0].close(); // leaves before anything happens
+      overWs[0].stop();
+      await runBehindBlocker(alice, id);
+      await overSse[1].waitFor((r) => (r.data?.taskUpdated as State | undefined)?.status === 'RUNNING', 60_000);
+      const late = await sse(service.url, WatchTask, { id }, { key: alice.key });
+      const lateWs = wsSubscribe(ws, WatchTask, { id });
+      await within(Promise.all([...overSse.slice(1).map((s) => s.ended), ...overWs.slice(1).map((s) => s.ended), late.ended, lateWs.ended]), 60_000, 'every stream to end after DONE');
+
+      for (const stream of [...overSse.slice(1), ...overWs.slice(1)]) {
+        const states = statesOf(stream.results);
+        expect(statusPath(states)).toEqual(['CREATED', 'QUEUED', 'RUNNING', 'DONE']);
+        expectOrdered(states);
+      }
+      // Every subscriber of the stream saw the same versions (one execution, the same results).
+      const versions = (stream: { results: { data?: Record<string, unknown> | null }[] }) => statesOf(stream.results).map((s) => s.version);
+      for (const stream of [...overSse.slice(2), ...overWs.slice(1)]) expect(versions(stream)).toEqual(versions(overSse[1]));
+      // The late ones start from the state current when they joined (RUNNING or later), never an older one.
+      for (const stream of [late, lateWs]) {
+        const states = statesOf(stream.results);
+        expect(['RUNNING', 'DONE']).toContain(states[0].status);
+        expect(states.at(-1)!.status).toBe('DONE');
+        expectOrdered(states);
+      }
+      await until(liveCounts, (counts) => counts.streams === before.streams && counts.subscriptions === before.subscriptions, 10_000);
+    } finally {
+      for (const stream of overSse) stream.close();
+      foreign.close();
+      await ws.dispose();
+    }
   });
 });
 

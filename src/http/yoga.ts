@@ -15,6 +15,7 @@ import { dashboard } from './dashboard.ts';
 import { documentLimits, hideSchemaHints } from './graphql-limits.ts';
 import { graphqlMetricsPlugin, httpMetricsPlugin, metrics } from './metrics.ts';
 import { rateLimitedResponse, takeRequest } from './rate-limit.ts';
+import { sharedSubscriptions } from './shared-subscriptions.ts';
 import { handleRest, problem, REST_PREFIX } from './rest.ts';
 import * as routes from './routes.ts';
 import { payloadTooLargeResponse, uploadLimit } from './upload-limit.ts';
@@ -171,5 +172,7 @@ subscription Dashboard {
     ...(config.production ? [hideSchemaHints()] : []),
     validationIsBadRequest,
     graphqlMetricsPlugin(),
+    // Last: it replaces the subscribe function (identical subscriptions share one stream).
+    sharedSubscriptions(),
   ],
 });
