@@ -12,7 +12,7 @@
 // - versions only increase; the stream completes, or fails (e.g. KeyRevoked), for everyone.
 // Subscribers of different owners never share (the owner is part of the key).
 import type { ExecutionArgs, ExecutionResult } from 'graphql';
-import { getOperationAST, type DocumentNode } from 'graphql';
+import { getOperationAST, GraphQLError, type DocumentNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Context } from '../graphql/builder.ts';
 import { subscriptionStreams } from '../metrics.ts';
@@ -27,12 +27,11 @@ type SubscribeFn = (args: ExecutionArgs) => unknown;
  */
 export const MAX_PENDING_RESULTS = 1000;
 
-class SlowSubscriber extends Error {
-  override name = 'SlowSubscriber';
-  constructor() {
-    super(`this subscriber fell ${MAX_PENDING_RESULTS} events behind and was dropped; subscribe again`);
-  }
-}
+/** What a dropped subscriber gets: a GraphQL error with a code (not masked). */
+const slowSubscriber = () =>
+  new GraphQLError(`this subscriber fell ${MAX_PENDING_RESULTS} events behind and was dropped; subscribe again`, {
+    extensions: { code: 'SUBSCRIBER_TOO_SLOW' },
+  });
 
 const documentIds = new WeakMap<DocumentNode, number>();
 let nextDocumentId = 0;
@@ -65,7 +64,7 @@ class Member implements AsyncIterableIterator<Result> {
       this.waiting = this.failWaiting = null;
       resolve({ value: result, done: false });
     } else if (this.latestOnly && this.pending.length) this.pending[0] = result;
-    else if (this.pending.length >= MAX_PENDING_RESULTS) this.fail(new SlowSubscriber());
+    else if (this.pending.length >= MAX_PENDING_RESULTS) this.fail(slowSubscriber());
     else this.pending.push(result);
   }
 
