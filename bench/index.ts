@@ -4,6 +4,9 @@
 //   --only=a,c      run only these benchmarks (a: resize throughput, b: API latency under
 //                   load, c: pipeline overhead, d: fan-out, e: memory, f: security limits)
 //   --profile       also write --cpu-prof profiles of the processes under test
+// Environment: BENCH_A_COUNT, BENCH_C_COUNT, BENCH_D_SIZES (sizes); BENCH_POSTGRES_URL (the
+// server the benchmark databases are made on, e.g. over a Unix socket); BENCH_NODE_ARGS
+// (node flags for every process of the service under test, e.g. V8 heap settings).
 import { execSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';

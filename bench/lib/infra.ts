@@ -150,7 +150,9 @@ export function serviceEnv(infra: Infra, extra: Record<string, string> = {}): No
  */
 export async function startService(infra: Infra, extra: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Service> {
   const env = serviceEnv(infra, { LOG_LEVEL: 'info', ...extra });
-  const proc = startProcess('src/cli/start.ts', env, nodeArgs);
+  // BENCH_NODE_ARGS: node flags for every process of the service (A/B of V8 settings).
+  const extraNodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const proc = startProcess('src/cli/start.ts', env, [...extraNodeArgs, ...nodeArgs]);
   const [, port] = await proc.waitFor(/"port":(\d+)[^\n]*api listening/);
   const workers = Number(env.WORKERS ?? (await import('node:os')).availableParallelism());
   const deadline = Date.now() + 60_000;
