@@ -50,6 +50,7 @@ export async function fanOut(options: BenchOptions): Promise<BenchResult> {
       const apiPid = processTree(service.pid).find((p) => processName(p.pid) === 'tasklane-api')!.pid;
       await sleep(500);
       const before = memoryOf(apiPid);
+      const heapBefore = await apiHeap(service.url);
       const plan = Array.from({ length: size }, (_, i) => ({
         transport: i % 2 === 0 ? 'sse' : 'ws',
         kind: i % 4 < 2 ? 'tasksUpdated' : 'taskUpdated',
@@ -64,6 +65,7 @@ export async function fanOut(options: BenchOptions): Promise<BenchResult> {
       const canaryWait = await ask(clients.child, { type: 'waitFinal', taskId: canary, timeoutMs: 120_000 });
       await sleep(500);
       const after = memoryOf(apiPid);
+      const heapAfter = await apiHeap(service.url);
       options.log(`fan-out ${size}: ${opened.opened} open in ${Math.round(openMs)} ms; running ${measured.length} tasks`);
       const cpuBefore = cpuByRole(service.pid);
       const t0 = performance.now();
@@ -87,6 +89,7 @@ export async function fanOut(options: BenchOptions): Promise<BenchResult> {
           ...(last ? { target: '≤ 50 ms', met: result.all.p99 <= 50 } : {}),
         },
         { metric: `${size} subscribers: API memory per subscriber`, tasklane: round(perSubscriberKiB, 1), unit: 'KiB', ...(last ? { target: '≤ 20 KB', met: perSubscriberKiB * 1.024 <= 20 } : {}) },
+        { metric: `${size} subscribers: API V8 heap in use per subscriber (uncollected garbage included)`, tasklane: round(((heapAfter.used - heapBefore.used) / 1024) / Math.max(1, opened.opened), 1), unit: 'KiB' },
         {
           metric: `${size} subscribers: final states dropped`,
           tasklane: `${result.droppedFinals} of ${result.expectedFinals}`,
@@ -99,6 +102,8 @@ export async function fanOut(options: BenchOptions): Promise<BenchResult> {
         canaryMissing: canaryWait.missing,
         apiRssBeforeMiB: before.rssMiB,
         apiRssAfterMiB: after.rssMiB,
+        apiHeapBefore: heapBefore,
+        apiHeapAfter: heapAfter,
         perSubscriberKiB,
         latency: result,
         apiCpuMs: cpu['tasklane-api'],
@@ -121,4 +126,11 @@ export async function fanOut(options: BenchOptions): Promise<BenchResult> {
     }
   }
   return { id: 'd', title: 'Fan-out of task events to subscribers (one API process)', rows, details, notes };
+}
+
+/** The API process's V8 heap (in use, and reserved), from its own /metrics (prom-client's defaults). */
+async function apiHeap(url: string): Promise<{ used: number; total: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN);
+  return { used: value('nodejs_heap_size_used_bytes'), total: value('nodejs_heap_size_total_bytes') };
 }

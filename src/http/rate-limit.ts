@@ -36,6 +36,12 @@ function client(): LimitedRedis {
 const REDIS_BUDGET_MS = 250;
 let lastWarning = 0;
 
+/**
+ * Node requests already counted by a path that runs before yoga (src/http/sse-subscriptions.ts)
+ * and then handed to yoga after all: yoga's rate-limit plugin does not count them twice.
+ */
+export const countedRequests = new WeakSet<object>();
+
 /** Counts one request of `owner`: null if allowed, else the ms to wait before the next one. */
 export async function takeRequest(owner: string): Promise<number | null> {
   const perMinute = config.rateLimitPerMinute;

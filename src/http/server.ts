@@ -10,6 +10,7 @@ import { log } from '../log.ts';
 import { authenticate, bearerKey } from '../tasks/keys.ts';
 import type { Context } from '../graphql/builder.ts';
 import { RATE_LIMITED, rateLimitedError, takeRequest } from './rate-limit.ts';
+import { closeSseStreams, maybeSseSubscription, serveSseSubscription } from './sse-subscriptions.ts';
 import { yoga } from './yoga.ts';
 
 /**
@@ -39,7 +40,13 @@ export async function startApiServer(port: number, host: string): Promise<ApiSer
       if (request.complete) return;
       setTimeout(() => !request.complete && request.socket?.destroy(), UNREAD_BODY_LINGER_MS).unref(); // the socket may be gone already
     });
-    void yoga(request, response);
+    // SSE subscriptions take a lighter path; it hands back to yoga whatever is not one.
+    if (maybeSseSubscription(request)) {
+      serveSseSubscription(request, response, () => void yoga(request, response)).catch((error: unknown) => {
+        log.error({ err: error }, 'SSE subscription failed');
+        response.destroy();
+      });
+    } else void yoga(request, response);
   });
   const sockets = new WebSocketServer({ server, path: yoga.graphqlEndpoint, maxPayload: MAX_WEBSOCKET_MESSAGE_BYTES });
   const wsServer = useServer(
@@ -112,7 +119,8 @@ export async function startApiServer(port: number, host: string): Promise<ApiSer
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await wsServer.dispose(); // completes every WebSocket subscription, closes with 1001
-      // SSE streams never end by themselves: yoga's dispose ends them.
+      // SSE streams never end by themselves: ours are ended here, yoga's dispose ends its own.
+      closeSseStreams();
       await yoga.dispose();
       const timer = setTimeout(() => server.closeAllConnections(), graceMs);
       await closed;

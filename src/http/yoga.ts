@@ -14,7 +14,7 @@ import { authenticate, bearerKey } from '../tasks/keys.ts';
 import { dashboard } from './dashboard.ts';
 import { documentLimits, hideSchemaHints } from './graphql-limits.ts';
 import { graphqlMetricsPlugin, httpMetricsPlugin, metrics } from './metrics.ts';
-import { rateLimitedResponse, takeRequest } from './rate-limit.ts';
+import { countedRequests, rateLimitedResponse, takeRequest } from './rate-limit.ts';
 import { sharedSubscriptions } from './shared-subscriptions.ts';
 import { handleRest, problem, REST_PREFIX } from './rest.ts';
 import * as routes from './routes.ts';
@@ -47,7 +47,9 @@ const openRoutes: Plugin = {
  * without a valid key are not counted here (they get 401 without touching a task).
  */
 const rateLimit: Plugin = {
-  async onRequest({ request, url, endResponse }) {
+  async onRequest({ request, url, endResponse, serverContext }) {
+    const nodeRequest = (serverContext as { req?: object }).req;
+    if (nodeRequest && countedRequests.has(nodeRequest)) return; // counted before yoga (sse-subscriptions.ts)
     const key = requestKey(request, url);
     if (!key) return;
     let caller;
@@ -97,6 +99,25 @@ export const DATABASE_UNAVAILABLE_MESSAGE = 'the database is unavailable; try ag
 
 export const UNAUTHENTICATED_MESSAGE = 'a valid API key is required: send Authorization: Bearer <key>';
 
+/** Yoga's error masking, ours: domain errors exposed, PostgreSQL outages as 503, the rest masked. */
+export function maskError(error: unknown, message: string, isDev?: boolean): Error {
+  const original = error instanceof GraphQLError ? error.originalError : error;
+  const exposed = exposeDomainError(original, error instanceof GraphQLError ? error.path : undefined);
+  if (exposed) return exposed;
+  // PostgreSQL down or cut off: say so (503, retry later) instead of "Unexpected error".
+  if (isDatabaseUnavailable(original)) {
+    log.warn({ err: (original as Error)?.message }, 'database unavailable');
+    return new GraphQLError(DATABASE_UNAVAILABLE_MESSAGE, {
+      path: error instanceof GraphQLError ? error.path : undefined,
+      extensions: { code: 'SERVICE_UNAVAILABLE', http: { status: 503, headers: { 'retry-after': '5' } } },
+    });
+  }
+  if (!(error instanceof GraphQLError && !error.originalError)) log.error({ err: original }, 'unexpected error');
+  // Never the development variant (it adds the original message and stack, e.g. SQL).
+  void isDev;
+  return defaultMaskError(error, message, false);
+}
+
 export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
   schema,
   graphqlEndpoint: '/graphql',
@@ -126,25 +147,7 @@ subscription Dashboard {
 }
 `,
       },
-  maskedErrors: {
-    maskError(error, message, isDev) {
-      const original = error instanceof GraphQLError ? error.originalError : error;
-      const exposed = exposeDomainError(original, error instanceof GraphQLError ? error.path : undefined);
-      if (exposed) return exposed;
-      // PostgreSQL down or cut off: say so (503, retry later) instead of "Unexpected error".
-      if (isDatabaseUnavailable(original)) {
-        log.warn({ err: (original as Error)?.message }, 'database unavailable');
-        return new GraphQLError(DATABASE_UNAVAILABLE_MESSAGE, {
-          path: error instanceof GraphQLError ? error.path : undefined,
-          extensions: { code: 'SERVICE_UNAVAILABLE', http: { status: 503, headers: { 'retry-after': '5' } } },
-        });
-      }
-      if (!(error instanceof GraphQLError && !error.originalError)) log.error({ err: original }, 'unexpected error');
-      // Never the development variant (it adds the original message and stack, e.g. SQL).
-      void isDev;
-      return defaultMaskError(error, message, false);
-    },
-  },
+  maskedErrors: { maskError },
   context: async ({ request, connectionParams }): Promise<Context> => {
     const fromWebSocket = connectionParams?.authorization ?? connectionParams?.Authorization;
     const key =
