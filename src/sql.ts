@@ -66,6 +66,88 @@ export async function query<Row>(on: Queryable, fragment: Fragment): Promise<Row
   return result.rows as Row[];
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const COPY_TIMEOUT_MS = 30_000;
+
+/**
+ * The bytes of column `column` of the row `id` of `table` (null if there is none), read with
+ * `COPY … TO STDOUT (FORMAT binary)`: they arrive as they are. In a query result node-postgres
+ * receives a bytea as hex text twice its size and decodes it; for a 780 KB photo that cost
+ * 3.5 ms of CPU against 1 ms this way (and PostgreSQL's hex encoding on its side).
+ * COPY takes no parameters, so only a checked UUID is ever spliced in.
+ */
+export async function readBytes(pool: pg.Pool, table: string, column: string, id: string): Promise<Buffer | null> {
+  if (!UUID.test(id)) throw new Error(`not a UUID: ${id}`);
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    const data = await new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        broken = new Error(`COPY took longer than ${COPY_TIMEOUT_MS} ms`);
+        reject(broken);
+      }, COPY_TIMEOUT_MS);
+      const copy = new CopyOut(`COPY (SELECT "${column}" FROM "${table}" WHERE "id" = '${id}') TO STDOUT (FORMAT binary)`, (error, bytes) => {
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve(bytes);
+      });
+      client.query(copy as unknown as pg.QueryConfig);
+    });
+    return firstValueOfBinaryCopy(data);
+  } catch (error) {
+    broken ??= error instanceof Error && !('code' in error) ? error : undefined; // a connection problem: discard it
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
+
+/** A minimal COPY TO STDOUT for node-postgres' Client (its "submittable" interface): collects the data. */
+class CopyOut {
+  private chunks: Buffer[] = [];
+  private error: Error | null = null;
+  private settled = false;
+  constructor(
+    private readonly text: string,
+    private readonly done: (error: Error | null, data: Buffer) => void,
+  ) {}
+  submit(connection: { query(text: string): void }) {
+    connection.query(this.text);
+  }
+  handleCopyData(message: { chunk: Buffer }) {
+    this.chunks.push(message.chunk);
+  }
+  handleError(error: Error) {
+    this.error = error;
+    this.settle(); // also what a lost connection reports: no ReadyForQuery will follow
+  }
+  handleReadyForQuery() {
+    this.settle();
+  }
+  private settle() {
+    if (this.settled) return;
+    this.settled = true;
+    this.done(this.error, Buffer.concat(this.chunks));
+  }
+  handleCommandComplete() {}
+  handleRowDescription() {}
+  handleDataRow() {}
+  handlePortalSuspended() {}
+  handleEmptyQuery() {}
+}
+
+/** The first column of the first row of a binary COPY (null: no row, or NULL). */
+function firstValueOfBinaryCopy(data: Buffer): Buffer | null {
+  // Signature (11 bytes), flags (int32), header extension length (int32) and extension.
+  if (data.length < 19 || data.toString('latin1', 0, 11) !== 'PGCOPY\n\xff\r\n\0') throw new Error('not a binary COPY');
+  let at = 19 + data.readInt32BE(15);
+  const fields = data.readInt16BE(at);
+  if (fields === -1) return null; // the trailer: no row
+  at += 2;
+  const length = data.readInt32BE(at);
+  return length === -1 ? null : data.subarray(at + 4, at + 4 + length);
+}
+
 /** Runs `work` in a transaction on one connection of `pool` (ROLLBACK on any error). */
 export async function transaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();

@@ -36,7 +36,7 @@ export async function runJob(taskId: string): Promise<void> {
     log.debug({ taskId }, 'job skipped: task is not QUEUED (done, deleted or running elsewhere)');
     return;
   }
-  const { task, source } = claimed;
+  const { task } = claimed;
   await publish(task);
   const attempt = task.attempts;
   const endTimer = jobDuration.startTimer({ job_definition: task.jobDefinition });
@@ -72,6 +72,7 @@ export async function runJob(taskId: string): Promise<void> {
   };
 
   try {
+    const source = await store.readSource(claimed);
     if (!source) {
       await publish(await store.fail(taskId, 'the source image is gone', attempt));
       outcome = 'failed';

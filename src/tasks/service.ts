@@ -1,7 +1,7 @@
 // The task service: what GraphQL resolvers, the REST facade and the CLI call. Validates at
 // the edge, writes through store.ts transitions, publishes every change, enqueues work.
 import { config } from '../config.ts';
-import { prisma } from '../db.ts';
+import { pool, prisma } from '../db.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
 import {
   inspectImage,
@@ -12,6 +12,7 @@ import {
   type ResizeParams,
 } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
+import { readBytes } from '../sql.ts';
 import { publishChange } from './events.ts';
 import { InvalidImage, InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
 import type { Caller } from './keys.ts';
@@ -159,6 +160,10 @@ export function getImagesMeta(ids: string[]) {
   return prisma.image.findMany({ where: { id: { in: ids } }, select: IMAGE_META });
 }
 
-export function getImageData(id: string) {
-  return prisma.image.findUnique({ where: { id }, select: { ...IMAGE_META, data: true } });
+/** An image's metadata and bytes (the bytes read in binary: see readBytes); null if missing. */
+export async function getImageData(id: string) {
+  const meta = await getImageMeta(id);
+  if (!meta) return null;
+  const data = await readBytes(pool, 'Image', 'data', id);
+  return data ? { ...meta, data } : null; // deleted in between
 }

@@ -9,7 +9,7 @@ import { pool } from '../db.ts';
 import type { Task } from '../generated/prisma/client.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
 import { countTransition } from '../metrics.ts';
-import { empty, query, sql, transaction, type Fragment } from '../sql.ts';
+import { empty, query, readBytes, sql, transaction, type Fragment } from '../sql.ts';
 import { ACTIVE_STATUSES, TRANSITIONS } from './lifecycle.ts';
 
 /** Every committed transition is counted here, in the process that made it (see src/metrics.ts). */
@@ -110,21 +110,26 @@ export function markQueued(id: string, ownerId: string): Promise<TaskRow | null>
 
 export interface Claim {
   task: TaskRow;
-  /** The source image's bytes (null if it is gone). */
-  source: Uint8Array | null;
   /** When the task entered QUEUED: its last change before this claim (nothing else writes a QUEUED task). */
   queuedAt: Date;
+  /** The source bytes when small (they came with the claim); else readSource fetches them. */
+  smallSource: Buffer | null;
 }
 
 /**
+ * Source images up to this size come back with the claim (one round trip, as hex text);
+ * larger ones through COPY (readBytes), where hex text would cost more than the round trip.
+ */
+const INLINE_SOURCE_BYTES = 64 * 1024;
+
+/**
  * QUEUED → RUNNING for one delivery; `attempts` becomes this delivery's fencing token.
- * The same statement returns what the worker needs next — the source bytes and when the
- * task was queued — so a job costs one round trip here, not three. A task waiting out its
+ * The statement also returns when the task was queued; the source bytes follow. A task waiting out its
  * retry backoff is not claimed (a stray job redelivered early is dropped; the reconciler
  * enqueues the task when it is due).
  */
 export async function claim(id: string, leaseMs: number): Promise<Claim | null> {
-  const rows = await query<TaskRow & { queuedAt: Date; sourceData: Buffer | null }>(pool, sql`
+  const rows = await query<TaskRow & { queuedAt: Date; smallSource: Buffer | null }>(pool, sql`
     WITH old AS (
       SELECT "id", "updatedAt" AS "queuedAt" FROM "Task"
       WHERE "id" = ${id}::uuid AND "status" = ANY(${statuses(TRANSITIONS.claim.from)})
@@ -139,11 +144,22 @@ export async function claim(id: string, leaseMs: number): Promise<Claim | null> 
       INSERT INTO "TaskEvent" ("taskId", "status", "message", "version")
       SELECT "id", "status", 'running', "version" FROM t
     )
-    SELECT t.*, i."data" AS "sourceData" FROM t LEFT JOIN "Image" i ON i."id" = t."sourceImageId"`);
+    SELECT t.*, CASE WHEN i."byteSize" <= ${INLINE_SOURCE_BYTES}::int THEN i."data" END AS "smallSource"
+    FROM t LEFT JOIN "Image" i ON i."id" = t."sourceImageId"`);
   const row = rows[0];
   if (!row) return null;
-  const { queuedAt, sourceData, ...task } = row;
-  return { task: counted(task)!, source: sourceData, queuedAt };
+  const { queuedAt, smallSource, ...task } = row;
+  return { task: counted(task)!, queuedAt, smallSource };
+}
+
+/**
+ * A claimed task's source bytes (null if gone: only a delete removes them, and makes the
+ * delivery moot). Large ones in binary through COPY: as hex text in the claim's row a 780 KB
+ * photo cost 3.5 ms of CPU to decode, against 1 ms this way.
+ */
+export async function readSource({ task, smallSource }: Claim): Promise<Buffer | null> {
+  if (smallSource || !task.sourceImageId) return smallSource;
+  return readBytes(pool, 'Image', 'data', task.sourceImageId);
 }
 
 /** Extends the lease of the delivery `attempt`; false if that delivery no longer owns the task. */
