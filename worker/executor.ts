@@ -20,11 +20,21 @@ export type ExecutorMessage =
 
 const send = (message: ExecutorMessage) => process.send?.(message);
 
+/**
+ * Progress points earlier than this after the job's start are not sent: the worker writes
+ * progress at most every 100 ms after its claim and would drop them, and for a small image
+ * (done in a few ms) they were most of the IPC traffic.
+ */
+const QUIET_START_MS = 50;
+
 process.on('message', async (request: ExecutorRequest) => {
+  const started = performance.now();
   try {
     const result = await resizeImage(request.bytes, request.params, {
       maxInputPixels: request.maxInputPixels,
-      onStage: (stage, progress) => send({ type: 'progress', stage, progress }),
+      onStage: (stage, progress) => {
+        if (performance.now() - started >= QUIET_START_MS) send({ type: 'progress', stage, progress });
+      },
     });
     send({ type: 'done', data: result.data, format: result.format, width: result.width, height: result.height });
   } catch (error) {
