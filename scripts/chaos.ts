@@ -86,17 +86,19 @@ async function main() {
   const key = await infra.createKey('chaos');
   let api: Client = client(service.url, key);
 
-  // The work: mostly photo resizes of a few hundred ms, some AVIF encodes of a few seconds
-  // (so faults find jobs running), and a few broken uploads (a permanent failure).
-  // Light enough that two workers keep up on a busy 2-core machine: recovery times then
-  // measure recovery, not a growing backlog.
-  const [jpeg, avifSource] = await Promise.all([photo(800, 600), photo(256, 256)]);
-  const broken = jpeg.subarray(0, Math.floor(jpeg.byteLength * 0.5));
+  // The work: AVIF encodes of one to four seconds on a quiet machine (so that every fault
+  // finds jobs running: lighter work was done between faults on a quiet machine, and the
+  // faults hit idle workers), fast JPEG/WebP resizes between them, and a few broken uploads
+  // (a permanent failure). About 2 s of work per task against one task every 1.5 s: two
+  // workers stay busy without a growing backlog, so recovery times measure recovery.
+  const [big, square] = await Promise.all([photo(1600, 1200), photo(1024, 1024)]);
+  const broken = big.subarray(0, Math.floor(big.byteLength * 0.5));
   const kinds = [
-    { bytes: jpeg, resize: { width: 400, format: 'WEBP' } },
-    { bytes: avifSource, resize: { width: 256, format: 'AVIF' } },
-    { bytes: jpeg, resize: { width: 320 } },
-    { bytes: jpeg, resize: { width: 200, format: 'PNG' } },
+    { bytes: square, resize: { width: 1024, format: 'AVIF' } },
+    { bytes: big, resize: { width: 800, format: 'WEBP' } },
+    { bytes: square, resize: { width: 512, format: 'AVIF' } },
+    { bytes: square, resize: { width: 768, format: 'AVIF' } },
+    { bytes: big, resize: { width: 320 } },
   ];
 
   const accepted: string[] = [];
