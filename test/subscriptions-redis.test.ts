@@ -50,7 +50,8 @@ beforeAll(async () => {
   infra = await createInfra('cross');
   proxy = await startRedisProxy();
   [first, big, small] = await Promise.all([startService(infra, { WORKERS: '1' }), photo(2725, 2225), photo(64, 48)]);
-  second = await startService(infra, { REDIS_URL: proxy.url }, SCRIPTS.api);
+  // No periodic resync here: these tests must show the resync that follows a reconnect.
+  second = await startService(infra, { REDIS_URL: proxy.url, LIVE_RESYNC_INTERVAL_MS: '0' }, SCRIPTS.api);
   key = await infra.createKey('alice');
   viaFirst = client(first.url, key);
 });
@@ -219,6 +220,34 @@ describe('the subscriber connection cut', () => {
       overSse.close();
       dashboard.close();
       await ws.dispose();
+    }
+  });
+});
+
+describe('a change message lost while the subscriber stays connected', () => {
+  it('still reaches the subscribers, through the periodic re-read (LIVE_RESYNC_INTERVAL_MS)', async () => {
+    const third = await startService(infra, { LIVE_RESYNC_INTERVAL_MS: '300' }, SCRIPTS.api);
+    const ws = wsClient(third.url, key);
+    try {
+      const id = await createTask(small, { width: 8 });
+      const overSse = await sse(third.url, WatchTask, { id }, { key });
+      const overWs = wsSubscribe(ws, WatchTask, { id });
+      const dashboard = await sse(third.url, WatchTasks, {}, { key });
+      await Promise.all([overSse.waitFor(() => true), overWs.waitFor(() => true)]);
+      await new Promise((r) => setTimeout(r, 300)); // the dashboard has no first event
+      // A change nobody announces: as if its publisher had died between commit and publish.
+      await infra.sql(
+        `WITH t AS (UPDATE "Task" SET "status" = 'DELETED', "version" = "version" + 1, "updatedAt" = now() WHERE "id" = $1 RETURNING *)
+         INSERT INTO "TaskEvent" ("taskId", "status", "message", "version") SELECT "id", "status", 'deleted', "version" FROM t`,
+        [id],
+      );
+      await within(Promise.all([overSse.ended, overWs.ended]), 10_000, 'the unannounced DELETED to end both streams');
+      for (const stream of [overSse, overWs]) expect(states(stream).map((s) => s.status)).toEqual(['CREATED', 'DELETED']);
+      await dashboard.waitFor((r) => (r.data?.tasksUpdated as State | undefined)?.status === 'DELETED', 10_000);
+      dashboard.close();
+    } finally {
+      await ws.dispose();
+      await third.stop();
     }
   });
 });

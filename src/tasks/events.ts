@@ -4,6 +4,7 @@
 // messages while a connection is down, so after the subscriber connection comes back
 // every listener is told to resynchronise (re-read what it watches).
 import { EventEmitter } from 'node:events';
+import { config } from '../config.ts';
 import { log } from '../log.ts';
 import type { Redis } from 'ioredis';
 import { channel, redisPubSub } from '../redis.ts';
@@ -98,6 +99,10 @@ let watching = false;
 function watchReconnects() {
   if (watching) return;
   watching = true;
+  // A message can also be lost with our connection up: its publisher's connection was cut,
+  // or it died between its commit and its publish. So every open subscription also re-reads
+  // now and then; the final state then arrives at most LIVE_RESYNC_INTERVAL_MS late.
+  if (config.liveResyncIntervalMs > 0) setInterval(() => local.emit('resync'), config.liveResyncIntervalMs).unref();
   const { subscriber } = redisPubSub();
   let wasReady = subscriber.status === 'ready';
   subscriber.on('ready', () => {
