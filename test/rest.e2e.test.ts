@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from './helpers/client.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
-import { startService, type Service } from './helpers/service.ts';
+import { SCRIPTS, startService, type Service } from './helpers/service.ts';
 
 // ajv-formats is CommonJS with a default export; how ESM interop presents it varies.
 const addFormats = ((ajvFormats as { default?: unknown }).default ?? ajvFormats) as (ajv: Ajv2020) => Ajv2020;
@@ -62,9 +62,14 @@ interface Reply {
  * One REST call. Its response must be documented for (template, method, status) and its
  * body must validate against the documented schema.
  */
-async function call(method: string, template: string, path: string, options: { key?: string | null; body?: BodyInit } = {}): Promise<Reply> {
+async function call(
+  method: string,
+  template: string,
+  path: string,
+  options: { key?: string | null; body?: BodyInit; baseUrl?: string } = {},
+): Promise<Reply> {
   const key = options.key === undefined ? aliceKey : options.key;
-  const response = await fetch(`${service.url}${path}`, {
+  const response = await fetch(`${options.baseUrl ?? service.url}${path}`, {
     method,
     headers: key ? { authorization: `Bearer ${key}` } : {},
     body: options.body,
@@ -299,6 +304,36 @@ describe('REST errors', () => {
     const reply = await call('POST', '/api/tasks', '/api/tasks', { key: carol, body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(), width: '10' }) });
     expect(reply.status).toBe(429);
     expect(reply.body).toMatchObject({ error: 'TooManyTasks', limit: QUOTA });
+  });
+
+  it('429 RateLimited, with Retry-After, on every operation once the key is over RATE_LIMIT_PER_MINUTE', async () => {
+    // A second API process on the same database and Redis, with a limit of one request a minute.
+    const limited = await startService(infra, { RATE_LIMIT_PER_MINUTE: '1' }, SCRIPTS.api);
+    try {
+      const erin = await infra.createKey('erin');
+      const id = randomUUID();
+      const first = await call('GET', '/api/tasks/{id}', `/api/tasks/${id}`, { key: erin, baseUrl: limited.url });
+      expect(first.status).toBe(404); // the one request of the minute
+      const operations: [string, string, string, BodyInit?][] = [
+        ['POST', '/api/tasks', '/api/tasks', form({ jobDefinition: 'IMAGE_RESIZE', image: image(), width: '10' })],
+        ['GET', '/api/tasks/{id}', `/api/tasks/${id}`],
+        ['DELETE', '/api/tasks/{id}', `/api/tasks/${id}`],
+        ['POST', '/api/tasks/{id}/run', `/api/tasks/${id}/run`],
+        ['GET', '/api/tasks/{id}/status', `/api/tasks/${id}/status`],
+      ];
+      for (const [method, template, path, body] of operations) {
+        const reply = await call(method, template, path, { key: erin, body, baseUrl: limited.url });
+        expect(reply.status, `${method} ${template}`).toBe(429);
+        expect(reply.body).toMatchObject({ error: 'RateLimited' });
+        expect(Number(reply.headers.get('retry-after'))).toBe(reply.body.retryAfter);
+        expect(reply.body.retryAfter).toBeGreaterThanOrEqual(1);
+      }
+      // Another key is not affected.
+      const frank = await infra.createKey('frank');
+      expect((await call('GET', '/api/tasks/{id}', `/api/tasks/${id}`, { key: frank, baseUrl: limited.url })).status).toBe(404);
+    } finally {
+      await limited.stop();
+    }
   });
 
   it('404 for an unknown endpoint and 405 for a wrong method, in the same error format', async () => {

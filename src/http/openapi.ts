@@ -22,10 +22,15 @@ const taskIdParameter = {
   description: 'The task id (a UUID)',
   schema: { type: 'string' },
 };
+const rateLimited = {
+  ...errorBody(['RateLimited'], "The key's request rate limit (RATE_LIMIT_PER_MINUTE) is reached; `retryAfter` (and the Retry-After header) says when to try again"),
+  headers: { 'Retry-After': { description: 'Seconds to wait', schema: { type: 'string' } } },
+};
 const common = {
   '400': errorBody(['WrongTaskIdFormat'], 'The id is not a UUID'),
   '401': errorBody(['Unauthenticated'], 'No valid API key'),
   '404': errorBody(['TaskDoesNotExist'], 'No task with this id belongs to the caller'),
+  '429': rateLimited,
 };
 const dateTime = { type: 'string', format: 'date-time' };
 const nullable = (schema: Record<string, unknown>) => ({ oneOf: [schema, { type: 'null' }] });
@@ -80,7 +85,10 @@ export const openApiDocument = {
           ),
           '401': common['401'],
           '413': errorBody(['PayloadTooLarge'], 'The body is over MAX_UPLOAD_BYTES'),
-          '429': errorBody(['TooManyTasks'], "The key's quota of active tasks (MAX_ACTIVE_TASKS_PER_KEY) is full"),
+          '429': {
+            ...errorBody(['TooManyTasks', 'RateLimited'], "The key's quota of active tasks (MAX_ACTIVE_TASKS_PER_KEY) is full, or its request rate limit (RATE_LIMIT_PER_MINUTE) is reached"),
+            headers: rateLimited.headers,
+          },
         },
       },
     },
@@ -143,6 +151,7 @@ export const openApiDocument = {
           field: { type: ['string', 'null'], description: 'InvalidInput: the form field at fault' },
           status: { $ref: '#/components/schemas/TaskStatus', description: 'InvalidTaskState: the task status' },
           limit: { type: 'integer', description: 'TooManyTasks: the quota' },
+          retryAfter: { type: 'integer', minimum: 1, description: 'RateLimited: seconds to wait' },
         },
       },
       Created: {

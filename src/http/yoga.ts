@@ -14,7 +14,7 @@ import { authenticate, bearerKey } from '../tasks/keys.ts';
 import { dashboard } from './dashboard.ts';
 import { documentLimits, hideSchemaHints } from './graphql-limits.ts';
 import { graphqlMetricsPlugin, httpMetricsPlugin, metrics } from './metrics.ts';
-import { countedRequests, rateLimitedResponse, takeRequest } from './rate-limit.ts';
+import { countedRequests, rateLimitedError, rateLimitedResponse, takeRequest } from './rate-limit.ts';
 import { sharedSubscriptions } from './shared-subscriptions.ts';
 import { handleRest, problem, REST_PREFIX } from './rest.ts';
 import * as routes from './routes.ts';
@@ -59,7 +59,13 @@ const rateLimit: Plugin = {
       return; // PostgreSQL unreachable: the route or the context reports it (503)
     }
     const waitMs = caller ? await takeRequest(caller.owner) : null;
-    if (waitMs !== null) return endResponse(rateLimitedResponse(waitMs));
+    if (waitMs === null) return;
+    // Each surface refuses in its own format: the REST facade's, or GraphQL's.
+    if (isRest(url)) {
+      const { message, retryAfter } = rateLimitedError(waitMs);
+      return endResponse(problem(429, 'RateLimited', message, { retryAfter }, { 'retry-after': String(retryAfter) }));
+    }
+    endResponse(rateLimitedResponse(waitMs));
   },
 };
 
