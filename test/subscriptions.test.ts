@@ -368,6 +368,27 @@ describe('identical subscriptions', () => {
       await ws.dispose();
     }
   });
+  it('leave nothing behind when their clients go away at once, even mid-subscribe', async () => {
+    const before = await liveCounts();
+    const id = await createTask(alice, small, { width: 8 });
+    // Abort after 0–20 ms: some while the request is read, some while it subscribes, some streaming.
+    await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const abort = new AbortController();
+        setTimeout(() => abort.abort(), i % 21);
+        const body = JSON.stringify({ query: 'subscription ($id: ID!) { taskUpdated(id: $id) { id status } }', variables: { id } });
+        await fetch(`${service.url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${alice.key}` },
+          body,
+          signal: abort.signal,
+        })
+          .then((response) => response.body?.cancel())
+          .catch(() => {});
+      }),
+    );
+    await until(liveCounts, (counts) => counts.streams === before.streams && counts.subscriptions === before.subscriptions, 10_000);
+  });
 });
 
 describe('revocation', () => {

@@ -71,6 +71,7 @@ export async function serveSseSubscription(request: IncomingMessage, response: S
       };
     }
   } catch {
+    if (request.destroyed) return; // nobody to answer
     return fallback();
   }
   const { query, variables, operationName } = params ?? {};
@@ -122,7 +123,12 @@ export async function serveSseSubscription(request: IncomingMessage, response: S
 }
 
 async function stream(response: ServerResponse, iterator: AsyncIterator<ExecutionResult>, startedAt: number) {
-  response.socket?.setNoDelay(true);
+  // The client may have gone while we subscribed: its 'close' has fired already, so let go now.
+  if (response.destroyed || !response.socket || response.socket.destroyed) {
+    await Promise.resolve(iterator.return?.()).catch(() => {});
+    return;
+  }
+  response.socket.setNoDelay(true);
   response.writeHead(200, SSE_HEADERS);
   // A first ping: some clients wait for a byte before they report the stream open.
   response.write(':\n\n');
@@ -212,6 +218,8 @@ function readBody(request: IncomingMessage): Promise<Buffer> {
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.once('end', () => resolve(Buffer.concat(chunks)));
     request.once('error', reject);
+    // A client gone before its body ended: no 'end' will come (after 'end' this is a no-op).
+    request.once('close', () => reject(new Error('the client went away')));
   });
 }
 
