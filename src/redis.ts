@@ -116,10 +116,12 @@ export function taskQueue(role: 'producer' | 'worker'): Queue {
       stallInterval: STALL_INTERVAL_MS,
       activateDelayedJobs: false,
       // After a lost connection a worker retries taking jobs after 250 ms, doubling each
-      // time (bee-queue's default starts at 1 s): it is back soon after Redis is.
+      // time up to MAX_QUEUE_RETRY_DELAY_MS (bee-queue's default starts at 1 s, unbounded):
+      // it is back soon after Redis is, however long the outage.
       initialRedisFailureRetryDelay: 250,
     } as BeeQueue.QueueSettings);
     queue.on('error', (error) => log.warn({ err: error.message }, 'queue redis error'));
+    capRetryDelay(queue);
     const q = queue as unknown as { client: NodeRedisClient | null; bclient: NodeRedisClient | null };
     queue
       .ready()
@@ -133,6 +135,27 @@ export function taskQueue(role: 'producer' | 'worker'): Queue {
     queues.set(role, queue);
   }
   return queue;
+}
+
+/** The longest a worker waits between attempts to take a job while Redis is unreachable. */
+export const MAX_QUEUE_RETRY_DELAY_MS = 2000;
+
+/**
+ * bee-queue doubles its wait after every failed attempt to take a job, without a ceiling:
+ * after a minute without Redis a worker would idle for another half minute once Redis is
+ * back. Its delay lives in one internal field (`_redisFailureRetryDelay`, read, doubled
+ * and written back in Queue#_waitForJob); a property that caps what is written keeps the
+ * doubling and bounds it, like ioredis' own reconnect ceiling.
+ */
+function capRetryDelay(queue: object) {
+  let delay = (queue as { _redisFailureRetryDelay?: number })._redisFailureRetryDelay ?? 0;
+  Object.defineProperty(queue, '_redisFailureRetryDelay', {
+    configurable: true,
+    get: () => delay,
+    set: (value: number) => {
+      delay = Math.min(value, MAX_QUEUE_RETRY_DELAY_MS);
+    },
+  });
 }
 
 export async function closeRedis(): Promise<void> {
