@@ -9,7 +9,7 @@ import { pool } from '../db.ts';
 import type { Task } from '../generated/prisma/client.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
 import { countTransition } from '../metrics.ts';
-import { empty, query, readBytes, sql, transaction, type Fragment } from '../sql.ts';
+import { empty, query, readBytes, sql, type Fragment } from '../sql.ts';
 import { ACTIVE_STATUSES, TRANSITIONS } from './lifecycle.ts';
 
 /** Every committed transition is counted here, in the process that made it (see src/metrics.ts). */
@@ -68,37 +68,14 @@ export async function insertTask(input: {
   run: boolean;
   limit: number;
 }): Promise<TaskRow | null> {
-  const taskId = randomUUID();
-  const imageId = randomUUID();
   const { source } = input;
-  const events = input.run
-    ? sql`VALUES ('CREATED', 'created', 1), ('QUEUED', 'queued', 2)`
-    : sql`VALUES ('CREATED', 'created', 1)`;
-  const rows = await transaction(pool, async (client) => {
-    await client.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`quota:${input.ownerId}`]);
-    return query<TaskRow>(client, sql`
-      WITH quota AS (
-        SELECT count(*) AS active FROM "Task"
-        WHERE "ownerId" = ${input.ownerId} AND "status" = ANY(${statuses(ACTIVE_STATUSES)})
-      ), img AS (
-        INSERT INTO "Image" ("id", "ownerId", "format", "width", "height", "byteSize", "data")
-        SELECT ${imageId}::uuid, ${input.ownerId}::text, ${source.format}::"ImageFormat", ${source.width}::int, ${source.height}::int,
-               ${source.data.byteLength}::int, ${bytes(source.data)}::bytea
-        FROM quota WHERE active < ${input.limit}::int
-        RETURNING "id"
-      ), t AS (
-        INSERT INTO "Task" ("id", "status", "jobDefinition", "params", "ownerId", "sourceImageId", "version")
-        SELECT ${taskId}::uuid, ${input.run ? 'QUEUED' : 'CREATED'}::"TaskStatus", ${input.jobDefinition}::"JobDefinition",
-               ${JSON.stringify(input.params)}::jsonb, ${input.ownerId}::text, img."id", ${input.run ? 2 : 1}::int
-        FROM img
-        RETURNING *
-      ), ev AS (
-        INSERT INTO "TaskEvent" ("taskId", "status", "message", "version", "at")
-        SELECT t."id", e.status::"TaskStatus", e.message, e.version, t."createdAt"
-        FROM t, (${events}) AS e(status, message, version)
-      )
-      SELECT * FROM t`);
-  });
+  // One round trip: the function takes the owner's quota lock, counts, and inserts the image,
+  // the task and its events (prisma/migrations/*_insert_task_function).
+  const rows = await query<TaskRow>(pool, sql`
+    SELECT * FROM "tasklane_insert_task"(
+      ${randomUUID()}::uuid, ${randomUUID()}::uuid, ${input.ownerId}::text, ${[...ACTIVE_STATUSES]}::"TaskStatus"[], ${input.limit}::int,
+      ${source.format}::"ImageFormat", ${source.width}::int, ${source.height}::int, ${bytes(source.data)}::bytea,
+      ${input.jobDefinition}::"JobDefinition", ${JSON.stringify(input.params)}::jsonb, ${input.run}::boolean)`);
   const task = rows[0];
   if (task && input.run) countTransition({ status: 'CREATED', jobDefinition: task.jobDefinition });
   return counted(task);
