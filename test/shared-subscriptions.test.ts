@@ -70,6 +70,17 @@ describe('shared subscriptions', () => {
     await b.return!();
   });
 
+  it('does not repeat a result identical to the one before it (only unselected fields changed)', async () => {
+    const src = source();
+    const member = await subscribe(src, 'ivan', TASKS);
+    await tick();
+    for (const v of [1, 1, 2, 2, 2, 1]) await src.push(v);
+    const seen = [];
+    for (let i = 0; i < 3; i++) seen.push((await member.next()).value);
+    expect(seen).toEqual([{ data: { v: 1 } }, { data: { v: 2 } }, { data: { v: 1 } }]);
+    await member.return!();
+  });
+
   it('taskUpdated: a late member starts from the newest result; tasksUpdated replays nothing', async () => {
     const one = source();
     const early = await subscribe(one, 'dave');

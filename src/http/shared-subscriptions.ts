@@ -10,6 +10,7 @@
 //   its first read, so every change newer than that result still reaches the group.
 // - `tasksUpdated`: changes from the subscription on (nothing is replayed).
 // - versions only increase; the stream completes, or fails (e.g. KeyRevoked), for everyone.
+// - a result identical to the one before it (only unselected fields changed) is not repeated.
 // Subscribers of different owners never share (the owner is part of the key).
 import type { ExecutionArgs, ExecutionResult } from 'graphql';
 import { getOperationAST, GraphQLError, type DocumentNode } from 'graphql';
@@ -175,10 +176,16 @@ class Group {
 
   private async pump() {
     let failure: unknown = null;
+    let previous = '';
     try {
       for (;;) {
         const step = await this.source!.next();
         if (step.done || this.over) break;
+        // A change of fields the subscription did not select (e.g. progress, when only
+        // `status` is asked for) gives the same result again: subscribers get it once.
+        const serialized = JSON.stringify(step.value);
+        if (serialized === previous) continue;
+        previous = serialized;
         this.latest = step.value;
         for (const member of this.members) member.push(step.value);
       }
