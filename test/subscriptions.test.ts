@@ -368,6 +368,25 @@ describe('identical subscriptions', () => {
       await ws.dispose();
     }
   });
+  it('answer a browser on another origin with the same CORS headers as every other GraphQL response', async () => {
+    const id = await createTask(alice, small, { width: 8 });
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${alice.key}`, origin: 'https://app.example' };
+    const cors = (response: Response) =>
+      Object.fromEntries(['access-control-allow-origin', 'access-control-allow-credentials', 'vary'].map((name) => [name, response.headers.get(name)]));
+    const query = await fetch(`${service.url}/graphql`, { method: 'POST', headers, body: JSON.stringify({ query: '{ __typename }' }) });
+    const abort = new AbortController();
+    const subscription = await fetch(`${service.url}/graphql`, {
+      method: 'POST',
+      headers: { ...headers, accept: 'text/event-stream' },
+      body: JSON.stringify({ query: 'subscription ($id: ID!) { taskUpdated(id: $id) { id } }', variables: { id } }),
+      signal: abort.signal,
+    });
+    expect(subscription.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    expect(cors(subscription)).toEqual(cors(query));
+    expect(cors(subscription)['access-control-allow-origin']).toBe('https://app.example');
+    abort.abort();
+  });
+
   it('leave nothing behind when their clients go away at once, even mid-subscribe', async () => {
     const before = await liveCounts();
     const id = await createTask(alice, small, { width: 8 });

@@ -129,7 +129,7 @@ async function stream(response: ServerResponse, iterator: AsyncIterator<Executio
     return;
   }
   response.socket.setNoDelay(true);
-  response.writeHead(200, SSE_HEADERS);
+  response.writeHead(200, { ...SSE_HEADERS, ...corsHeaders(response.req.headers.origin) });
   // A first ping: some clients wait for a byte before they report the stream open.
   response.write(':\n\n');
   httpDuration.observe({ method: response.req.method ?? 'GET', route: yoga.graphqlEndpoint, status: '200' }, (performance.now() - startedAt) / 1000);
@@ -204,6 +204,14 @@ function withoutInternals(result: ExecutionResult): ExecutionResult {
   });
   const { http: _http, ...otherExtensions } = extensions ?? {};
   return { ...result, errors: errors as never, extensions: Object.keys(otherExtensions).length ? otherExtensions : undefined };
+}
+
+/**
+ * What yoga adds to every response with its default CORS settings (ours): the caller's
+ * origin reflected, with credentials. A browser app on another origin can subscribe too.
+ */
+function corsHeaders(origin: string | undefined): Record<string, string> {
+  return origin ? { 'access-control-allow-origin': origin, vary: 'Origin', 'access-control-allow-credentials': 'true' } : {};
 }
 
 /** Ends every open SSE stream of this module (shutdown). */
