@@ -112,9 +112,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     /** RECONCILE_INTERVAL_MS (1000): how often one reconciler looks for lost or stuck tasks. */
     reconcileIntervalMs: read(env, 'RECONCILE_INTERVAL_MS', integer(100), 1000),
     /**
-     * LIVE_RESYNC_INTERVAL_MS (15000; 0 = off): how often open subscriptions re-read what they
-     * watch anyway, for a change message lost while this process's Redis connection stayed up
-     * (its publisher cut off, or killed between commit and publish).
+     * LIVE_RESYNC_INTERVAL_MS (15000; 0 = off): how often an API process asks PostgreSQL which
+     * tasks of its subscribers' owners changed, for a change message lost while its Redis
+     * connection stayed up (the publisher cut off, or killed between commit and publish).
      */
     liveResyncIntervalMs: read(env, 'LIVE_RESYNC_INTERVAL_MS', integer(0), 15_000),
     /** SHUTDOWN_GRACE_MS (20000): how long SIGTERM waits for in-flight work before forcing. */

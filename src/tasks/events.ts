@@ -7,7 +7,9 @@ import { EventEmitter } from 'node:events';
 import { config } from '../config.ts';
 import { log } from '../log.ts';
 import type { Redis } from 'ioredis';
+import { pool } from '../db.ts';
 import { channel, redisPubSub } from '../redis.ts';
+import { query, sql } from '../sql.ts';
 import type { TaskRow } from './store.ts';
 import type { TaskStatus } from '../generated/prisma/enums.ts';
 
@@ -48,12 +50,49 @@ export async function publishChange(task: TaskRow): Promise<void> {
   }
 }
 
+/** This process's listeners by owner, for the periodic catch-up below (Redis has its own list). */
+const listenersByOwner = new Map<string, Set<(change: TaskChange) => void>>();
+
 /** Calls `listener` for every change of `ownerId`'s tasks; resolves once subscribed. */
 export async function subscribeToOwner(ownerId: string, listener: (change: TaskChange) => void): Promise<() => void> {
   const { engine } = redisPubSub();
   watchReconnects();
   const subscriptionId = await subscribe(ownerTopic(ownerId), listener);
-  return () => engine.unsubscribe(subscriptionId);
+  let listeners = listenersByOwner.get(ownerId);
+  if (!listeners) listenersByOwner.set(ownerId, (listeners = new Set()));
+  listeners.add(listener);
+  return () => {
+    engine.unsubscribe(subscriptionId);
+    listeners.delete(listener);
+    if (listeners.size === 0 && listenersByOwner.get(ownerId) === listeners) listenersByOwner.delete(ownerId);
+  };
+}
+
+/** How far back a catch-up looks before the previous one (a change's `updatedAt` is its statement's start, not its commit). */
+const CATCH_UP_MARGIN_MS = 10_000;
+let caughtUpTo: Date | null = null;
+
+/**
+ * A change message can be lost while our connection stays up: its publisher's connection
+ * was cut, or it died between its commit and its publish. So every LIVE_RESYNC_INTERVAL_MS
+ * this process asks PostgreSQL, in one query, which tasks of the owners it has listeners
+ * for changed since the last time, and hands those to the listeners as if Redis had: each
+ * watcher re-reads only what is newer than what it delivered. A lost final state arrives
+ * at most one interval late, whatever the number of subscribers.
+ */
+async function catchUp() {
+  if (listenersByOwner.size === 0) return;
+  try {
+    const [{ at }] = await query<{ at: Date }>(pool, sql`SELECT now() AS "at"`);
+    const since = caughtUpTo ? new Date(caughtUpTo.getTime() - CATCH_UP_MARGIN_MS) : new Date(at.getTime() - config.liveResyncIntervalMs - CATCH_UP_MARGIN_MS);
+    const changes = await query<TaskChange>(pool, sql`
+      SELECT "id", "ownerId", "status", "version", "progress" FROM "Task"
+      WHERE "ownerId" = ANY(${[...listenersByOwner.keys()]}::text[]) AND "updatedAt" >= ${since}::timestamptz`);
+    caughtUpTo = at;
+    for (const change of changes) for (const listener of listenersByOwner.get(change.ownerId) ?? []) listener(change);
+  } catch (error) {
+    log.warn({ err: (error as Error).message }, 'live catch-up skipped');
+  }
 }
 
 /**
@@ -99,10 +138,7 @@ let watching = false;
 function watchReconnects() {
   if (watching) return;
   watching = true;
-  // A message can also be lost with our connection up: its publisher's connection was cut,
-  // or it died between its commit and its publish. So every open subscription also re-reads
-  // now and then; the final state then arrives at most LIVE_RESYNC_INTERVAL_MS late.
-  if (config.liveResyncIntervalMs > 0) setInterval(() => local.emit('resync'), config.liveResyncIntervalMs).unref();
+  if (config.liveResyncIntervalMs > 0) setInterval(() => void catchUp(), config.liveResyncIntervalMs).unref();
   const { subscriber } = redisPubSub();
   let wasReady = subscriber.status === 'ready';
   subscriber.on('ready', () => {

@@ -127,9 +127,11 @@ export async function watchTasks(caller: Caller, statuses: TaskStatus[] | null |
   let resyncAt = 0; // when a resync was asked for (0: none pending)
   let revoked = false;
   let wake: (() => void) | null = null;
+  const seen = new Map<string, number>(); // task id → version last pushed (bounded)
   const unlisten = await listen(caller, (signal) => {
     if (signal.kind === 'change') {
       if (filter && !filter.has(signal.change.status)) return;
+      if ((seen.get(signal.change.id) ?? 0) >= signal.change.version) return; // delivered already
       pending.set(signal.change.id, now());
     } else if (signal.kind === 'resync') resyncAt = now();
     else revoked = true;
@@ -143,7 +145,6 @@ export async function watchTasks(caller: Caller, statuses: TaskStatus[] | null |
     unlisten();
     throw error;
   }
-  const seen = new Map<string, number>(); // task id → version last pushed (bounded)
   return new Repeater<TaskRow>(async (push, stop) => {
     let stopping = false;
     stop.then(() => {
