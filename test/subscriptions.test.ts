@@ -323,8 +323,19 @@ describe('identical subscriptions', () => {
     return { streams: metrics.sum('tasklane_subscription_streams'), subscriptions: metrics.sum('tasklane_active_subscriptions') };
   }
 
+  /** liveCounts once they stop moving (earlier tests' streams may still be closing). */
+  async function settledCounts() {
+    let last = await liveCounts();
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 200));
+      const next = await liveCounts();
+      if (next.streams === last.streams && next.subscriptions === last.subscriptions) return next;
+      last = next;
+    }
+  }
+
   it('share one stream: each subscriber gets the whole life; a late one starts from the current state; one leaving disturbs nobody', async () => {
-    const before = await liveCounts();
+    const before = await settledCounts();
     const id = await createTask(alice, big, { width: 1600, format: 'PNG' });
     const overSse = await Promise.all(Array.from({ length: 4 }, () => sse(service.url, WatchTask, { id }, { key: alice.key })));
     const ws = wsClient(service.url, alice.key);
@@ -388,7 +399,7 @@ describe('identical subscriptions', () => {
   });
 
   it('leave nothing behind when their clients go away at once, even mid-subscribe', async () => {
-    const before = await liveCounts();
+    const before = await settledCounts();
     const id = await createTask(alice, small, { width: 8 });
     // Abort after 0–20 ms: some while the request is read, some while it subscribes, some streaming.
     await Promise.all(
