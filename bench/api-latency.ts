@@ -74,6 +74,33 @@ interface Measured {
   cpuBusy: number;
 }
 
+/**
+ * `query`'s latency, idle and then while `lanes` loops keep `heavy` work in flight; the same
+ * sequence for Tasklane and for the synchronous baseline.
+ */
+async function measure(
+  options: BenchOptions,
+  label: string,
+  heavyName: string,
+  run: { query: () => Promise<void>; heavy: () => Promise<void>; seconds: number; idleSeconds: number; lanes: number },
+): Promise<Measured> {
+  await probe(500, run.query); // warm-up
+  options.log(`${label}: idle latency ${run.idleSeconds} s`);
+  const idle = summarize(await probe(run.idleSeconds * 1000, run.query));
+  options.log(`${label}: latency under ${run.lanes} ${heavyName} for ${run.seconds} s`);
+  let stop!: () => void;
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  const busy = keepBusy(run.lanes, run.heavy, stopped);
+  await sleep(2000); // let the queue fill and the workers get going
+  const cpuBefore = machineCpuMs();
+  const t0 = performance.now();
+  const loaded = summarize(await probe(run.seconds * 1000, run.query));
+  const cpuBusy = (machineCpuMs() - cpuBefore) / ((performance.now() - t0) * options.cores);
+  stop();
+  const heavyDone = await busy;
+  return { idle, loaded, heavyDone, cpuBusy };
+}
+
 async function measureTasklane(
   options: BenchOptions,
   image: Buffer,
@@ -98,22 +125,9 @@ async function measureTasklane(
       const response = await httpRequest(`${service.url}/graphql`, { method: 'POST', headers, body });
       if (response.status !== 200 || !response.body.includes('"DONE"')) throw new Error(`task(id) failed: ${response.status} ${response.body}`);
     };
-    await probe(500, query); // warm-up
-    options.log(`tasklane ${label}: idle latency ${idleSeconds} s`);
-    const idle = summarize(await probe(idleSeconds * 1000, query));
-    options.log(`tasklane ${label}: latency under ${lanes} heavy tasks for ${seconds} s`);
-    let stop!: () => void;
-    const stopped = new Promise<void>((resolve) => (stop = resolve));
-    const busy = keepBusy(lanes, async () => watcher.wait(await client.createTask(image, HEAVY, true)), stopped);
-    await sleep(2000); // let the queue fill and the workers get going
-    const cpuBefore = machineCpuMs();
-    const t0 = performance.now();
-    const loaded = summarize(await probe(seconds * 1000, query));
-    const cpuBusy = (machineCpuMs() - cpuBefore) / ((performance.now() - t0) * options.cores);
-    stop();
-    const heavyDone = await busy;
+    const heavy = async () => watcher.wait(await client.createTask(image, HEAVY, true));
+    tasklane = await measure(options, `tasklane ${label}`, 'heavy tasks', { query, heavy, seconds, idleSeconds, lanes });
     await watcher.close();
-    tasklane = { idle, loaded, heavyDone, cpuBusy };
   } finally {
     await service.stop();
     await infra.dispose();
@@ -152,21 +166,7 @@ export async function apiLatency(options: BenchOptions): Promise<BenchResult> {
       const response = await httpRequest(`${base}/tasks/${id}`);
       if (response.status !== 200) throw new Error(`sync query failed: ${response.body}`);
     };
-    await probe(500, query);
-    options.log(`sync baseline: idle latency ${idleSeconds} s`);
-    const idle = summarize(await probe(idleSeconds * 1000, query));
-    options.log(`sync baseline: latency under ${lanes} heavy requests for ${seconds} s`);
-    let stop!: () => void;
-    const stopped = new Promise<void>((resolve) => (stop = resolve));
-    const busy = keepBusy(lanes, heavy, stopped);
-    await sleep(2000);
-    const cpuBefore = machineCpuMs();
-    const t0 = performance.now();
-    const loaded = summarize(await probe(seconds * 1000, query));
-    const cpuBusy = (machineCpuMs() - cpuBefore) / ((performance.now() - t0) * options.cores);
-    stop();
-    const heavyDone = await busy;
-    sync = { idle, loaded, heavyDone, cpuBusy };
+    sync = await measure(options, 'sync baseline', 'heavy requests', { query, heavy, seconds, idleSeconds, lanes });
   } finally {
     await server.stop();
   }

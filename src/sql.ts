@@ -22,13 +22,6 @@ export function sql(strings: TemplateStringsArray | readonly string[], ...values
 
 export const empty = sql(['']);
 
-/** `a, b, c` (or with another separator) from fragments. */
-export function join(fragments: Fragment[], separator = ', '): Fragment {
-  if (fragments.length === 0) return empty;
-  const strings = ['', ...Array(fragments.length - 1).fill(separator), ''];
-  return new Fragment(strings, fragments);
-}
-
 /** The statement text with $1…$n and its parameters, nested fragments flattened. */
 export function build(fragment: Fragment): { text: string; values: unknown[] } {
   const values: unknown[] = [];
@@ -59,7 +52,7 @@ function nameOf(text: string): string {
   return name;
 }
 
-/** Runs `fragment` on `on` (the pool, or a client inside a transaction); the rows. */
+/** Runs `fragment` on `on` (the pool, or one of its clients); the rows. */
 export async function query<Row>(on: Queryable, fragment: Fragment): Promise<Row[]> {
   const { text, values } = build(fragment);
   const result = await on.query<pg.QueryResultRow>({ name: nameOf(text), text, values });
@@ -146,21 +139,4 @@ function firstValueOfBinaryCopy(data: Buffer): Buffer | null {
   at += 2;
   const length = data.readInt32BE(at);
   return length === -1 ? null : data.subarray(at + 4, at + 4 + length);
-}
-
-/** Runs `work` in a transaction on one connection of `pool` (ROLLBACK on any error). */
-export async function transaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    await client.query('BEGIN');
-    const result = await work(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
-    throw error;
-  } finally {
-    client.release(broken); // a connection that could not roll back is discarded
-  }
 }

@@ -17,6 +17,7 @@ import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { expectOrdered, within } from './helpers/live.ts';
 import { startService, type Service } from './helpers/service.ts';
+import { createTask } from './helpers/tasks.ts';
 
 const CreateTask = graphql(`
   mutation ClientCreateTask($input: CreateTaskInput!) {
@@ -66,15 +67,8 @@ afterAll(async () => {
 const wsUrl = () => `${service.url.replace(/^http/, 'ws')}/graphql`;
 
 /** A multipart upload as curl sends it, for the clients that cannot upload. */
-async function createWithFetch(): Promise<string> {
-  const response = await plain.upload(
-    CreateTask,
-    { input: { jobDefinition: 'IMAGE_RESIZE', image: null as unknown as File, resize: { width: 800, format: 'PNG' } } },
-    { path: 'variables.input.image', bytes: picture, name: 'photo.jpg', type: 'image/jpeg' },
-  );
-  const task = response.data?.createTask;
-  if (task?.__typename !== 'Task') throw new Error(`createTask failed: ${JSON.stringify(response)}`);
-  return task.id;
+function createWithFetch(): Promise<string> {
+  return createTask(plain, picture, { width: 800, format: 'PNG' });
 }
 
 /**
@@ -109,27 +103,40 @@ async function expectWholeLife(id: string, seen: State[], ended: Promise<unknown
   expect([image.status, image.headers.get('content-type')]).toEqual([200, 'image/png']);
 }
 
+/** What graphql-ws's and graphql-sse's clients have in common: `subscribe(payload, sink)`. */
+interface Subscribing {
+  subscribe<Data>(
+    payload: { query: string; variables: Record<string, unknown> },
+    sink: { next(result: { data?: Data | null }): void; error(error: unknown): void; complete(): void },
+  ): () => void;
+}
+
+/** Watches a new task through `client`, runs it through the same client, and checks its whole life. */
+async function watchAndRun(client: Subscribing) {
+  const id = await createWithFetch();
+  const seen: State[] = [];
+  const ended = new Promise<void>((resolve, reject) => {
+    client.subscribe<{ taskUpdated: State }>(
+      { query: print(WatchTask), variables: { id } },
+      { next: (r) => r.data && seen.push(r.data.taskUpdated), error: reject, complete: resolve },
+    );
+  });
+  await until(async () => seen.length, (n) => n > 0, 20_000, 20);
+  await occupyWorker();
+  const run = await new Promise<{ data?: unknown }>((resolve, reject) => {
+    let result: { data?: unknown };
+    client.subscribe({ query: print(RunTask), variables: { id } }, { next: (r) => (result = r), error: reject, complete: () => resolve(result) });
+  });
+  expect(run.data).toEqual({ runTask: { __typename: 'Task', id, status: 'QUEUED' } });
+  await expectWholeLife(id, seen, ended);
+}
+
 describe('clients watch a whole task life', () => {
   it("graphql-ws's own client (WebSocket): subscribe, run over the same socket, complete after DONE", async () => {
     const ws = createWsClient({ url: wsUrl(), webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${key}` } });
     try {
-      const id = await createWithFetch();
-      const seen: State[] = [];
-      const ended = new Promise<void>((resolve, reject) => {
-        ws.subscribe<{ taskUpdated: State }>(
-          { query: print(WatchTask), variables: { id } },
-          { next: (r) => r.data && seen.push(r.data.taskUpdated), error: reject, complete: resolve },
-        );
-      });
-      await until(async () => seen.length, (n) => n > 0, 20_000, 20);
-      await occupyWorker();
-      // A mutation over the WebSocket too, as graphql-ws allows.
-      const run = await new Promise<{ data?: unknown }>((resolve, reject) => {
-        let result: { data?: unknown };
-        ws.subscribe({ query: print(RunTask), variables: { id } }, { next: (r) => (result = r), error: reject, complete: () => resolve(result) });
-      });
-      expect(run.data).toEqual({ runTask: { __typename: 'Task', id, status: 'QUEUED' } });
-      await expectWholeLife(id, seen, ended);
+      // The mutation goes over the WebSocket too, as graphql-ws allows.
+      await watchAndRun(ws);
     } finally {
       await ws.dispose();
     }
@@ -138,22 +145,7 @@ describe('clients watch a whole task life', () => {
   it("graphql-sse's client (SSE, distinct connections): subscribe and run, complete after DONE", async () => {
     const sse = createSseClient({ url: `${service.url}/graphql`, headers: { authorization: `Bearer ${key}` }, retryAttempts: 0 });
     try {
-      const id = await createWithFetch();
-      const seen: State[] = [];
-      const ended = new Promise<void>((resolve, reject) => {
-        sse.subscribe<{ taskUpdated: State }>(
-          { query: print(WatchTask), variables: { id } },
-          { next: (r) => r.data && seen.push(r.data.taskUpdated), error: reject, complete: resolve },
-        );
-      });
-      await until(async () => seen.length, (n) => n > 0, 20_000, 20);
-      await occupyWorker();
-      const run = await new Promise<{ data?: unknown }>((resolve, reject) => {
-        let result: { data?: unknown };
-        sse.subscribe({ query: print(RunTask), variables: { id } }, { next: (r) => (result = r), error: reject, complete: () => resolve(result) });
-      });
-      expect(run.data).toEqual({ runTask: { __typename: 'Task', id, status: 'QUEUED' } });
-      await expectWholeLife(id, seen, ended);
+      await watchAndRun(sse);
     } finally {
       sse.dispose();
     }

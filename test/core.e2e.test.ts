@@ -8,6 +8,7 @@ import { client, until, type Client } from './helpers/client.ts';
 import { photo, rotatedJpeg } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { SCRIPTS, startProcess, startService, testEnv, type Service } from './helpers/service.ts';
+import { createTask } from './helpers/tasks.ts';
 
 const CreateTask = graphql(`
   mutation CreateTask($input: CreateTaskInput!) {
@@ -91,13 +92,6 @@ async function create(c: Client, bytes: Uint8Array, resize: Record<string, unkno
     { path: 'variables.input.image', bytes, name: 'photo.jpg', type: 'image/jpeg' },
   );
   return response;
-}
-
-async function createdId(c: Client, bytes: Uint8Array, resize: Record<string, unknown>, run = false): Promise<string> {
-  const response = await create(c, bytes, resize, run);
-  const task = response.data?.createTask;
-  if (task?.__typename !== 'Task') throw new Error(`createTask failed: ${JSON.stringify(response)}`);
-  return task.id;
 }
 
 async function settled(c: Client, id: string) {
@@ -197,7 +191,7 @@ describe('an image-resize task, upload to result', () => {
   });
 
   it('creates and runs in one call, converting the format', async () => {
-    const id = await createdId(alice, await photo(640, 480, 'png'), { width: 64, height: 64, format: 'WEBP', fit: 'CONTAIN' }, true);
+    const id = await createTask(alice, await photo(640, 480, 'png'), { width: 64, height: 64, format: 'WEBP', fit: 'CONTAIN' }, true);
     const done = (await settled(alice, id)).data!.task;
     expect(done).toMatchObject({ status: 'DONE', result: { width: 64, height: 64, format: 'WEBP' } });
     if (done.__typename !== 'Task') throw new Error('not a task');
@@ -206,14 +200,14 @@ describe('an image-resize task, upload to result', () => {
   });
 
   it('auto-orients from EXIF end to end', async () => {
-    const id = await createdId(alice, await rotatedJpeg(200, 100), { height: 50 }, true);
+    const id = await createTask(alice, await rotatedJpeg(200, 100), { height: 50 }, true);
     const done = (await settled(alice, id)).data!.task;
     expect(done).toMatchObject({ status: 'DONE', source: { width: 100, height: 200 }, result: { width: 25, height: 50 } });
   });
 
   it('fails a truncated JPEG once, at once, with the reason', async () => {
     const truncated = big.subarray(0, Math.floor(big.byteLength * 0.6));
-    const id = await createdId(alice, truncated, { width: 100 }, true);
+    const id = await createTask(alice, truncated, { width: 100 }, true);
     const failed = (await settled(alice, id)).data!.task;
     expect(failed).toMatchObject({ status: 'FAILED', attempts: 1, result: null });
     if (failed.__typename !== 'Task') throw new Error('not a task');
@@ -244,7 +238,7 @@ describe('errors, as typed union members', () => {
   });
 
   it('InvalidTaskState when running a task that is not CREATED', async () => {
-    const id = await createdId(alice, await photo(64, 64), { width: 8 }, true);
+    const id = await createTask(alice, await photo(64, 64), { width: 8 }, true);
     await settled(alice, id);
     const again = await alice.request(RunTask, { id });
     expect(again.data?.runTask).toEqual({ __typename: 'InvalidTaskState', message: 'cannot run a task that is DONE', status: 'DONE' });
@@ -295,7 +289,7 @@ describe('errors, as typed union members', () => {
 
 describe('tenancy', () => {
   it('makes another key\'s task look missing on every surface', async () => {
-    const id = await createdId(alice, await photo(64, 64), { width: 16 }, true);
+    const id = await createTask(alice, await photo(64, 64), { width: 16 }, true);
     const done = (await settled(alice, id)).data!.task;
     if (done.__typename !== 'Task') throw new Error('not a task');
     const missing = { __typename: 'TaskDoesNotExist', message: `task ${id} does not exist` };
@@ -313,7 +307,7 @@ describe('tenancy', () => {
 
 describe('concurrency', () => {
   it('three concurrent runTask calls queue the task once and complete it once', async () => {
-    const id = await createdId(alice, await photo(300, 200), { width: 30 });
+    const id = await createTask(alice, await photo(300, 200), { width: 30 });
     const results = await Promise.all([1, 2, 3].map(() => alice.request(RunTask, { id })));
     const kinds = results.map((r) => r.data!.runTask.__typename).sort();
     expect(kinds).toEqual(['InvalidTaskState', 'InvalidTaskState', 'Task']);
@@ -324,7 +318,7 @@ describe('concurrency', () => {
   });
 
   it('a delete racing a running job wins for good: images gone, never resurrected', async () => {
-    const id = await createdId(alice, big, { width: 2000, format: 'PNG' }, true);
+    const id = await createTask(alice, big, { width: 2000, format: 'PNG' }, true);
     await until(
       () => alice.request(GetTask, { id }),
       (r) => r.data?.task.__typename === 'Task' && r.data.task.status !== 'QUEUED',
@@ -348,7 +342,7 @@ describe('concurrency', () => {
   });
 
   it('deleting a DONE task removes both images and 404s its URLs', async () => {
-    const id = await createdId(alice, await photo(100, 100), { width: 10 }, true);
+    const id = await createTask(alice, await photo(100, 100), { width: 10 }, true);
     const done = (await settled(alice, id)).data!.task;
     if (done.__typename !== 'Task') throw new Error('not a task');
     await alice.request(DeleteTask, { id });
@@ -363,7 +357,7 @@ describe('tasks (the list)', () => {
   it('is newest first, filters by status, pages with after, caps the page size', async () => {
     const lister = client(service.url, await infra.createKey('lister'));
     const ids: string[] = [];
-    for (let i = 0; i < 3; i++) ids.push(await createdId(lister, await photo(16, 16), { width: 8 }));
+    for (let i = 0; i < 3; i++) ids.push(await createTask(lister, await photo(16, 16), { width: 8 }));
     const page1 = await lister.request(ListTasks, { first: 2 });
     expect(page1.data?.tasks.edges.map((e) => e.node.id)).toEqual([ids[2], ids[1]]);
     expect(page1.data?.tasks.pageInfo.hasNextPage).toBe(true);

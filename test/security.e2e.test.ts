@@ -13,6 +13,7 @@ import { photo, pngBomb } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { postChunks, sse, ws } from './helpers/security-clients.ts';
 import { SCRIPTS, startProcess, startService, testEnv, type Service } from './helpers/service.ts';
+import { createTask } from './helpers/tasks.ts';
 
 const CreateTaskSec = graphql(`
   mutation CreateTaskSec($input: CreateTaskInput!) {
@@ -83,12 +84,6 @@ async function create(c: Client, bytes: Uint8Array, resize: Record<string, unkno
   );
 }
 
-async function createdId(c: Client, bytes: Uint8Array, resize?: Record<string, unknown>, run = false): Promise<string> {
-  const response = await create(c, bytes, resize, run);
-  if (response.data?.createTask.__typename !== 'Task') throw new Error(`createTask failed: ${JSON.stringify(response)}`);
-  return response.data.createTask.id;
-}
-
 async function settled(c: Client, id: string) {
   const response = await until(
     () => c.request(TaskSec, { id }),
@@ -134,7 +129,7 @@ function memory(pid: number): { rss: number; peak: number } {
 
 describe('tenancy', () => {
   it('a foreign task id on both subscriptions (SSE and WebSocket) looks exactly like a missing one', async () => {
-    const id = await createdId(alice, await photo(32, 32));
+    const id = await createTask(alice, await photo(32, 32), { width: 8 });
     const missing = '0b5e7c1e-8f4a-4c2d-9e1f-3a2b1c0d9e8f';
     const refusal = (taskId: string) => ({ message: `task ${taskId} does not exist`, extensions: { code: 'TASK_DOES_NOT_EXIST' } });
     for (const open of [sse, ws]) {
@@ -156,9 +151,9 @@ describe('tenancy', () => {
     const dashboardWs = ws(service.url, mallory.key!, TASKS_UPDATED);
     await new Promise((r) => setTimeout(r, 500)); // both subscribed (no event is lost after this)
     // Alice's changes come first: if they leaked, they would arrive before mallory's own.
-    const alices = [await createdId(alice, await photo(16, 16), { width: 4 }, true)];
+    const alices = [await createTask(alice, await photo(16, 16), { width: 4 }, true)];
     await settled(alice, alices[0]);
-    const own = await createdId(mallory, await photo(16, 16));
+    const own = await createTask(mallory, await photo(16, 16), { width: 8 });
     for (const stream of [dashboard, dashboardWs]) {
       await stream.waitFor((m) => (m.data as { tasksUpdated?: { id: string } })?.tasksUpdated?.id === own);
       const seen = stream.messages.map((m) => (m.data as { tasksUpdated: { id: string } }).tasksUpdated.id);
@@ -168,7 +163,7 @@ describe('tenancy', () => {
   });
 
   it("the list refuses another key's task as a cursor, exactly like a missing one", async () => {
-    const id = await createdId(alice, await photo(16, 16));
+    const id = await createTask(alice, await photo(16, 16), { width: 8 });
     for (const after of [id, '0b5e7c1e-8f4a-4c2d-9e1f-3a2b1c0d9e8f']) {
       const response = await mallory.request(ListSec, { after });
       expect(response.errors).toMatchObject([{ message: 'after is not a cursor of this list', extensions: { code: 'BAD_USER_INPUT', field: 'after' } }]);
@@ -181,7 +176,7 @@ describe('image URLs', () => {
   const sign = (key: string, id: string, exp: number) => createHmac('sha256', key).update(`${id}.${exp}`).digest('base64url');
 
   it('refuses an expired signature (403) even though it is authentic, and a signature moved to another image or expiry', async () => {
-    const id = await createdId(alice, await photo(16, 16));
+    const id = await createTask(alice, await photo(16, 16), { width: 8 });
     const task = (await alice.request(TaskSec, { id })).data!.task;
     if (task.__typename !== 'Task') throw new Error('not a task');
     const imageId = task.source!.id;
@@ -197,7 +192,7 @@ describe('image URLs', () => {
     const later = Number(handedOut.searchParams.get('exp')) + 86_400;
     const extended = await fetch(`${service.url}/images/${imageId}?exp=${later}&sig=${handedOut.searchParams.get('sig')}`);
     expect([extended.status, await extended.text()]).toEqual([403, 'invalid signature\n']);
-    const other = await createdId(alice, await photo(16, 16));
+    const other = await createTask(alice, await photo(16, 16), { width: 8 });
     const otherImage = ((await alice.request(TaskSec, { id: other })).data!.task as { source: { id: string } }).source.id;
     const moved = await fetch(`${service.url}/images/${otherImage}?${handedOut.searchParams}`);
     expect(moved.status).toBe(403);
@@ -205,7 +200,7 @@ describe('image URLs', () => {
   });
 
   it('keeps the generated signing secret across restarts and processes; SIGNING_SECRET overrides it', async () => {
-    const id = await createdId(alice, await photo(16, 16));
+    const id = await createTask(alice, await photo(16, 16), { width: 8 });
     const url = ((await alice.request(TaskSec, { id })).data!.task as { source: { url: string } }).source.url;
     const env = testEnv(infra, { LOG_LEVEL: 'warn' });
     {
@@ -394,7 +389,7 @@ describe('uploads', () => {
     );
     // Executors start with a worker's first job: make sure every worker has one, then note
     // each executor's peak memory. (Unlimited, this bomb takes ~150 MB more to decode.)
-    const warmIds = await Promise.all([1, 2, 3, 4].map(() => createdId(alice, pngBomb(64, 64), { width: 8 }, true)));
+    const warmIds = await Promise.all([1, 2, 3, 4].map(() => createTask(alice, pngBomb(64, 64), { width: 8 }, true)));
     await Promise.all(warmIds.map((id) => settled(alice, id)));
     const executors = () => childPids(service.child.pid!, 'tasklane-worker').flatMap((worker) => childPids(worker, 'tasklane-executor'));
     const peaksBefore = new Map(executors().map((pid) => [pid, memory(pid).peak]));
@@ -414,7 +409,7 @@ describe('uploads', () => {
   });
 
   it('keeps serving after all of it: an ordinary upload still completes', async () => {
-    const id = await createdId(alice, await photo(200, 100), { width: 20 }, true);
+    const id = await createTask(alice, await photo(200, 100), { width: 20 }, true);
     expect(await settled(alice, id)).toMatchObject({ status: 'DONE' });
     expect((await fetch(`${service.url}/ready`)).status).toBe(200);
   });

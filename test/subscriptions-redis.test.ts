@@ -10,12 +10,7 @@ import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { expectOrdered, sse, within, wsClient, wsSubscribe, type SseStream, type WsStream } from './helpers/live.ts';
 import { startRedisProxy, type RedisProxy } from './helpers/redis-proxy.ts';
 import { SCRIPTS, startService, type Service } from './helpers/service.ts';
-
-const CreateTask = graphql(`
-  mutation CrossCreateTask($input: CreateTaskInput!) {
-    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }
-  }
-`);
+import { createTask } from './helpers/tasks.ts';
 
 const RunTask = graphql(`
   mutation CrossRunTask($id: ID!) {
@@ -63,17 +58,6 @@ afterAll(async () => {
   await infra?.dispose();
 });
 
-async function createTask(bytes: Uint8Array, resize: Record<string, unknown>, run = false): Promise<string> {
-  const response = await viaFirst.upload(
-    CreateTask,
-    { input: { jobDefinition: 'IMAGE_RESIZE', image: null as unknown as File, resize, run } },
-    { path: 'variables.input.image', bytes, name: 'photo.jpg', type: 'image/jpeg' },
-  );
-  const task = response.data?.createTask;
-  if (task?.__typename !== 'Task') throw new Error(`createTask failed: ${JSON.stringify(response)}`);
-  return task.id;
-}
-
 const states = (stream: { results: { data?: Record<string, unknown> | null }[] }, field = 'taskUpdated') =>
   stream.results.map((r) => r.data?.[field] as State);
 const isDone = (id: string, field = 'taskUpdated') => (r: { data?: Record<string, unknown> | null }) =>
@@ -97,7 +81,7 @@ async function secondSubscriber(): Promise<ClientEntry | undefined> {
 
 describe('two API processes on one database and Redis', () => {
   it('the second delivers (SSE and WebSocket) the whole life of a task run through the first', async () => {
-    const id = await createTask(big, { width: 1200, format: 'PNG' });
+    const id = await createTask(viaFirst, big, { width: 1200, format: 'PNG' });
     const overSse = await sse(second.url, WatchTask, { id }, { key });
     const ws = wsClient(second.url, key);
     try {
@@ -127,7 +111,7 @@ describe('two API processes on one database and Redis', () => {
 
 describe('the subscriber connection cut', () => {
   it('CLIENT KILL mid-stream: it reconnects, resubscribes, and the final state still arrives', async () => {
-    const id = await createTask(big, { width: 2400, format: 'PNG' });
+    const id = await createTask(viaFirst, big, { width: 2400, format: 'PNG' });
     const overSse = await sse(second.url, WatchTask, { id }, { key });
     const ws = wsClient(second.url, key);
     try {
@@ -165,7 +149,7 @@ describe('the subscriber connection cut', () => {
   });
 
   it('kept off Redis while the task finishes (its message lost for sure): the final state arrives once the connection is back', async () => {
-    const id = await createTask(small, { width: 16 });
+    const id = await createTask(viaFirst, small, { width: 16 });
     const overSse = await sse(second.url, WatchTask, { id }, { key });
     const dashboard = await sse(second.url, WatchTasks, {}, { key });
     const ws = wsClient(second.url, key);
@@ -213,7 +197,7 @@ describe('the subscriber connection cut', () => {
       );
 
       // Resubscribed for real: a new change reaches the dashboard by its message alone.
-      const later = await createTask(small, { width: 8 }, true);
+      const later = await createTask(viaFirst, small, { width: 8 }, true);
       await dashboard.waitFor(isDone(later, 'tasksUpdated'), 30_000);
     } finally {
       proxy.unblock();
@@ -229,7 +213,7 @@ describe('a change message lost while the subscriber stays connected', () => {
     const third = await startService(infra, { LIVE_RESYNC_INTERVAL_MS: '300' }, SCRIPTS.api);
     const ws = wsClient(third.url, key);
     try {
-      const id = await createTask(small, { width: 8 });
+      const id = await createTask(viaFirst, small, { width: 8 });
       const overSse = await sse(third.url, WatchTask, { id }, { key });
       const overWs = wsSubscribe(ws, WatchTask, { id });
       const dashboard = await sse(third.url, WatchTasks, {}, { key });

@@ -9,16 +9,7 @@ import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { expectOrdered, sse, within, wsClient, wsSubscribe } from './helpers/live.ts';
 import { parsePrometheus } from './helpers/prometheus.ts';
 import { SCRIPTS, startProcess, startService, testEnv, type Service } from './helpers/service.ts';
-
-const CreateTask = graphql(`
-  mutation LiveCreateTask($input: CreateTaskInput!) {
-    createTask(input: $input) {
-      __typename
-      ... on Task { id status }
-      ... on Error { message }
-    }
-  }
-`);
+import { createTask } from './helpers/tasks.ts';
 
 const RunTask = graphql(`
   mutation LiveRunTask($id: ID!) {
@@ -74,17 +65,6 @@ afterAll(async () => {
   await service?.stop();
   await infra?.dispose();
 });
-
-async function createTask(c: Client, bytes: Uint8Array, resize: Record<string, unknown>, run = false): Promise<string> {
-  const response = await c.upload(
-    CreateTask,
-    { input: { jobDefinition: 'IMAGE_RESIZE', image: null as unknown as File, resize, run } },
-    { path: 'variables.input.image', bytes, name: 'photo.jpg', type: 'image/jpeg' },
-  );
-  const task = response.data?.createTask;
-  if (task?.__typename !== 'Task') throw new Error(`createTask failed: ${JSON.stringify(response)}`);
-  return task.id;
-}
 
 const statesOf = (results: { data?: Record<string, unknown> | null }[], field = 'taskUpdated') =>
   results.map((r) => r.data?.[field] as State);

@@ -2,66 +2,20 @@
 // API keys, processes started by pid and stopped by pid, and /proc readings (CPU time,
 // peak memory) of the process trees they start. No vitest: plain TypeScript.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
-import pg from 'pg';
+import { createInfra as createTestInfra, type TestInfra } from '../../test/helpers/infra.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SERVER_URL = process.env.BENCH_POSTGRES_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
-export interface Infra {
-  databaseUrl: string;
-  redisPrefix: string;
-  sql<T extends pg.QueryResultRow = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
-  createKey(name: string): Promise<string>;
-  dispose(): Promise<void>;
-}
+export type Infra = TestInfra;
 
-/** A fresh database and Redis prefix, both removed by dispose(). */
-export async function createInfra(label: string): Promise<Infra> {
-  const suffix = `${label}_${randomBytes(4).toString('hex')}`;
-  const name = `tasklane_bench_${suffix}`;
-  const admin = new pg.Client({ connectionString: SERVER_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE "${name}"`);
-  await admin.end();
-  const url = new URL(SERVER_URL);
-  url.pathname = `/${name}`;
-  const databaseUrl = url.toString();
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
-  const redisPrefix = `tlbench_${suffix}`;
-  return {
-    databaseUrl,
-    redisPrefix,
-    async sql(text, params) {
-      return (await pool.query(text, params)).rows;
-    },
-    async createKey(keyName) {
-      const key = `tl_${randomBytes(32).toString('base64url')}`;
-      const hash = createHash('sha256').update(key).digest('hex');
-      await pool.query(`INSERT INTO "ApiKey" ("id", "name", "keyHash") VALUES (gen_random_uuid(), $1, $2)`, [keyName, hash]);
-      return key;
-    },
-    async dispose() {
-      await pool.end();
-      const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 3 });
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${redisPrefix}:*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length) await redis.del(...keys);
-      } while (cursor !== '0');
-      redis.disconnect();
-      const cleanup = new pg.Client({ connectionString: SERVER_URL });
-      await cleanup.connect();
-      await cleanup.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-      await cleanup.end();
-    },
-  };
+/** A fresh database and Redis prefix for a benchmark (the tests' own helper), removed by dispose(). */
+export function createInfra(label: string): Promise<Infra> {
+  return createTestInfra(label, { kind: 'bench', serverUrl: SERVER_URL });
 }
 
 export interface Proc {

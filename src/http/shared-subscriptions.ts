@@ -234,6 +234,3 @@ export function sharedSubscriptions(): Plugin<Context> {
     },
   };
 }
-
-/** For tests and metrics: how many source streams are live in this process. */
-export const sharedGroupCount = () => groups.size;

@@ -30,11 +30,9 @@ type Documents = {
     "\n  mutation RunTaskSec($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": typeof types.RunTaskSecDocument,
     "\n  mutation DeleteTaskSec($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.DeleteTaskSecDocument,
     "\n  query ListSec($first: Int, $after: String) {\n    tasks(first: $first, after: $after) { edges { node { id } } }\n  }\n": typeof types.ListSecDocument,
-    "\n  mutation CrossCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": typeof types.CrossCreateTaskDocument,
     "\n  mutation CrossRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.CrossRunTaskDocument,
     "\n  subscription CrossWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width } }\n  }\n": typeof types.CrossWatchTaskDocument,
     "\n  subscription CrossWatchTasks {\n    tasksUpdated { id status version }\n  }\n": typeof types.CrossWatchTasksDocument,
-    "\n  mutation LiveCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": typeof types.LiveCreateTaskDocument,
     "\n  mutation LiveRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.LiveRunTaskDocument,
     "\n  mutation LiveDeleteTask($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.LiveDeleteTaskDocument,
     "\n  query LiveGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status version } }\n  }\n": typeof types.LiveGetTaskDocument,
@@ -60,11 +58,9 @@ const documents: Documents = {
     "\n  mutation RunTaskSec($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": types.RunTaskSecDocument,
     "\n  mutation DeleteTaskSec($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.DeleteTaskSecDocument,
     "\n  query ListSec($first: Int, $after: String) {\n    tasks(first: $first, after: $after) { edges { node { id } } }\n  }\n": types.ListSecDocument,
-    "\n  mutation CrossCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": types.CrossCreateTaskDocument,
     "\n  mutation CrossRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.CrossRunTaskDocument,
     "\n  subscription CrossWatchTask($id: ID!) {\n    taskUpdated(id: $id) { id status progress version result { width } }\n  }\n": types.CrossWatchTaskDocument,
     "\n  subscription CrossWatchTasks {\n    tasksUpdated { id status version }\n  }\n": types.CrossWatchTasksDocument,
-    "\n  mutation LiveCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": types.LiveCreateTaskDocument,
     "\n  mutation LiveRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.LiveRunTaskDocument,
     "\n  mutation LiveDeleteTask($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.LiveDeleteTaskDocument,
     "\n  query LiveGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status version } }\n  }\n": types.LiveGetTaskDocument,
@@ -155,10 +151,6 @@ export function graphql(source: "\n  query ListSec($first: Int, $after: String) 
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
-export function graphql(source: "\n  mutation CrossCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n"): (typeof documents)["\n  mutation CrossCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n"];
-/**
- * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
- */
 export function graphql(source: "\n  mutation CrossRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  mutation CrossRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
@@ -168,10 +160,6 @@ export function graphql(source: "\n  subscription CrossWatchTask($id: ID!) {\n  
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  subscription CrossWatchTasks {\n    tasksUpdated { id status version }\n  }\n"): (typeof documents)["\n  subscription CrossWatchTasks {\n    tasksUpdated { id status version }\n  }\n"];
-/**
- * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
- */
-export function graphql(source: "\n  mutation LiveCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n"): (typeof documents)["\n  mutation LiveCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

@@ -20,20 +20,24 @@ export interface TestInfra {
   dispose(): Promise<void>;
 }
 
-export async function createInfra(label: string): Promise<TestInfra> {
+/**
+ * A fresh database (created on `serverUrl`) and Redis prefix, both removed by dispose().
+ * `kind` names them (`tasklane_<kind>_…`, `tl<kind>_…`): the benchmarks use this too.
+ */
+export async function createInfra(label: string, { kind = 'test', serverUrl = SERVER_URL } = {}): Promise<TestInfra> {
   const suffix = `${label.replace(/\W/g, '_').toLowerCase()}_${randomBytes(4).toString('hex')}`;
-  const name = `tasklane_test_${suffix}`;
-  const admin = new pg.Client({ connectionString: SERVER_URL });
+  const name = `tasklane_${kind}_${suffix}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
   await admin.connect();
   await admin.query(`CREATE DATABASE "${name}"`);
   await admin.end();
-  const url = new URL(SERVER_URL);
+  const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   const databaseUrl = url.toString();
   // Named, so fault injection (pg_terminate_backend) can spare the test's own connections.
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 4, application_name: TEST_APPLICATION_NAME });
   pool.on('error', () => {}); // an idle connection cut by a test: the pool replaces it
-  const redisPrefix = `tltest_${suffix}`;
+  const redisPrefix = `tl${kind}_${suffix}`;
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 3 });
 
   return {
@@ -59,7 +63,7 @@ export async function createInfra(label: string): Promise<TestInfra> {
         if (keys.length) await redis.del(...keys);
       } while (cursor !== '0');
       redis.disconnect();
-      const cleanup = new pg.Client({ connectionString: SERVER_URL });
+      const cleanup = new pg.Client({ connectionString: serverUrl });
       await cleanup.connect();
       await cleanup.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
       await cleanup.end();
