@@ -8,6 +8,7 @@
 // Buffers), so a value whose type PostgreSQL cannot infer from its context (an INSERT …
 // SELECT list, an operand of an overloaded operator) must carry an explicit cast.
 import pg from 'pg';
+import { isUuid } from './uuid.ts';
 
 export class Fragment {
   constructor(
@@ -59,7 +60,6 @@ export async function query<Row>(on: Queryable, fragment: Fragment): Promise<Row
   return result.rows as Row[];
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const COPY_TIMEOUT_MS = 30_000;
 
 /**
@@ -70,7 +70,7 @@ const COPY_TIMEOUT_MS = 30_000;
  * COPY takes no parameters, so only a checked UUID is ever spliced in.
  */
 export async function readBytes(pool: pg.Pool, table: string, column: string, id: string): Promise<Buffer | null> {
-  if (!UUID.test(id)) throw new Error(`not a UUID: ${id}`);
+  if (!isUuid(id)) throw new Error(`not a UUID: ${id}`);
   const client = await pool.connect();
   let broken: Error | undefined;
   try {

@@ -6,6 +6,7 @@ import { checkImageSignature } from '../image-urls.ts';
 import { redisCommands } from '../redis.ts';
 import { authenticate, bearerKey } from '../tasks/keys.ts';
 import { getImageData } from '../tasks/service.ts';
+import { isUuid } from '../uuid.ts';
 
 const CONTENT_TYPES: Record<string, string> = {
   JPEG: 'image/jpeg',
@@ -54,8 +55,6 @@ export async function ready(): Promise<Response> {
   });
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * GET /images/<id>: with a valid signature (exp, sig) for anyone, which is what makes
  * <img src> work; without a signature for the owner's API key only. A tampered or expired
@@ -64,7 +63,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export async function image(request: Request, url: URL): Promise<Response> {
   if (request.method !== 'GET' && request.method !== 'HEAD') return text(405, 'method not allowed\n', { allow: 'GET, HEAD' });
   const id = url.pathname.slice('/images/'.length);
-  if (!UUID.test(id)) return text(404, 'no such image\n');
+  if (!isUuid(id)) return text(404, 'no such image\n');
   let owner: string | null = null;
   if (url.searchParams.has('sig') || url.searchParams.has('exp')) {
     const check = checkImageSignature(id, url.searchParams.get('exp'), url.searchParams.get('sig'));

@@ -19,13 +19,12 @@ import type { Caller } from './keys.ts';
 import { enqueue } from './queue.ts';
 import * as store from './store.ts';
 import type { TaskRow } from './store.ts';
+import { isUuid } from '../uuid.ts';
 
 export type { TaskRow };
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 export function checkTaskId(id: string): string {
-  if (!UUID.test(id)) throw new WrongTaskIdFormat(id);
+  if (!isUuid(id)) throw new WrongTaskIdFormat(id);
   return id.toLowerCase();
 }
 
@@ -123,7 +122,7 @@ export async function listTasks(
   }
   let cursor: { createdAt: Date; id: string } | null = null;
   if (options.after) {
-    const id = UUID.test(options.after) ? options.after : null;
+    const id = isUuid(options.after) ? options.after : null;
     const anchor = id ? await store.findTask(id, caller.owner) : null;
     if (!anchor) throw new InvalidInput('after is not a cursor of this list', 'after');
     cursor = { createdAt: anchor.createdAt, id: anchor.id };
