@@ -3,7 +3,9 @@
 // REDIS_PREFIX, submits CHAOS_TASKS tasks through the API over CHAOS_SECONDS while injecting
 // faults in turn — SIGKILL a worker mid-job, delete every Redis key of the deployment,
 // CLIENT KILL its Redis connections, pg_terminate_backend its PostgreSQL sessions, restart
-// the whole service (SIGTERM, start again) — then waits for every task to settle and prints
+// the whole service (SIGTERM, start again), cut Redis off for CHAOS_CUT_SECONDS (through a
+// TCP proxy the run owns) during a restart's start-up, and right after a restart before
+// anything was enqueued — then waits for every task to settle and prints
 // what happened. Talks only to 127.0.0.1; removes its database and keys and stops every
 // process it started. Exit code 0 when nothing was lost, stuck or completed twice.
 //
@@ -11,6 +13,7 @@
 //   CHAOS_SECONDS (90)        length of the fault phase (one fault every CHAOS_FAULT_EVERY_MS)
 //   CHAOS_FAULT_EVERY_MS (6000)
 //   CHAOS_SETTLE_SECONDS (240) how long to wait for the tasks to settle afterwards
+//   CHAOS_CUT_SECONDS (30)    how long a Redis cut lasts
 //   WORKERS (2), WORKER_NICE (0), LEASE_MS, RECONCILE_INTERVAL_MS, SHUTDOWN_GRACE_MS,
 //   JOB_TIMEOUT_MS, MAX_ATTEMPTS: passed to the deployment (Tasklane's defaults otherwise).
 import { writeFile } from 'node:fs/promises';
@@ -28,6 +31,7 @@ import {
 } from '../test/helpers/faults.ts';
 import { photo } from '../test/helpers/images.ts';
 import { createInfra, type TestInfra } from '../test/helpers/infra.ts';
+import { startRedisProxy, type RedisProxy } from '../test/helpers/redis-proxy.ts';
 import { startService, type Service } from '../test/helpers/service.ts';
 import { submit } from '../test/helpers/tasks.ts';
 
@@ -40,11 +44,27 @@ const TASKS = int('CHAOS_TASKS', 60);
 const CHAOS_MS = int('CHAOS_SECONDS', 90) * 1000;
 const FAULT_EVERY_MS = int('CHAOS_FAULT_EVERY_MS', 6000);
 const SETTLE_MS = int('CHAOS_SETTLE_SECONDS', 240) * 1000;
+const CUT_MS = int('CHAOS_CUT_SECONDS', 30) * 1000;
 /** Whatever happens, the run ends (and cleans up) by then. */
 const HARD_LIMIT_MS = CHAOS_MS + SETTLE_MS + 180_000;
 
-type FaultKind = 'kill -9 worker' | 'flush Redis keys' | 'CLIENT KILL' | 'pg_terminate_backend' | 'restart service';
-const FAULTS: FaultKind[] = ['kill -9 worker', 'flush Redis keys', 'CLIENT KILL', 'pg_terminate_backend', 'restart service'];
+type FaultKind =
+  | 'kill -9 worker'
+  | 'flush Redis keys'
+  | 'CLIENT KILL'
+  | 'pg_terminate_backend'
+  | 'restart service'
+  | 'Redis cut during start-up'
+  | 'Redis cut before the first enqueue';
+const FAULTS: FaultKind[] = [
+  'kill -9 worker',
+  'flush Redis keys',
+  'CLIENT KILL',
+  'Redis cut during start-up',
+  'pg_terminate_backend',
+  'restart service',
+  'Redis cut before the first enqueue',
+];
 
 interface FaultRecord {
   kind: FaultKind;
@@ -63,10 +83,15 @@ const say = (message: string) => console.log(`[chaos ${elapsed()}] ${message}`);
 
 let infra: TestInfra | undefined;
 let service: Service | undefined;
+let redisProxy: RedisProxy | undefined;
 const outputs: (() => string)[] = [];
 
 async function main() {
   infra = await createInfra('chaos');
+  // Every Redis connection of the deployment goes through a proxy this run owns, so Redis can
+  // be cut off for the deployment alone.
+  redisProxy = await startRedisProxy();
+  const proxy = redisProxy;
   const sql = (text: string, params?: unknown[]) => infra!.sql(text, params);
   // WORKER_NICE 0 unless asked: on a machine shared with other work, niced workers would
   // measure the neighbours' load, not Tasklane's recovery.
@@ -74,6 +99,7 @@ async function main() {
     WORKERS: process.env.WORKERS ?? '2',
     WORKER_NICE: process.env.WORKER_NICE ?? '0',
     LOG_LEVEL: 'info',
+    REDIS_URL: proxy.url,
     ...pick(process.env, /^(LEASE_MS|RECONCILE_INTERVAL_MS|SHUTDOWN_GRACE_MS|JOB_TIMEOUT_MS|MAX_ATTEMPTS)$/),
   };
   say(`database ${new URL(infra.databaseUrl).pathname.slice(1)}, REDIS_PREFIX ${infra.redisPrefix}, ${TASKS} tasks over ${CHAOS_MS / 1000}s, a fault every ${FAULT_EVERY_MS / 1000}s`);
@@ -166,13 +192,22 @@ async function main() {
       case 'pg_terminate_backend':
         record.note = `${await terminateBackends(infra.databaseUrl)} sessions terminated`;
         break;
-      case 'restart service': {
+      case 'restart service':
+      case 'Redis cut during start-up':
+      case 'Redis cut before the first enqueue': {
         const stopping = performance.now();
         const code = await service.stop('SIGTERM', 40_000);
         const stoppedIn = (performance.now() - stopping) / 1000;
+        if (kind === 'Redis cut during start-up') proxy.cut();
         service = await start();
         api = client(service.url, key);
         record.note = `stopped in ${stoppedIn.toFixed(1)}s (exit ${code}), back in ${((performance.now() - stopping) / 1000).toFixed(1)}s`;
+        if (kind !== 'restart service') {
+          proxy.cut();
+          await sleep(CUT_MS);
+          proxy.unblock();
+          record.note += `; Redis cut for ${CUT_MS / 1000}s ${kind === 'Redis cut during start-up' ? 'from before the start' : 'right after the start'}`;
+        }
         break;
       }
     }
@@ -283,7 +318,9 @@ function pick(env: NodeJS.ProcessEnv, pattern: RegExp): Record<string, string> {
 }
 
 async function cleanup() {
+  redisProxy?.unblock();
   await service?.stop('SIGTERM', 40_000).catch(() => {});
+  await redisProxy?.close();
   await infra?.dispose().catch((error) => console.error('cleanup failed:', error));
 }
 

@@ -117,6 +117,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
      * connection stayed up (the publisher cut off, or killed between commit and publish).
      */
     liveResyncIntervalMs: read(env, 'LIVE_RESYNC_INTERVAL_MS', integer(0), 15_000),
+    /**
+     * STUCK_QUEUE_MS (30000): a worker with a free slot that sees a due QUEUED task waiting
+     * longer than this logs it, counts it (tasklane_stuck_queue_detected_total) and rebuilds
+     * its queue consumer. A safety net: a healthy queue hands a task to a free worker in ms.
+     */
+    stuckQueueMs: read(env, 'STUCK_QUEUE_MS', integer(1000), 30_000),
     /** SHUTDOWN_GRACE_MS (20000): how long SIGTERM waits for in-flight work before forcing. */
     shutdownGraceMs: read(env, 'SHUTDOWN_GRACE_MS', integer(0), 20_000),
     /** METRICS_PUSH_INTERVAL_MS (5000): how often each process writes its metrics to Redis for /metrics to merge. */

@@ -68,6 +68,19 @@ export const graphqlDuration = new client.Histogram({
   registers: [registry],
 });
 
+export const queueRebuilds = new client.Counter({
+  name: 'tasklane_queue_rebuilds_total',
+  help: 'Queue clients replaced: one that could not connect (connect_failed), or a worker found idle while due tasks waited (stuck)',
+  labelNames: ['role', 'reason'] as const,
+  registers: [registry],
+});
+
+export const stuckQueueChecks = new client.Counter({
+  name: 'tasklane_stuck_queue_detected_total',
+  help: 'Times a worker found due QUEUED tasks older than STUCK_QUEUE_MS while it had a free slot',
+  registers: [registry],
+});
+
 /** Called by the task store for every transition it commits. */
 export function countTransition(task: { status: string; jobDefinition: string }): void {
   taskTransitions.inc({ status: task.status, job_definition: task.jobDefinition });

@@ -10,12 +10,15 @@ import { prisma } from '../src/db.ts';
 import type { ResizeParams } from '../src/jobs/image-resize.ts';
 import { log } from '../src/log.ts';
 import { jobDuration, queueWait, startMetricsPush } from '../src/metrics.ts';
-import { closeRedis, STALL_INTERVAL_MS, taskQueue } from '../src/redis.ts';
+import { JobConsumer } from '../src/job-queue.ts';
+import { closeRedis } from '../src/redis.ts';
+import { closeQueue } from '../src/tasks/queue.ts';
 import { publishChange } from '../src/tasks/events.ts';
 import { retryDelayMs } from '../src/tasks/lifecycle.ts';
 import { startReconciler } from '../src/tasks/reconciler.ts';
 import * as store from '../src/tasks/store.ts';
 import { ExecutorCrashed, ExecutorPool, JobTimedOut, PermanentJobError } from './executor-pool.ts';
+import { startLivenessCheck } from './liveness.ts';
 
 /** Progress writes are throttled: at most one per task per this many ms. */
 const PROGRESS_INTERVAL_MS = 100;
@@ -147,19 +150,13 @@ function lowerPriority(nice: number) {
 
 async function main() {
   lowerPriority(config.workerNice);
-  const queue = taskQueue('worker');
-  queue.process(config.workerConcurrency, async (job) => {
-    await runJob(job.data.taskId);
-  });
-  // Put back the jobs of workers that died (stalled: not renewed within STALL_INTERVAL_MS).
-  // Every worker checks, every half interval; a Redis lock makes one check count per interval.
-  // No callback: with one, bee-queue leaves the rejection of a failed check (Redis cut off)
-  // unhandled, which kills the process. Without, later failures become 'error' events.
-  queue.on('stalled', (jobId: string) => log.info({ taskId: jobId }, 'stalled job put back on the queue'));
-  queue.checkStalledJobs(STALL_INTERVAL_MS / 2).catch((error: Error) => log.warn({ err: error.message }, 'stalled-job check failed'));
+  const consumer = new JobConsumer(config.workerConcurrency, runJob);
+  // Connects in the background (Redis may be down now): the reconciler's PostgreSQL side
+  // (expired leases) works without Redis.
+  void consumer.start().then(() => !shuttingDown && log.info({ concurrency: config.workerConcurrency }, 'worker ready'));
+  const stopLiveness = startLivenessCheck(consumer, () => inFlight.size, config.workerConcurrency);
   const stopReconciler = startReconciler();
   const stopMetrics = startMetricsPush('worker');
-  log.info({ concurrency: config.workerConcurrency }, 'worker ready');
 
   // A library promise nobody awaits that fails on a connection blip must not kill a worker
   // mid-job (that would cost its task a delivery): log it loudly and keep going.
@@ -178,11 +175,13 @@ async function main() {
       log.warn('shutdown took too long; exiting anyway');
       process.exit(1);
     }, config.shutdownGraceMs + 4000).unref();
-    await queue.close(config.shutdownGraceMs + 2000).catch(() => {});
+    stopLiveness();
+    await consumer.close(config.shutdownGraceMs + 2000);
     clearTimeout(forceAfter);
     await stopReconciler();
     await stopMetrics();
     pool?.close();
+    await closeQueue();
     await closeRedis();
     await prisma.$disconnect();
     process.exit(0);

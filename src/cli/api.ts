@@ -9,6 +9,7 @@ import { log } from '../log.ts';
 import { startMetricsPush } from '../metrics.ts';
 import { migrate } from '../migrate.ts';
 import { closeRedis } from '../redis.ts';
+import { closeQueue } from '../tasks/queue.ts';
 
 async function main() {
   const applied = await migrate(config.databaseUrl);
@@ -30,6 +31,7 @@ async function main() {
     }, config.shutdownGraceMs + 4000).unref();
     await api.close(config.shutdownGraceMs);
     await stopMetrics();
+    await closeQueue();
     await closeRedis();
     await prisma.$disconnect();
     process.exit(0);

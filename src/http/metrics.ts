@@ -8,6 +8,7 @@ import { prisma } from '../db.ts';
 import { log } from '../log.ts';
 import { activeSubscriptions, clusterRegistry, graphqlDuration, httpDuration } from '../metrics.ts';
 import { queueCounts } from '../tasks/queue.ts';
+import { oldestDueQueuedMs } from '../tasks/store.ts';
 
 /** Measured at scrape time from the shared stores, so the same from every API process. */
 const sharedState = new client.Registry();
@@ -39,6 +40,20 @@ new client.Gauge({
       for (const row of rows) this.set({ status: row.status, job_definition: row.jobDefinition }, row.count);
     } catch (error) {
       log.warn({ err: (error as Error).message }, 'metrics: task counts unavailable');
+    }
+  },
+});
+
+new client.Gauge({
+  name: 'tasklane_oldest_queued_task_seconds',
+  help: 'How long the longest-waiting due QUEUED task has waited; grows without bound when no worker takes jobs',
+  registers: [sharedState],
+  async collect() {
+    try {
+      this.set((await oldestDueQueuedMs()) / 1000);
+    } catch (error) {
+      this.reset();
+      log.warn({ err: (error as Error).message }, 'metrics: oldest queued task unavailable');
     }
   },
 });

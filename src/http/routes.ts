@@ -3,9 +3,10 @@
 import { config } from '../config.ts';
 import { prisma } from '../db.ts';
 import { checkImageSignature } from '../image-urls.ts';
-import { redisCommands } from '../redis.ts';
 import { authenticate, bearerKey } from '../tasks/keys.ts';
+import { queueCounts } from '../tasks/queue.ts';
 import { getImageData } from '../tasks/service.ts';
+import { withTimeout } from '../timeout.ts';
 import { isUuid } from '../uuid.ts';
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -24,29 +25,19 @@ export function health(): Response {
   return text(200, 'ok\n');
 }
 
-async function within<T>(ms: number, work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** 200 when PostgreSQL and Redis both answer within a second, else 503 naming the culprit. */
+/**
+ * 200 when this process can do its work: PostgreSQL answers, and it can put jobs on the
+ * queue (a command through the very queue client that enqueues, which is replaced when it
+ * could not connect; a Redis that answers PING is not enough). Else 503 naming the culprit.
+ */
 export async function ready(): Promise<Response> {
-  const [database, redis] = await Promise.allSettled([
-    within(1000, prisma.$queryRaw`SELECT 1`),
-    within(1000, redisCommands().ping()),
+  const [database, queue] = await Promise.allSettled([
+    withTimeout(prisma.$queryRaw`SELECT 1`, 1000, 'no answer from PostgreSQL'),
+    queueCounts(1000),
   ]);
   const report = {
     postgres: database.status === 'fulfilled' ? 'ok' : String(database.reason?.message ?? database.reason),
-    redis: redis.status === 'fulfilled' ? 'ok' : String(redis.reason?.message ?? redis.reason),
+    redis: queue.status === 'fulfilled' ? 'ok' : String(queue.reason?.message ?? queue.reason),
   };
   const ok = report.postgres === 'ok' && report.redis === 'ok';
   return new Response(JSON.stringify({ ready: ok, ...report }), {

@@ -260,6 +260,17 @@ export function findDueQueued(graceMs: number, limit: number) {
     ORDER BY "updatedAt" LIMIT ${limit}::int`);
 }
 
+/**
+ * How long the longest-waiting due QUEUED task has been due, in ms (0 when none): since its
+ * retry backoff ended, or since it was queued. The end-to-end liveness signal of the queue.
+ */
+export async function oldestDueQueuedMs(): Promise<number> {
+  const [row] = await query<{ ms: number | null }>(pool, sql`
+    SELECT (extract(epoch FROM now() - min(COALESCE("runAfter", "updatedAt"))) * 1000)::float8 AS "ms"
+    FROM "Task" WHERE "status" = 'QUEUED' AND COALESCE("runAfter", "updatedAt") <= now()`);
+  return Math.max(0, row?.ms ?? 0);
+}
+
 /** RUNNING → QUEUED without counting the delivery: a worker shutting down hands its job back. */
 export function handBack(id: string, attempt: number): Promise<TaskRow | null> {
   return transition(
