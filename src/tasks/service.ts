@@ -53,8 +53,9 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
   try {
     info = await inspectImage(input.image, config.maxInputPixels);
   } catch (error) {
-    if (error instanceof UnsupportedImage) throw new InvalidImage(error.message);
-    throw error;
+    if (!(error instanceof UnsupportedImage)) throw error;
+    log.debug({ owner: caller.owner, err: error.cause }, `image refused: ${error.message}`);
+    throw new InvalidImage(error.message);
   }
   params = { ...params, format: input.resize.format ?? info.format };
   const task = await store.insertTask({
