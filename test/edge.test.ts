@@ -1,6 +1,6 @@
 // The HTTP edge in-process (yoga.fetch, no server boot), against real PostgreSQL and Redis:
-// the parsing of signed image URLs. test/security.e2e.test.ts makes attacks over the
-// network against real processes where the network matters.
+// request-size limits, list arguments, and the parsing of signed image URLs. test/security.e2e.test.ts makes the same attacks over
+// the network against real processes where the network matters (a 16 MB body, /health).
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { photo } from './helpers/images.ts';
@@ -9,7 +9,10 @@ import { createInfra, type TestInfra } from './helpers/infra.ts';
 let infra: TestInfra;
 let key: string;
 let yoga: typeof import('../src/http/yoga.ts').yoga;
+let listTasks: typeof import('../src/tasks/service.ts').listTasks;
 let dispose: () => Promise<void>;
+
+const MAX_REQUEST_BYTES = 64 * 1024;
 
 beforeAll(async () => {
   infra = await createInfra('edge');
@@ -18,10 +21,13 @@ beforeAll(async () => {
     DATABASE_URL: infra.databaseUrl,
     REDIS_PREFIX: infra.redisPrefix,
     LOG_LEVEL: 'silent',
+    MAX_REQUEST_BYTES: String(MAX_REQUEST_BYTES),
+    MAX_UPLOAD_BYTES: String(4 * 1024 * 1024),
   });
   const { migrate } = await import('../src/migrate.ts');
   await migrate(infra.databaseUrl);
   ({ yoga } = await import('../src/http/yoga.ts'));
+  ({ listTasks } = await import('../src/tasks/service.ts'));
   const { loadSigningSecret } = await import('../src/image-urls.ts');
   await loadSigningSecret();
   const { prisma } = await import('../src/db.ts');
@@ -50,6 +56,14 @@ async function answer(response: Response): Promise<Answer> {
 
 const auth = () => ({ authorization: `Bearer ${key}` });
 
+function post(body: unknown, headers: Record<string, string> = {}) {
+  return yoga.fetch('http://edge/graphql', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...auth(), ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
 /** A GraphQL multipart request (operations, map, files) as a client library sends it. */
 function multipart(operations: string, map: string, files: Record<string, Uint8Array> = {}) {
   const form = new FormData();
@@ -67,6 +81,108 @@ function createTask(bytes: Uint8Array) {
   const operations = { query: CREATE, variables: { input: { jobDefinition: 'IMAGE_RESIZE', image: null, resize: { width: 8 } } } };
   return multipart(JSON.stringify(operations), JSON.stringify({ 0: ['variables.input.image'] }), { 0: bytes });
 }
+
+const LIST = 'query ($s: [TaskStatus!]) { tasks(status: $s) { edges { node { id status } } } }';
+
+/** A body stream of `total` bytes that counts how much of it was read. */
+function countingBody(head: string, total: number, tail: string) {
+  const chunk = new Uint8Array(16 * 1024).fill(0x41); // 'A'
+  let pulled = 0;
+  let sent = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const piece = sent === 0 ? new TextEncoder().encode(head) : sent >= total ? new TextEncoder().encode(tail) : chunk;
+      sent += piece.byteLength;
+      pulled += piece.byteLength;
+      controller.enqueue(piece);
+      if (sent > total) controller.close();
+    },
+  });
+  return { stream, pulled: () => pulled };
+}
+
+describe('request size and list arguments', () => {
+  const refusedBody = (message: string) => ({ status: 413, body: { errors: [{ message, extensions: { code: 'PAYLOAD_TOO_LARGE' } }] } });
+
+  it('refuses a JSON body declared over MAX_REQUEST_BYTES (2,000,000 statuses, 16 MB) before reading it', async () => {
+    const total = 16 * 1024 * 1024;
+    const body = countingBody('{"query":"query ($s: [TaskStatus!]) { tasks(status: $s) { edges { cursor } } }","variables":{"s":["', total, '"]}}');
+    const started = performance.now();
+    const response = await yoga.fetch('http://edge/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'content-length': String(total), ...auth() },
+      body: body.stream,
+      duplex: 'half',
+    } as RequestInit);
+    expect(await answer(response)).toEqual(
+      refusedBody(`the request body is ${total} bytes, over the limit of ${MAX_REQUEST_BYTES} bytes (MAX_REQUEST_BYTES)`),
+    );
+    console.info(`[measure] 16 MB JSON body declared: 413 in-process in ${(performance.now() - started).toFixed(1)} ms`);
+    expect(body.pulled()).toBeLessThan(MAX_REQUEST_BYTES);
+  });
+
+  it('counts a JSON body without Content-Length and refuses it as soon as it passes MAX_REQUEST_BYTES', async () => {
+    const total = 16 * 1024 * 1024;
+    const body = countingBody('{"query":"{ __typename }","variables":{"pad":"', total, '"}}');
+    const response = await yoga.fetch('http://edge/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...auth() },
+      body: body.stream,
+      duplex: 'half',
+    } as RequestInit);
+    expect(await answer(response)).toEqual(refusedBody(`the request body is over the limit of ${MAX_REQUEST_BYTES} bytes (MAX_REQUEST_BYTES)`));
+    expect(body.pulled()).toBeLessThan(MAX_REQUEST_BYTES + 64 * 1024); // the limit, plus what the stream had queued
+  });
+
+  it('holds the non-file fields of a multipart request (operations, map) to MAX_REQUEST_BYTES too', async () => {
+    const statuses = Array.from({ length: MAX_REQUEST_BYTES / 6 }, () => 'DONE');
+    const response = await multipart(JSON.stringify({ query: LIST, variables: { s: statuses } }), '{}');
+    expect(await answer(response)).toEqual(
+      refusedBody(`a form field of the request is over the limit of ${MAX_REQUEST_BYTES} bytes (MAX_REQUEST_BYTES)`),
+    );
+  });
+
+  it('refuses a list argument of more than 100 items, as a variable or a literal, before coercing it (BAD_USER_INPUT)', async () => {
+    // ~9,000 items fit in this test's MAX_REQUEST_BYTES (150,000 in the default 1 MiB).
+    const statuses = Array.from({ length: 9000 }, () => 'DONE');
+    const started = performance.now();
+    const variable = await answer(await post({ query: LIST, variables: { s: statuses } }));
+    const ms = performance.now() - started;
+    expect(variable).toEqual({
+      status: 400,
+      body: { errors: [{ message: '$s has 9000 items, more than the 100 a list may hold', extensions: { code: 'BAD_USER_INPUT' } }] },
+    });
+    console.info(`[measure] a 9,000-item status list refused in-process in ${ms.toFixed(1)} ms`);
+    const literal = await answer(await post({ query: `{ tasks(status: [${Array(101).fill('DONE').join(' ')}]) { edges { cursor } } }` }));
+    expect(literal.status).toBe(400);
+    expect(literal.body.errors).toMatchObject([
+      { message: 'A list has 101 items, more than the 100 a list may hold', extensions: { code: 'BAD_USER_INPUT' } },
+    ]);
+    // The subscription's status filter too (over SSE: the refusal is the stream's only event).
+    const sse = await yoga.fetch('http://edge/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...auth() },
+      body: JSON.stringify({ query: 'subscription ($s: [TaskStatus!]) { tasksUpdated(status: $s) { id } }', variables: { s: Array(101).fill('DONE') } }),
+    });
+    expect(await sse.text()).toContain('"message":"$s has 101 items, more than the 100 a list may hold","extensions":{"code":"BAD_USER_INPUT"}');
+  });
+
+  it('accepts 100 repeats of one status, and the filter still filters', async () => {
+    const created = await answer(await createTask(await photo(16, 16)));
+    const id = (created.body.data!.createTask as { id: string }).id;
+    const list = async (statuses: string[]) => (await answer(await post({ query: LIST, variables: { s: statuses } }))).body;
+    expect(await list(Array(100).fill('DONE'))).toEqual({ data: { tasks: { edges: [] } } });
+    expect(await list(Array(100).fill('CREATED'))).toEqual({ data: { tasks: { edges: [{ node: { id, status: 'CREATED' } }] } } });
+  });
+
+  it('deduplicates a status filter before SQL: 70,000 repeats are not 70,000 parameters', async () => {
+    // Straight into the domain, past the API's list limit: PostgreSQL takes at most 65,535
+    // parameters, so this failed (Prisma P2029) while each item was one.
+    const caller = { owner: 'edge' } as Parameters<typeof listTasks>[0];
+    const page = await listTasks(caller, { status: Array(70_000).fill('DONE') });
+    expect(page.tasks).toEqual([]);
+  });
+});
 
 describe('signed image URLs: one canonical exp, one sig', () => {
   let imageId: string;

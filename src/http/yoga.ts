@@ -18,7 +18,7 @@ import { countedRequests, rateLimitedError, rateLimitedResponse, takeRequest } f
 import { sharedSubscriptions } from './shared-subscriptions.ts';
 import { handleRest, problem, REST_PREFIX } from './rest.ts';
 import * as routes from './routes.ts';
-import { payloadTooLargeResponse, uploadLimit } from './upload-limit.ts';
+import { payloadTooLargeResponse, requestBody } from './request-body.ts';
 
 export function graphqlError(status: number, code: string, message: string): Response {
   return new Response(JSON.stringify({ errors: [{ message, extensions: { code } }] }), {
@@ -71,7 +71,7 @@ const rateLimit: Plugin = {
 
 const isRest = (url: URL) => url.pathname === REST_PREFIX || url.pathname.startsWith(`${REST_PREFIX}/`);
 
-/** Images and the REST facade: after the rate limit and the body limit (uploadLimit). */
+/** Images and the REST facade: after the rate limit and the body limit (requestBody). */
 const keyedRoutes: Plugin = {
   async onRequest({ request, url, endResponse }) {
     if (url.pathname.startsWith('/images/')) return endResponse(await routes.image(request, url));
@@ -80,7 +80,7 @@ const keyedRoutes: Plugin = {
   },
 };
 
-/** A body over MAX_UPLOAD_BYTES, refused from its Content-Length, in the format of its route. */
+/** A body over its limit, refused from its Content-Length, in the format of its route. */
 const refuseBody = (url: URL, message: string) =>
   isRest(url) ? problem(413, 'PayloadTooLarge', message) : payloadTooLargeResponse(message);
 
@@ -129,8 +129,9 @@ export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, C
   graphqlEndpoint: '/graphql',
   landingPage: false,
   batching: false,
-  // Ours is uploadLimit() (MAX_UPLOAD_BYTES, one file, PAYLOAD_TOO_LARGE). Yoga's own would
-  // cap at 25,000,000 bytes and turn a chunked multipart overflow into a 400.
+  // Ours is requestBody() (MAX_REQUEST_BYTES, or MAX_UPLOAD_BYTES and one file for a
+  // multipart upload; PAYLOAD_TOO_LARGE). Yoga's own would cap every body at 25,000,000
+  // bytes and turn a chunked multipart overflow into a 400.
   maxRequestBodySize: false,
   logging: {
     debug: (...args) => log.debug(args),
@@ -175,7 +176,7 @@ subscription Dashboard {
     httpMetricsPlugin(),
     openRoutes,
     rateLimit,
-    uploadLimit(refuseBody),
+    requestBody(refuseBody),
     keyedRoutes,
     ...documentLimits(),
     ...(config.production ? [hideSchemaHints()] : []),

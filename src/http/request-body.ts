@@ -1,13 +1,28 @@
-// The request-body limit: at most MAX_UPLOAD_BYTES and at most one file, refused with
-// PAYLOAD_TOO_LARGE (HTTP 413). A declared Content-Length over the limit is refused before
-// reading a byte; a body without one (chunked) is counted while it streams and refused as
-// soon as it passes the limit, so no more than MAX_UPLOAD_BYTES is ever held in memory.
+// The request body: how large it may be.
+// - Size: a multipart upload may be MAX_UPLOAD_BYTES and carry one file; any other body (a
+//   JSON or form-encoded GraphQL request), and each non-file field of a multipart one
+//   (`operations`, `map`), MAX_REQUEST_BYTES. Refused with PAYLOAD_TOO_LARGE (HTTP 413): a
+//   declared Content-Length over the limit before a byte is read; a body without one
+//   (chunked) is counted while it streams and refused as soon as it passes the limit, so no
+//   more than the limit is ever held in memory.
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
 import { config } from '../config.ts';
 
 export const PAYLOAD_TOO_LARGE = 'PAYLOAD_TOO_LARGE';
 
-const overLimit = (what: string) => `${what}, over the limit of ${config.maxUploadBytes} bytes (MAX_UPLOAD_BYTES)`;
+interface Limit {
+  bytes: number;
+  variable: 'MAX_UPLOAD_BYTES' | 'MAX_REQUEST_BYTES';
+}
+
+const UPLOAD: Limit = { bytes: config.maxUploadBytes, variable: 'MAX_UPLOAD_BYTES' };
+const REQUEST: Limit = { bytes: config.maxRequestBytes, variable: 'MAX_REQUEST_BYTES' };
+
+/** Only a multipart body may carry a file, so only it gets the upload limit. */
+const limitOf = (request: Request): Limit =>
+  /^multipart\/form-data/i.test(request.headers.get('content-type') ?? '') ? UPLOAD : REQUEST;
+
+const theLimit = (limit: Limit) => `the limit of ${limit.bytes} bytes (${limit.variable})`;
 const ONE_FILE = 'a request may carry one file (the image); this one carries more';
 
 export function payloadTooLargeResponse(message: string): Response {
@@ -28,14 +43,14 @@ const refused = new WeakMap<Request, string>(); // request → the client-facing
  * `respond` formats the early refusal of a declared oversize body (the REST facade answers
  * in its own error format); by default a GraphQL error response.
  */
-export function uploadLimit(respond: (url: URL, message: string) => Response = (_, message) => payloadTooLargeResponse(message)): Plugin {
-  const max = config.maxUploadBytes;
+export function requestBody(respond: (url: URL, message: string) => Response = (_, message) => payloadTooLargeResponse(message)): Plugin {
   return {
     onRequest({ request, url, setRequest, endResponse, fetchAPI }) {
       if (!request.body) return;
+      const limit = limitOf(request);
       const declared = request.headers.get('content-length');
-      if (declared !== null && Number(declared) > max) {
-        return endResponse(respond(url, overLimit(`the request body is ${declared} bytes`)));
+      if (declared !== null && Number(declared) > limit.bytes) {
+        return endResponse(respond(url, `the request body is ${declared} bytes, over ${theLimit(limit)}`));
       }
       // Count the bytes as they arrive, whatever Content-Length claimed.
       let received = 0;
@@ -44,9 +59,9 @@ export function uploadLimit(respond: (url: URL, message: string) => Response = (
         new fetchAPI.TransformStream<Uint8Array, Uint8Array>({
           transform(chunk, controller) {
             received += chunk.byteLength;
-            if (received > max) {
-              refused.set(limited, `the request body is over the limit of ${max} bytes (MAX_UPLOAD_BYTES)`);
-              controller.error(new Error('request body over MAX_UPLOAD_BYTES'));
+            if (received > limit.bytes) {
+              refused.set(limited, `the request body is over ${theLimit(limit)}`);
+              controller.error(new Error(`request body over ${limit.variable}`));
             } else controller.enqueue(chunk);
           },
         }),
@@ -59,7 +74,7 @@ export function uploadLimit(respond: (url: URL, message: string) => Response = (
         body: counted,
         signal: request.signal,
         duplex: 'half',
-        formDataLimits: { files: 1, fileSize: max, fieldSize: max, fields: 16, parts: 17 },
+        formDataLimits: { files: 1, fileSize: UPLOAD.bytes, fieldSize: REQUEST.bytes, fields: 16, parts: 17 },
       } as RequestInit);
       setRequest(limited);
     },
@@ -87,8 +102,7 @@ export function bodyRefusal(request: Request, error: unknown): string | null {
   if (reason) return reason;
   const message = String((error as Error)?.message ?? '');
   if (/Files limit exceeded/.test(message)) return ONE_FILE;
-  if (/size limit exceeded|size exceeded/i.test(message)) {
-    return `a part of the request is over the limit of ${config.maxUploadBytes} bytes (MAX_UPLOAD_BYTES)`;
-  }
+  if (/Field value size exceeded/.test(message)) return `a form field of the request is over ${theLimit(REQUEST)}`;
+  if (/size limit exceeded|size exceeded/i.test(message)) return `the file is over ${theLimit(UPLOAD)}`;
   return null;
 }
