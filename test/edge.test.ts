@@ -1,14 +1,17 @@
 // The HTTP edge in-process (yoga.fetch, no server boot), against real PostgreSQL and Redis:
-// request-size limits, list arguments, and the parsing of signed image URLs. test/security.e2e.test.ts makes the same attacks over
+// request-size limits, list arguments, the shape, code and log level of every refusal, and
+// the parsing of signed image URLs. test/security.e2e.test.ts makes the same attacks over
 // the network against real processes where the network matters (a 16 MB body, /health).
 import { createHmac } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 
 let infra: TestInfra;
 let key: string;
 let yoga: typeof import('../src/http/yoga.ts').yoga;
+let log: typeof import('../src/log.ts').log;
+let maskError: typeof import('../src/http/errors.ts').maskError;
 let listTasks: typeof import('../src/tasks/service.ts').listTasks;
 let dispose: () => Promise<void>;
 
@@ -27,6 +30,8 @@ beforeAll(async () => {
   const { migrate } = await import('../src/migrate.ts');
   await migrate(infra.databaseUrl);
   ({ yoga } = await import('../src/http/yoga.ts'));
+  ({ log } = await import('../src/log.ts'));
+  ({ maskError } = await import('../src/http/errors.ts'));
   ({ listTasks } = await import('../src/tasks/service.ts'));
   const { loadSigningSecret } = await import('../src/image-urls.ts');
   await loadSigningSecret();
@@ -181,6 +186,93 @@ describe('request size and list arguments', () => {
     const caller = { owner: 'edge' } as Parameters<typeof listTasks>[0];
     const page = await listTasks(caller, { status: Array(70_000).fill('DONE') });
     expect(page.tasks).toEqual([]);
+  });
+});
+
+describe('refusals: a code, a short message, nothing internal', () => {
+  const badRequest = (message: string) => ({ status: 400, body: { errors: [{ message, extensions: { code: 'BAD_REQUEST' } }] } });
+
+  it('multipart `operations` or `map` that is not JSON: 400 BAD_REQUEST', async () => {
+    expect(await answer(await multipart('not json', '{}'))).toEqual(badRequest('Multipart form field "operations" must be a valid JSON string'));
+    const operations = JSON.stringify({ query: '{ __typename }' });
+    expect(await answer(await multipart(operations, 'not json'))).toEqual(badRequest('Multipart form field "map" must be a valid JSON string'));
+  });
+
+  it('GET with variables that are not JSON: 400 BAD_REQUEST, not an unexpected error', async () => {
+    const response = await yoga.fetch(`http://edge/graphql?query=${encodeURIComponent(LIST)}&variables=%7Bnope`, { headers: auth() });
+    expect(await answer(response)).toEqual(badRequest('a JSON parameter of the request (variables or extensions) does not parse'));
+  });
+
+  it('a file mapped onto a variable that is not a File: BAD_USER_INPUT with a short message', async () => {
+    const operations = JSON.stringify({ query: 'query ($id: ID!) { task(id: $id) { __typename } }', variables: { id: null } });
+    const response = await answer(await multipart(operations, JSON.stringify({ 0: ['variables.id'] }), { 0: new Uint8Array(64) }));
+    expect(response).toEqual({
+      status: 400,
+      body: { errors: [{ message: '$id is a ID: a file may only be given for a File', extensions: { code: 'BAD_USER_INPUT' } }] },
+    });
+    // Deeper in an input object, and onto a list's item.
+    const input = JSON.stringify({ query: CREATE, variables: { input: { jobDefinition: 'IMAGE_RESIZE', image: null, resize: { width: null } } } });
+    const deep = await answer(await multipart(input, JSON.stringify({ 0: ['variables.input.resize.width'] }), { 0: new Uint8Array(64) }));
+    expect(deep.body.errors).toEqual([{ message: '$input.resize.width is a Int: a file may only be given for a File', extensions: { code: 'BAD_USER_INPUT' } }]);
+    const list = JSON.stringify({ query: LIST, variables: { s: ['DONE', null] } });
+    const item = await answer(await multipart(list, JSON.stringify({ 0: ['variables.s.1'] }), { 0: new Uint8Array(64) }));
+    expect(item.body.errors).toEqual([{ message: '$s[1] is a TaskStatus: a file may only be given for a File', extensions: { code: 'BAD_USER_INPUT' } }]);
+  });
+
+  it('a File variable given something other than a file part: BAD_USER_INPUT, never reaching the resolver', async () => {
+    const response = await answer(
+      await post({ query: CREATE, variables: { input: { jobDefinition: 'IMAGE_RESIZE', image: 'aGVsbG8=', resize: { width: 8 } } } }),
+    );
+    expect(response).toEqual({
+      status: 400,
+      body: {
+        errors: [
+          {
+            message:
+              'Variable "$input" got invalid value "aGVsbG8=" at "input.image"; File takes a file part of a multipart request (GraphQL multipart request specification)',
+            locations: [{ line: 1, column: 11 }],
+            extensions: { code: 'BAD_USER_INPUT' },
+          },
+        ],
+      },
+    });
+  });
+
+  it('a variable that does not coerce gets BAD_USER_INPUT and is logged at debug, not as an unexpected error', async () => {
+    const error = vi.spyOn(log, 'error');
+    const debug = vi.spyOn(log, 'debug');
+    try {
+      const response = await answer(await post({ query: LIST, variables: { s: ['DOEN'] } }));
+      expect(response.status).toBe(400);
+      expect(response.body.errors).toMatchObject([{ message: expect.stringMatching(/^Variable "\$s" got invalid value "DOEN"/), extensions: { code: 'BAD_USER_INPUT' } }]);
+      expect(await answer(await post({ query: '{ tasks(first: 500) { edges { cursor } } }' }))).toMatchObject({
+        body: { errors: [{ message: 'first must be from 0 to 100', extensions: { code: 'BAD_USER_INPUT' } }] },
+      });
+      expect(error).not.toHaveBeenCalled();
+      expect(debug).toHaveBeenCalledWith(expect.objectContaining({ code: 'BAD_USER_INPUT' }), 'request refused');
+      // A real fault still is an error, masked for the client.
+      const masked = maskError(new Error('connection to the moon lost'), 'Unexpected error.');
+      expect(masked.message).toBe('Unexpected error.');
+      expect(error).toHaveBeenCalledWith({ err: expect.objectContaining({ message: 'connection to the moon lost' }) }, 'unexpected error');
+    } finally {
+      error.mockRestore();
+      debug.mockRestore();
+    }
+  });
+
+  it('a refusal quoting a long value is cut short', async () => {
+    const response = await answer(await post({ query: LIST, variables: { s: ['X'.repeat(50_000)] } }));
+    expect(response.body.errors).toMatchObject([{ message: expect.stringMatching(/^Variable "\$s" got invalid value "XXX/), extensions: { code: 'BAD_USER_INPUT' } }]);
+    expect(response.body.errors![0].message.length).toBeLessThanOrEqual(501);
+  });
+
+  it('an SVG behind a fake AVIF header is InvalidImage with one short line, none of libvips', async () => {
+    const box = Buffer.alloc(24);
+    box.writeUInt32BE(24, 0);
+    box.write('ftypavifmif1miaf', 4);
+    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>');
+    const response = await answer(await createTask(Buffer.concat([box, svg])));
+    expect(response.body.data?.createTask).toEqual({ __typename: 'InvalidImage', message: 'unreadable AVIF image: corrupt image header' });
   });
 });
 

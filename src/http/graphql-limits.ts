@@ -6,7 +6,9 @@
 // codegen) is 15 deep and ~185 tokens; our own operations are at most 5 deep, ~70 tokens;
 // the largest legitimate query (one page of 100 tasks with every field) costs ~19,800.
 // Inputs are checked before graphql-js coerces them (inputLimits): a list argument holds at
-// most MAX_LIST_ITEMS, literal or variable, so a huge list costs neither coercion nor SQL.
+// most MAX_LIST_ITEMS, literal or variable, so a huge list costs neither coercion nor SQL;
+// a multipart file part mapped onto anything but a File is refused with a short message
+// (graphql-js would print the File object's internals into its coercion error).
 // In production (NODE_ENV=production) introspection is refused and "Did you mean …?"
 // suggestions are removed from every error, so the schema cannot be mapped from outside.
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
@@ -17,6 +19,7 @@ import {
   isInputType,
   isListType,
   isNonNullType,
+  isScalarType,
   Lexer,
   NoSchemaIntrospectionCustomRule,
   Source,
@@ -31,6 +34,7 @@ import {
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { config } from '../config.ts';
+import { isUploadedFile } from '../graphql/builder.ts';
 
 type GraphQLArmorConfig = NonNullable<Parameters<typeof EnvelopArmorPlugin>[0]>;
 
@@ -100,6 +104,9 @@ const tooManyItems = (what: string, items: number) => `${what} has ${items} item
 function checkInput(value: unknown, type: GraphQLInputType, path: string): string | null {
   if (value == null) return null;
   if (isNonNullType(type)) return checkInput(value, type.ofType, path);
+  if (isUploadedFile(value)) {
+    return isScalarType(type) && type.name === 'File' ? null : `${path} is a ${type.name}: a file may only be given for a File`;
+  }
   if (isListType(type)) {
     if (!Array.isArray(value)) return checkInput(value, type.ofType, path); // one item, as graphql-js coerces it
     if (value.length > MAX_LIST_ITEMS) return tooManyItems(path, value.length);
@@ -139,7 +146,7 @@ const listLiteralLimit = (context: ValidationContext): ASTVisitor => ({
   },
 });
 
-/** MAX_LIST_ITEMS, before any coercion; BAD_USER_INPUT (HTTP 400). */
+/** MAX_LIST_ITEMS and files only where a File goes, before any coercion; BAD_USER_INPUT (HTTP 400). */
 export function inputLimits(): Plugin {
   const refusal = (message: string): ExecutionResult => ({
     errors: [new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } })],

@@ -1,12 +1,16 @@
-// The request body: how large it may be.
+// The request body: how large it may be, and what a body that does not parse gets.
 // - Size: a multipart upload may be MAX_UPLOAD_BYTES and carry one file; any other body (a
 //   JSON or form-encoded GraphQL request), and each non-file field of a multipart one
 //   (`operations`, `map`), MAX_REQUEST_BYTES. Refused with PAYLOAD_TOO_LARGE (HTTP 413): a
 //   declared Content-Length over the limit before a byte is read; a body without one
 //   (chunked) is counted while it streams and refused as soon as it passes the limit, so no
 //   more than the limit is ever held in memory.
+// - Form: a body or query string the GraphQL request parsers cannot read (JSON that does not
+//   parse, a multipart `operations` or `map` that is not JSON, …) is BAD_REQUEST (HTTP 400).
+import { GraphQLError } from 'graphql';
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
 import { config } from '../config.ts';
+import { log } from '../log.ts';
 
 export const PAYLOAD_TOO_LARGE = 'PAYLOAD_TOO_LARGE';
 
@@ -85,7 +89,7 @@ export function requestBody(respond: (url: URL, message: string) => Response = (
           return await requestParser(request);
         } catch (error) {
           const refusal = bodyRefusal(request, error);
-          throw refusal ? payloadTooLarge(refusal) : error;
+          throw refusal ? payloadTooLarge(refusal) : malformed(error);
         }
       });
     },
@@ -105,4 +109,25 @@ export function bodyRefusal(request: Request, error: unknown): string | null {
   if (/Field value size exceeded/.test(message)) return `a form field of the request is over ${theLimit(REQUEST)}`;
   if (/size limit exceeded|size exceeded/i.test(message)) return `the file is over ${theLimit(UPLOAD)}`;
   return null;
+}
+
+const isAbort = (error: unknown) => error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError');
+
+/**
+ * A request the parsers could not read, as a BAD_REQUEST (400) with a short message. Yoga's
+ * own refusals keep their message (some lack a code and a status: "Multipart form field
+ * "operations" must be a valid JSON string" was a 200); a JSON.parse of a query-string
+ * parameter throws a bare SyntaxError, which would otherwise be an "unexpected error" (500).
+ */
+function malformed(error: unknown): unknown {
+  if (isAbort(error)) return error; // the client went away: yoga answers nobody
+  if (error instanceof GraphQLError && error.extensions.code) return error;
+  const message =
+    error instanceof GraphQLError
+      ? error.message
+      : error instanceof SyntaxError
+        ? 'a JSON parameter of the request (variables or extensions) does not parse'
+        : 'the request could not be parsed';
+  log.debug({ err: (error as Error)?.message }, 'malformed request');
+  return createGraphQLError(message, { extensions: { code: 'BAD_REQUEST', http: { status: 400 } } });
 }

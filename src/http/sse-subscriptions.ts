@@ -17,7 +17,8 @@ import { getOperationAST, GraphQLError, type DocumentNode, type ExecutionResult 
 import type { Context } from '../graphql/builder.ts';
 import { httpDuration } from '../metrics.ts';
 import { countedRequests, rateLimitedResponse, takeRequest } from './rate-limit.ts';
-import { maskError, yoga } from './yoga.ts';
+import { maskError } from './errors.ts';
+import { yoga } from './yoga.ts';
 
 /** A subscription request is a query and variables: a larger body is not one of ours. */
 const MAX_BODY_BYTES = 64 * 1024;

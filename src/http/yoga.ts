@@ -2,16 +2,15 @@
 // GraphiQL, plus the plain routes. Built here, listened in server.ts, so tests can also
 // call yoga.fetch in-process.
 import { GraphQLError } from 'graphql';
-import { createYoga, maskError as defaultMaskError, type Plugin } from 'graphql-yoga';
+import { createYoga, type Plugin } from 'graphql-yoga';
 import { config } from '../config.ts';
 import { schema } from '../graphql/index.ts';
 import { createLoaders } from '../graphql/loaders.ts';
-import { exposeDomainError } from '../graphql/errors.ts';
 import type { Context } from '../graphql/builder.ts';
-import { isDatabaseUnavailable } from '../db.ts';
 import { log } from '../log.ts';
 import { authenticate, bearerKey } from '../tasks/keys.ts';
 import { dashboard } from './dashboard.ts';
+import { maskError } from './errors.ts';
 import { documentLimits, hideSchemaHints } from './graphql-limits.ts';
 import { graphqlMetricsPlugin, httpMetricsPlugin, metrics } from './metrics.ts';
 import { countedRequests, rateLimitedError, rateLimitedResponse, takeRequest } from './rate-limit.ts';
@@ -101,28 +100,7 @@ const validationIsBadRequest: Plugin = {
   },
 };
 
-export const DATABASE_UNAVAILABLE_MESSAGE = 'the database is unavailable; try again shortly';
-
 export const UNAUTHENTICATED_MESSAGE = 'a valid API key is required: send Authorization: Bearer <key>';
-
-/** Yoga's error masking, ours: domain errors exposed, PostgreSQL outages as 503, the rest masked. */
-export function maskError(error: unknown, message: string, isDev?: boolean): Error {
-  const original = error instanceof GraphQLError ? error.originalError : error;
-  const exposed = exposeDomainError(original, error instanceof GraphQLError ? error.path : undefined);
-  if (exposed) return exposed;
-  // PostgreSQL down or cut off: say so (503, retry later) instead of "Unexpected error".
-  if (isDatabaseUnavailable(original)) {
-    log.warn({ err: (original as Error)?.message }, 'database unavailable');
-    return new GraphQLError(DATABASE_UNAVAILABLE_MESSAGE, {
-      path: error instanceof GraphQLError ? error.path : undefined,
-      extensions: { code: 'SERVICE_UNAVAILABLE', http: { status: 503, headers: { 'retry-after': '5' } } },
-    });
-  }
-  if (!(error instanceof GraphQLError && !error.originalError)) log.error({ err: original }, 'unexpected error');
-  // Never the development variant (it adds the original message and stack, e.g. SQL).
-  void isDev;
-  return defaultMaskError(error, message, false);
-}
 
 export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
   schema,
