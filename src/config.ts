@@ -81,6 +81,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     maxAttempts: read(env, 'MAX_ATTEMPTS', integer(1, 100), 3),
     /** MAX_UPLOAD_BYTES (25 MiB): larger request bodies are refused with 413 before buffering. */
     maxUploadBytes: read(env, 'MAX_UPLOAD_BYTES', integer(1024), 25 * 1024 * 1024),
+    /**
+     * MAX_REQUEST_BYTES (1 MiB): the body of a request that is not a multipart upload (a
+     * JSON or form-encoded GraphQL request), and each non-file field of a multipart one. Our
+     * largest legitimate request (a 1000-token document and its variables) is a few KB.
+     */
+    maxRequestBytes: read(env, 'MAX_REQUEST_BYTES', integer(1024), 1024 * 1024),
     /** MAX_INPUT_PIXELS (50 MP): checked from the image header, before any decoding. */
     maxInputPixels: read(env, 'MAX_INPUT_PIXELS', integer(1), 50_000_000),
     /** MAX_ACTIVE_TASKS_PER_KEY (1000): CREATED + QUEUED + RUNNING tasks one key (tenant) may hold. */

@@ -13,6 +13,7 @@ describe('loadConfig', () => {
       jobTimeoutMs: 120_000,
       maxAttempts: 3,
       maxUploadBytes: 26_214_400,
+      maxRequestBytes: 1_048_576,
       maxInputPixels: 50_000_000,
       maxActiveTasksPerKey: 1000,
       workerNice: 10,
@@ -34,6 +35,7 @@ describe('loadConfig', () => {
     ['LOG_LEVEL', 'loud', /LOG_LEVEL must be one of/],
     ['RATE_LIMIT_PER_MINUTE', '-5', /RATE_LIMIT_PER_MINUTE must be an integer/],
     ['GRAPHQL_MAX_DEPTH', '0', /GRAPHQL_MAX_DEPTH must be between 1 and 1000/],
+    ['MAX_REQUEST_BYTES', '100', /MAX_REQUEST_BYTES must be between 1024 and/],
   ])('refuses %s=%s', (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(message);
   });

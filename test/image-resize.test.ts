@@ -137,3 +137,23 @@ describe('resizeImage', () => {
     await expect(resizeImage(await photo(300, 200), params({ width: 50 }), { maxInputPixels: 1000 })).rejects.toThrow(/pixel limit/);
   });
 });
+
+describe("libvips' errors", () => {
+  // An SVG behind an AVIF file-type box: libvips' own message is 34 lines of seek offsets.
+  const box = Buffer.alloc(24);
+  box.writeUInt32BE(24, 0);
+  box.write('ftypavifmif1miaf', 4);
+  const fakeAvif = Buffer.concat([box, Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>')]);
+
+  it.each([
+    ['an SVG behind an AVIF header', () => inspectImage(fakeAvif, 1e6), 'unreadable AVIF image: corrupt image header'],
+    ['a JPEG cut in half', async () => resizeImage((await photo(300, 200)).subarray(0, 2000), params({ width: 50 }), { maxInputPixels: 1e8 }), 'cannot process image: the image data is truncated'],
+    ['an AVIF cut in half', async () => resizeImage((await photo(300, 200, 'avif')).subarray(0, 1000), params({ width: 50 }), { maxInputPixels: 1e8 }), 'cannot process image: the image data is truncated'],
+    ['input over the pixel limit', async () => resizeImage(await photo(300, 200), params({ width: 50 }), { maxInputPixels: 1000 }), 'cannot process image: the image exceeds the pixel limit'],
+  ])('reach the message only as one short reason: %s', async (_, run, message) => {
+    const error = (await run().catch((e: unknown) => e)) as UnsupportedImage;
+    expect(error).toBeInstanceOf(UnsupportedImage);
+    expect(error.message).toBe(message);
+    expect(String((error.cause as Error).message)).toMatch(/\S/); // the details stay on the cause, for the log
+  });
+});

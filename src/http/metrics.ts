@@ -89,7 +89,7 @@ export function routeLabel(pathname: string): string {
 /** Times every request; must come first among the plugins (an earlier endResponse skips later onRequest hooks). */
 export function httpMetricsPlugin(): Plugin {
   // Keyed by the per-request server context: a later plugin may replace the Request
-  // object itself (uploadLimit wraps the body), the context stays the same.
+  // object itself (requestBody wraps the body), the context stays the same.
   const started = new WeakMap<object, { at: number; route: string }>();
   return {
     onRequest({ serverContext, url }) {

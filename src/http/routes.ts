@@ -57,7 +57,7 @@ export async function image(request: Request, url: URL): Promise<Response> {
   if (!isUuid(id)) return text(404, 'no such image\n');
   let owner: string | null = null;
   if (url.searchParams.has('sig') || url.searchParams.has('exp')) {
-    const check = checkImageSignature(id, url.searchParams.get('exp'), url.searchParams.get('sig'));
+    const check = checkImageSignature(id, url.searchParams);
     if (check !== 'valid') return text(403, `${check} signature\n`);
   } else {
     const caller = await authenticate(bearerKey(request.headers.get('authorization')));

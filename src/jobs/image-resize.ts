@@ -45,6 +45,23 @@ export class UnsupportedImage extends Error {
   override name = 'UnsupportedImage';
 }
 
+// What libvips says about bad input can be dozens of lines of its internals (loader names,
+// seek offsets, library versions: an SVG behind an AVIF header gave 34 lines). Clients and
+// task errors get one short reason; the full text stays on the error's `cause`.
+const VIPS_REASONS: [RegExp, string][] = [
+  [/exceeds pixel limit/i, 'the image exceeds the pixel limit'],
+  [/unsupported image format/i, 'unsupported image format'],
+  [/corrupt header/i, 'corrupt image header'],
+  [/premature end|unexpected end|end of (input|file)|insufficient input|truncated/i, 'the image data is truncated'],
+];
+
+/** The only way a libvips error reaches a message: as a short reason, nothing internal. */
+export function vipsError(what: string, error: unknown): UnsupportedImage {
+  const text = String((error as Error)?.message ?? error);
+  const reason = VIPS_REASONS.find(([pattern]) => pattern.test(text))?.[1] ?? 'corrupt image data';
+  return new UnsupportedImage(`${what}: ${reason}`, { cause: error });
+}
+
 // Loaders Tasklane never needs: blocking them means hostile input cannot reach them even
 // if it got past the magic-byte allow-list.
 sharp.block({
@@ -143,7 +160,7 @@ export async function inspectImage(bytes: Uint8Array, maxInputPixels: number): P
   try {
     metadata = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (error) {
-    throw new UnsupportedImage(`unreadable ${sniffed} image: ${(error as Error).message}`);
+    throw vipsError(`unreadable ${sniffed} image`, error);
   }
   if (SHARP_FORMATS[metadata.format ?? ''] !== sniffed || !metadata.width || !metadata.height) {
     throw new UnsupportedImage(`unreadable ${sniffed} image: its header does not describe a ${sniffed} image`);
@@ -207,7 +224,7 @@ export async function resizeImage(
   try {
     output = await pipeline.toBuffer({ resolveWithObject: true });
   } catch (error) {
-    throw new UnsupportedImage(`cannot process image: ${(error as Error).message}`);
+    throw vipsError('cannot process image', error);
   }
   options.onStage?.('encode', 0.8);
   return { data: output.data, format: params.format, width: output.info.width, height: output.info.height };

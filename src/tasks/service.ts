@@ -53,8 +53,9 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
   try {
     info = await inspectImage(input.image, config.maxInputPixels);
   } catch (error) {
-    if (error instanceof UnsupportedImage) throw new InvalidImage(error.message);
-    throw error;
+    if (!(error instanceof UnsupportedImage)) throw error;
+    log.debug({ owner: caller.owner, err: error.cause }, `image refused: ${error.message}`);
+    throw new InvalidImage(error.message);
   }
   params = { ...params, format: input.resize.format ?? info.format };
   const task = await store.insertTask({
@@ -127,10 +128,12 @@ export async function listTasks(
     if (!anchor) throw new InvalidInput('after is not a cursor of this list', 'after');
     cursor = { createdAt: anchor.createdAt, id: anchor.id };
   }
+  // A status filter has at most 6 distinct values, however long the list it came in.
+  const statuses = [...new Set(options.status ?? [])];
   const rows = await prisma.task.findMany({
     where: {
       ownerId: caller.owner,
-      ...(options.status?.length ? { status: { in: options.status } } : {}),
+      ...(statuses.length ? { status: { in: statuses } } : {}),
       ...(cursor
         ? { OR: [{ createdAt: { lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { lt: cursor.id } }] }
         : {}),
