@@ -10,7 +10,6 @@ import { createReadStream, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { BlobNotFound, BlobTooLarge, RangeNotSatisfiable, StorageUnavailable } from './errors.ts';
 import { assertValidKey, assertValidPrefix, isValidKey } from './keys.ts';
 import { Meter, toStream, type PutBody } from './meter.ts';
@@ -71,7 +70,10 @@ export class DiskStore implements BlobStore {
       const meter = new Meter(maxBytes);
       const handle = await fs.open(temp, 'wx', 0o644);
       try {
-        await pipeline(source, meter, handle.createWriteStream({ autoClose: false }));
+        // Written through our own handle (not a WriteStream that closes it), so it can be
+        // fsync'd; a source error or BlobTooLarge comes out of the meter, a disk error out of write.
+        source.on('error', (error) => meter.destroy(error));
+        for await (const chunk of source.pipe(meter)) await handle.write(chunk as Buffer);
         await handle.sync();
       } finally {
         await handle.close();

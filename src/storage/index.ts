@@ -13,6 +13,13 @@ export type StorageConfig =
   | { kind: 'disk'; root: string }
   | { kind: 's3'; bucket: string; prefix: string; endpoint?: string; region: string; forcePathStyle: boolean };
 
-export function createBlobStore(storage: StorageConfig, { timeoutMs = 10_000 } = {}): BlobStore {
-  return storage.kind === 'disk' ? new DiskStore(storage.root) : new S3Store({ ...storage, timeoutMs });
+export interface StoreOptions {
+  /** STORAGE_TIMEOUT_MS. */
+  timeoutMs?: number;
+  /** s3 only; unset = the AWS SDK's default credential chain. */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
+}
+
+export function createBlobStore(storage: StorageConfig, { timeoutMs = 10_000, credentials }: StoreOptions = {}): BlobStore {
+  return storage.kind === 'disk' ? new DiskStore(storage.root) : new S3Store({ ...storage, timeoutMs, credentials });
 }

@@ -55,6 +55,8 @@ export interface S3StoreOptions {
   queueSize?: number;
   /** Tries per request, the first included (the SDK's standard retry with backoff). */
   maxAttempts?: number;
+  /** Unset: the SDK's default chain (production); tests pass their server's. */
+  credentials?: { accessKeyId: string; secretAccessKey: string };
 }
 
 /** Error names that mean the store (not one blob) cannot be used with our configuration. */
@@ -114,6 +116,7 @@ export class S3Store implements BlobStore {
       endpoint: options.endpoint,
       region: options.region,
       forcePathStyle: options.forcePathStyle,
+      credentials: options.credentials,
       maxAttempts: options.maxAttempts ?? 3,
       // The SDK's newer default adds CRC checksums to every upload, which presigned PUTs
       // cannot carry and several S3-compatible stores refuse; we hash (sha-256) ourselves.
@@ -145,7 +148,11 @@ export class S3Store implements BlobStore {
     if (maxBytes !== undefined && !(body instanceof Readable) && body.byteLength > maxBytes) throw new BlobTooLarge(maxBytes);
     const source = toStream(body);
     const meter = new Meter(maxBytes);
-    source.on('error', (error) => meter.destroy(error));
+    let sourceError: unknown;
+    source.on('error', (error) => {
+      sourceError = error;
+      meter.destroy(error);
+    });
     source.pipe(meter);
     const upload = new Upload({
       client: this.client,
@@ -160,8 +167,10 @@ export class S3Store implements BlobStore {
     } catch (error) {
       source.destroy();
       meter.destroy();
-      // The cap wins over whatever failed after it (e.g. a store that cannot abort uploads).
+      // The cap and the source's own error win over whatever failed after them (e.g. the
+      // abort of the multipart upload, on a store that cannot abort).
       if (meter.tooLarge) throw new BlobTooLarge(maxBytes!);
+      if (sourceError) throw sourceError;
       unavailable(error, `writing "${key}"`);
     }
   }
@@ -202,7 +211,13 @@ export class S3Store implements BlobStore {
       stream.destroy();
       throw new StorageUnavailable(`s3 store: a ranged read of "${key}" came back without Content-Range`);
     }
-    return { stream, byteSize: Number(match[3]), range: { start: Number(match[1]), end: Number(match[2]) } };
+    const [start, end, byteSize] = [Number(match[1]), Number(match[2]), Number(match[3])];
+    // Some S3-compatible servers answer a range of an empty object with "bytes 0-0/0".
+    if (start >= byteSize) {
+      stream.destroy();
+      throw new RangeNotSatisfiable(byteSize);
+    }
+    return { stream, byteSize, range: { start, end } };
   }
 
   async stat(key: string): Promise<BlobStat | null> {
