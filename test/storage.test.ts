@@ -5,6 +5,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -178,10 +179,15 @@ describe.each([
     await store.delete(key);
     expect(await store.stat(key)).toBeNull();
     await expect(store.open(key)).rejects.toBeInstanceOf(BlobNotFound);
-    // A "directory" of the disk store is no blob either.
+    // A "directory" of the disk store is no blob either, nor is a key below a blob.
     await store.put(`${key}/inner`, Buffer.from('x'), { contentType: 'image/png' });
     expect(await store.stat(key)).toBeNull();
     await expect(store.open(key)).rejects.toBeInstanceOf(BlobNotFound);
+    const below = `${key}/inner/below`;
+    expect(await store.stat(below)).toBeNull();
+    await expect(store.open(below)).rejects.toBeInstanceOf(BlobNotFound);
+    await store.delete(below);
+    expect(await keys(store, { prefix: `${below}/` })).toEqual([]);
   });
 
   it('lists by prefix (as a string, like S3) and by age', async () => {
@@ -385,6 +391,29 @@ describe('s3 store: unreachable', () => {
     await store.check();
     expect((await read(store, 'kept')).toString()).toBe('kept');
     expect(await store.stat('new')).toBeNull();
+  });
+
+  it('a server that accepts connections and never answers: StorageUnavailable within the per-call limit', async () => {
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as net.AddressInfo;
+    const hanging = createBlobStore({ ...s3.storage, endpoint: `http://127.0.0.1:${port}` }, { credentials: s3.credentials, timeoutMs: 300 });
+    try {
+      for (const [name, call] of [
+        ['stat', () => hanging.stat('x')],
+        ['put', () => hanging.put('x', Buffer.from('x'), { contentType: 'image/png' })],
+        ['check', () => hanging.check()],
+      ] as const) {
+        const started = Date.now();
+        await expect(call(), name).rejects.toBeInstanceOf(StorageUnavailable);
+        // 3 tries of 300 ms and the SDK's backoff between them.
+        expect(Date.now() - started, name).toBeLessThan(5000);
+      }
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 
   it('a put cut off mid-stream (connections dropped) fails with StorageUnavailable and leaves nothing', async () => {

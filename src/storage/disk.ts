@@ -97,7 +97,7 @@ export class DiskStore implements BlobStore {
     try {
       handle = await fs.open(file, 'r');
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') throw new BlobNotFound(key);
+      if (await this.isMissing(error)) throw new BlobNotFound(key);
       unavailable(error, `opening "${key}"`);
     }
     try {
@@ -123,7 +123,7 @@ export class DiskStore implements BlobStore {
     try {
       stats = await fs.stat(file);
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') return null;
+      if (await this.isMissing(error)) return null;
       unavailable(error, `stat of "${key}"`);
     }
     if (!stats.isFile()) return null;
@@ -135,7 +135,7 @@ export class DiskStore implements BlobStore {
     try {
       await fs.unlink(file);
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') return;
+      if (await this.isMissing(error)) return;
       unavailable(error, `deleting "${key}"`);
     }
     // Empty directories stay: removing one could race a put that just created it.
@@ -154,7 +154,7 @@ export class DiskStore implements BlobStore {
     try {
       entries = await fs.readdir(dir, { withFileTypes: true });
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') return;
+      if (await this.isMissing(error)) return;
       unavailable(error, `listing "${dirKey}"`);
     }
     for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
@@ -214,6 +214,18 @@ export class DiskStore implements BlobStore {
     } catch (error) {
       unavailable(error, 'the write check');
     }
+  }
+
+  /**
+   * Whether a failed lookup means "no such blob": ENOENT, or ENOTDIR from a key below
+   * another blob ("a/b" when "a" is a file) while the root itself is a healthy directory.
+   */
+  private async isMissing(error: unknown): Promise<boolean> {
+    const code = errorCode(error);
+    if (code === 'ENOENT') return true;
+    if (code !== 'ENOTDIR') return false;
+    const root = await fs.stat(this.root).catch(() => null);
+    return root?.isDirectory() ?? false;
   }
 
   /** mkdir -p that also fsyncs the parents of the directories it created (durable names). */
