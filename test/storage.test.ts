@@ -310,16 +310,22 @@ describe.each([
   });
 });
 
-describe('s3 store: presigned requests', () => {
-  let s3: TestS3;
-  let store: BlobStore;
+/** A private S3 server and a store on it, for one describe block. */
+function privateS3(bucket: string) {
+  const env = {} as { s3: TestS3; store: BlobStore };
   beforeAll(async () => {
-    s3 = await startS3({ bucket: 'tasklane-presign' });
-    store = createBlobStore(s3.storage, { credentials: s3.credentials, timeoutMs: TIMEOUT_MS });
+    env.s3 = await startS3({ bucket });
+    env.store = createBlobStore(env.s3.storage, { credentials: env.s3.credentials, timeoutMs: TIMEOUT_MS });
   });
-  afterAll(() => s3?.close());
+  afterAll(() => env.s3?.close());
+  return env;
+}
+
+describe('s3 store: presigned requests', () => {
+  const env = privateS3('tasklane-presign');
 
   it('GET works with plain fetch, with the type and disposition asked for, until it expires', async () => {
+    const { store } = env;
     const { bytes } = payload(300_000);
     await store.put('images/one', bytes, { contentType: 'application/octet-stream' });
     const presigned = (await store.presignGet('images/one', {
@@ -343,6 +349,7 @@ describe('s3 store: presigned requests', () => {
   });
 
   it('PUT works with plain fetch and the headers it names; its signature binds type and length', async () => {
+    const { store } = env;
     const { bytes } = payload(123_456);
     const presigned = (await store.presignPut('uploads/abc', { contentType: 'image/jpeg', byteSize: bytes.length, expiresIn: 60 }))!;
     expect(presigned).toMatchObject({ method: 'PUT', headers: { 'content-type': 'image/jpeg' } });
@@ -365,15 +372,10 @@ describe('s3 store: presigned requests', () => {
 });
 
 describe('s3 store: unreachable', () => {
-  let s3: TestS3;
-  let store: BlobStore;
-  beforeAll(async () => {
-    s3 = await startS3({ bucket: 'tasklane-outage' });
-    store = createBlobStore(s3.storage, { credentials: s3.credentials, timeoutMs: TIMEOUT_MS });
-  });
-  afterAll(() => s3?.close());
+  const env = privateS3('tasklane-outage');
 
   it('every call fails with StorageUnavailable while the server is down, and works again after', async () => {
+    const { s3, store } = env;
     await store.put('kept', Buffer.from('kept'), { contentType: 'image/png' });
     await s3.stop();
     const started = Date.now();
@@ -394,6 +396,7 @@ describe('s3 store: unreachable', () => {
   });
 
   it('a server that accepts connections and never answers: StorageUnavailable within the per-call limit', async () => {
+    const { s3 } = env;
     const sockets = new Set<net.Socket>();
     const silent = net.createServer((socket) => sockets.add(socket));
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
@@ -417,6 +420,7 @@ describe('s3 store: unreachable', () => {
   });
 
   it('a put cut off mid-stream (connections dropped) fails with StorageUnavailable and leaves nothing', async () => {
+    const { s3, store } = env;
     const proxy = await tcpProxy(s3.port);
     const viaProxy = createBlobStore({ ...s3.storage, endpoint: `http://127.0.0.1:${proxy.port}` }, {
       credentials: s3.credentials,
