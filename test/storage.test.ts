@@ -276,6 +276,15 @@ describe.each([
     expect(await backend.tempFiles()).toEqual([]);
   });
 
+  it('a source that fails at once is reported as such, without an unhandled error', async () => {
+    const key = `${unique()}/blob`;
+    const source = new Readable({ read() {} });
+    source.destroy(new Error('failed before the first byte'));
+    await expect(store.put(key, source, { contentType: 'image/png' })).rejects.toThrow('failed before the first byte');
+    expect(await store.stat(key)).toBeNull();
+    expect(await backend.tempFiles()).toEqual([]);
+  });
+
   it('a process killed mid-put leaves nothing visible; the disk temp file is swept after the grace period', async () => {
     const key = `${unique()}/blob`;
     const child = spawn(
@@ -329,7 +338,7 @@ describe('s3 store: presigned requests', () => {
     const { bytes } = payload(300_000);
     await store.put('images/one', bytes, { contentType: 'application/octet-stream' });
     const presigned = (await store.presignGet('images/one', {
-      expiresIn: 1,
+      expiresIn: 60,
       contentType: 'image/webp',
       contentDisposition: 'inline; filename="one.webp"',
     }))!;
@@ -342,10 +351,11 @@ describe('s3 store: presigned requests', () => {
     const ranged = await fetch(presigned.url, { headers: { range: 'bytes=5-9' } });
     expect(ranged.status).toBe(206);
     expect(Buffer.from(await ranged.arrayBuffer()).equals(bytes.subarray(5, 10))).toBe(true);
-    // X-Amz-Date has whole seconds: 2.1 s is past a 1 s expiry in any case.
+    // X-Amz-Date has whole seconds (a 1 s URL may live only a few ms): 2.1 s is past it in any case.
+    const shortLived = (await store.presignGet('images/one', { expiresIn: 1 }))!;
     await new Promise((resolve) => setTimeout(resolve, 2100));
-    expect(Date.now()).toBeGreaterThan(presigned.expiresAt.getTime());
-    expect((await fetch(presigned.url)).status).toBe(403);
+    expect(Date.now()).toBeGreaterThan(shortLived.expiresAt.getTime());
+    expect((await fetch(shortLived.url)).status).toBe(403);
   });
 
   it('PUT works with plain fetch and the headers it names; its signature binds type and length', async () => {

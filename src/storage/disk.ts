@@ -9,10 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { BlobNotFound, BlobTooLarge, RangeNotSatisfiable, StorageUnavailable } from './errors.ts';
+import { BlobNotFound, RangeNotSatisfiable, StorageUnavailable } from './errors.ts';
 import { assertValidKey, assertValidPrefix, isValidKey } from './keys.ts';
-import { Meter, toStream, type PutBody } from './meter.ts';
+import { metered, type PutBody } from './meter.ts';
 import type { BlobStat, BlobStore, ByteRange, ListedBlob, ListOptions, OpenedBlob, PutOptions, PutResult } from './types.ts';
 
 const TMP_DIR = '.tmp';
@@ -61,19 +60,16 @@ export class DiskStore implements BlobStore {
 
   async put(key: string, body: PutBody, { maxBytes }: PutOptions): Promise<PutResult> {
     const target = this.localPath(key);
-    if (maxBytes !== undefined && !(body instanceof Readable) && body.byteLength > maxBytes) throw new BlobTooLarge(maxBytes);
-    const source = toStream(body);
+    // A source error or BlobTooLarge comes out of the meter, a disk error out of write.
+    const { source, meter } = metered(body, maxBytes);
     let temp: string | undefined;
     try {
       await this.ensureDir(this.tmpDir);
       temp = path.join(this.tmpDir, `${Date.now()}-${randomBytes(8).toString('hex')}`);
-      const meter = new Meter(maxBytes);
       const handle = await fs.open(temp, 'wx', 0o644);
       try {
-        // Written through our own handle (not a WriteStream that closes it), so it can be
-        // fsync'd; a source error or BlobTooLarge comes out of the meter, a disk error out of write.
-        source.on('error', (error) => meter.destroy(error));
-        for await (const chunk of source.pipe(meter)) await handle.write(chunk as Buffer);
+        // Through our own handle (not a WriteStream that closes it), so it can be fsync'd.
+        for await (const chunk of meter) await handle.write(chunk as Buffer);
         await handle.sync();
       } finally {
         await handle.close();

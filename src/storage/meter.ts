@@ -9,6 +9,8 @@ export class Meter extends Transform {
   bytes = 0;
   /** True once the cap was passed: the put fails with BlobTooLarge whatever else broke after. */
   tooLarge = false;
+  /** The body's own error (a client gone away): reported as it is, not as a store fault. */
+  sourceError: unknown;
   private readonly hash: Hash = createHash('sha256');
 
   constructor(private readonly maxBytes = Number.POSITIVE_INFINITY) {
@@ -34,8 +36,25 @@ export class Meter extends Transform {
 
 export type PutBody = Readable | Buffer | Uint8Array;
 
-/** A Buffer body as a byte stream (Readable.from alone would iterate it byte by byte). */
-export function toStream(body: PutBody): Readable {
-  if (body instanceof Readable) return body;
-  return Readable.from([Buffer.from(body.buffer, body.byteOffset, body.byteLength)], { objectMode: false });
+/**
+ * A put's body piped through a Meter; read the meter. Errors (the source's, BlobTooLarge)
+ * reach the meter's reader, whose iterator rethrows them; the listeners here only keep an
+ * error raised before reading starts from going unhandled. A Buffer over the cap is refused
+ * at once.
+ */
+export function metered(body: PutBody, maxBytes?: number): { source: Readable; meter: Meter } {
+  if (maxBytes !== undefined && !(body instanceof Readable) && body.byteLength > maxBytes) throw new BlobTooLarge(maxBytes);
+  // (Readable.from alone would iterate a Buffer byte by byte.)
+  const source =
+    body instanceof Readable
+      ? body
+      : Readable.from([Buffer.from(body.buffer, body.byteOffset, body.byteLength)], { objectMode: false });
+  const meter = new Meter(maxBytes);
+  source.on('error', (error) => {
+    meter.sourceError = error;
+    meter.destroy(error);
+  });
+  meter.on('error', () => {});
+  source.pipe(meter);
+  return { source, meter };
 }

@@ -26,7 +26,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { BlobNotFound, BlobTooLarge, RangeNotSatisfiable, StorageUnavailable } from './errors.ts';
 import { assertValidKey, assertValidPrefix, isValidKey } from './keys.ts';
-import { Meter, toStream, type PutBody } from './meter.ts';
+import { metered, type PutBody } from './meter.ts';
 import type {
   BlobStat,
   BlobStore,
@@ -145,15 +145,7 @@ export class S3Store implements BlobStore {
 
   async put(key: string, body: PutBody, { contentType, maxBytes }: PutOptions): Promise<PutResult> {
     const objectKey = this.objectKey(key);
-    if (maxBytes !== undefined && !(body instanceof Readable) && body.byteLength > maxBytes) throw new BlobTooLarge(maxBytes);
-    const source = toStream(body);
-    const meter = new Meter(maxBytes);
-    let sourceError: unknown;
-    source.on('error', (error) => {
-      sourceError = error;
-      meter.destroy(error);
-    });
-    source.pipe(meter);
+    const { source, meter } = metered(body, maxBytes);
     const upload = new Upload({
       client: this.client,
       params: { Bucket: this.bucket, Key: objectKey, Body: meter, ContentType: contentType },
@@ -170,7 +162,7 @@ export class S3Store implements BlobStore {
       // The cap and the source's own error win over whatever failed after them (e.g. the
       // abort of the multipart upload, on a store that cannot abort).
       if (meter.tooLarge) throw new BlobTooLarge(maxBytes!);
-      if (sourceError) throw sourceError;
+      if (meter.sourceError) throw meter.sourceError;
       unavailable(error, `writing "${key}"`);
     }
   }
