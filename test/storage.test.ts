@@ -12,6 +12,7 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.ts';
 import {
   BlobNotFound,
   BlobTooLarge,
@@ -372,6 +373,11 @@ describe('s3 store: presigned requests', () => {
     expect(response.status).toBe(200);
     expect(await store.stat('uploads/abc')).toMatchObject({ byteSize: bytes.length, contentType: 'image/jpeg' });
     expect((await read(store, 'uploads/abc')).equals(bytes)).toBe(true);
+  });
+
+  it("the helper's environment configures this same store (for Tasklane processes under test)", () => {
+    const { s3 } = env;
+    expect(loadConfig(s3.env).storage).toEqual(s3.storage);
   });
 
   it('the disk store presigns nothing (the API takes uploads and serves downloads itself)', async () => {
