@@ -2,6 +2,9 @@
 // Each option: environment variable, default, and why that default. A bad value stops
 // the process at start-up with a message naming the variable (fail fast, never guess).
 import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { StorageConfig } from './storage/index.ts';
 
 type Parser<T> = (raw: string, name: string) => T;
 
@@ -47,10 +50,55 @@ const oneOf =
     return raw as T;
   };
 
+const boolean: Parser<boolean> = (raw, name) => {
+  if (/^(true|1|yes)$/i.test(raw)) return true;
+  if (/^(false|0|no)$/i.test(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+};
+
+/** The project's root: a relative `file:` STORAGE_URL is relative to it, not to the cwd. */
+const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * STORAGE_URL: `file:<dir>` (relative to the project root, or absolute: `file:/srv/blobs`,
+ * `file:///srv/blobs`), or `s3://<bucket>[/<prefix>]`.
+ */
+const storageUrl: Parser<{ kind: 'disk'; root: string } | { kind: 's3'; bucket: string; prefix: string }> = (raw, name) => {
+  if (raw.startsWith('file:')) {
+    const rest = raw.slice('file:'.length);
+    if (rest === '') throw new ConfigError(`${name} needs a directory after "file:", got "${raw}"`);
+    const dir = rest.startsWith('//') ? fileURLToPath(raw) : rest;
+    return { kind: 'disk', root: path.resolve(PROJECT_ROOT, dir) };
+  }
+  const match = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(raw);
+  if (!match) {
+    throw new ConfigError(`${name} must be file:<directory> or s3://<bucket>[/<prefix>] (bucket: 3-63 of a-z 0-9 . -), got "${raw}"`);
+  }
+  const prefix = (match[2] ?? '').replace(/\/+$/, '');
+  if (prefix !== '' && !/^[a-z0-9_-][a-z0-9._-]*(\/[a-z0-9_-][a-z0-9._-]*)*$/.test(prefix)) {
+    throw new ConfigError(`${name}'s prefix must be segments of a-z 0-9 . _ - (not starting with "."), got "${prefix}"`);
+  }
+  return { kind: 's3', bucket: match[1], prefix: prefix === '' ? '' : `${prefix}/` };
+};
+
 function read<T>(env: NodeJS.ProcessEnv, name: string, parse: Parser<T>, fallback: T): T {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   return parse(raw, name);
+}
+
+function loadStorage(env: NodeJS.ProcessEnv): StorageConfig {
+  const location = read(env, 'STORAGE_URL', storageUrl, storageUrl('file:data/blobs', 'STORAGE_URL'));
+  if (location.kind === 'disk') return location;
+  const endpoint = read(env, 'S3_ENDPOINT', url(['http:', 'https:']), '') || undefined;
+  return {
+    ...location,
+    endpoint,
+    /** AWS_REGION (us-east-1): S3-compatible stores mostly ignore it; AWS needs the bucket's. */
+    region: read(env, 'AWS_REGION', text(/^[a-z0-9-]{2,32}$/, 'must be a region name such as eu-west-1'), 'us-east-1'),
+    /** S3_FORCE_PATH_STYLE (true with S3_ENDPOINT, else false): most S3-compatible stores need path-style URLs. */
+    forcePathStyle: read(env, 'S3_FORCE_PATH_STYLE', boolean, endpoint !== undefined),
+  };
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
@@ -133,6 +181,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     shutdownGraceMs: read(env, 'SHUTDOWN_GRACE_MS', integer(0), 20_000),
     /** METRICS_PUSH_INTERVAL_MS (5000): how often each process writes its metrics to Redis for /metrics to merge. */
     metricsPushIntervalMs: read(env, 'METRICS_PUSH_INTERVAL_MS', integer(100, 600_000), 5000),
+    /**
+     * STORAGE_URL (file:data/blobs, git-ignored): where image bytes live, a directory or
+     * s3://<bucket>[/<prefix>]; with s3, S3_ENDPOINT (unset = AWS), AWS_REGION and
+     * S3_FORCE_PATH_STYLE too. Credentials: the AWS SDK's default chain (AWS_* variables, profiles, roles).
+     */
+    storage: loadStorage(env),
+    /** STORAGE_TIMEOUT_MS (10000): limit of one store request, and of socket inactivity while streaming. */
+    storageTimeoutMs: read(env, 'STORAGE_TIMEOUT_MS', integer(100, 600_000), 10_000),
     /** LOG_LEVEL (info): fatal, error, warn, info, debug, trace or silent. */
     logLevel: read(env, 'LOG_LEVEL', oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const), 'info'),
     /** NODE_ENV (development): production hides schema hints (suggestions, introspection). */

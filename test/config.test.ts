@@ -1,5 +1,7 @@
 // Configuration fails fast, naming the variable.
 import { describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config.ts';
 
 describe('loadConfig', () => {
@@ -23,6 +25,29 @@ describe('loadConfig', () => {
     expect(config.workers).toBeGreaterThanOrEqual(1);
   });
 
+  it('keeps blobs in data/blobs under the project root by default, whatever the working directory', () => {
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    expect(loadConfig({}).storage).toEqual({ kind: 'disk', root: path.join(root, 'data', 'blobs') });
+    expect(loadConfig({ STORAGE_URL: 'file:///srv/blobs' }).storage).toEqual({ kind: 'disk', root: '/srv/blobs' });
+  });
+
+  it('reads an S3 store: bucket, prefix, endpoint, region and path style', () => {
+    expect(loadConfig({ STORAGE_URL: 's3://images-bucket/tasklane/prod/' }).storage).toEqual({
+      kind: 's3',
+      bucket: 'images-bucket',
+      prefix: 'tasklane/prod/',
+      endpoint: undefined,
+      region: 'us-east-1',
+      forcePathStyle: false,
+    });
+    expect(
+      loadConfig({ STORAGE_URL: 's3://minio-bucket', S3_ENDPOINT: 'http://127.0.0.1:9000', AWS_REGION: 'eu-west-1' }).storage,
+    ).toEqual({ kind: 's3', bucket: 'minio-bucket', prefix: '', endpoint: 'http://127.0.0.1:9000', region: 'eu-west-1', forcePathStyle: true });
+    expect(
+      loadConfig({ STORAGE_URL: 's3://b-1', S3_ENDPOINT: 'https://r2.example', S3_FORCE_PATH_STYLE: 'false' }).storage,
+    ).toMatchObject({ forcePathStyle: false });
+  });
+
   it.each([
     ['PORT', 'abc', /PORT must be an integer/],
     ['PORT', '70000', /PORT must be between 0 and 65535/],
@@ -36,6 +61,11 @@ describe('loadConfig', () => {
     ['RATE_LIMIT_PER_MINUTE', '-5', /RATE_LIMIT_PER_MINUTE must be an integer/],
     ['GRAPHQL_MAX_DEPTH', '0', /GRAPHQL_MAX_DEPTH must be between 1 and 1000/],
     ['MAX_REQUEST_BYTES', '100', /MAX_REQUEST_BYTES must be between 1024 and/],
+    ['STORAGE_URL', 'http://x', /STORAGE_URL must be file:<directory> or s3:\/\/<bucket>/],
+    ['STORAGE_URL', 's3://ab', /STORAGE_URL must be file:<directory> or s3:\/\/<bucket>/],
+    ['STORAGE_URL', 's3://bucket/../up', /STORAGE_URL's prefix must be/],
+    ['STORAGE_URL', 'file:', /STORAGE_URL needs a directory/],
+    ['STORAGE_TIMEOUT_MS', '5', /STORAGE_TIMEOUT_MS must be between 100 and 600000/],
   ])('refuses %s=%s', (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(message);
   });
