@@ -10,6 +10,7 @@ import type { Context } from '../graphql/builder.ts';
 import { log } from '../log.ts';
 import { authenticate, bearerKey } from '../tasks/keys.ts';
 import { dashboard } from './dashboard.ts';
+import { graphiqlOptions, renderGraphiQL } from './graphiql.ts';
 import { maskError } from './errors.ts';
 import { documentLimits, hideSchemaHints } from './graphql-limits.ts';
 import { graphqlMetricsPlugin, httpMetricsPlugin, metrics } from './metrics.ts';
@@ -117,21 +118,9 @@ export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, C
     warn: (...args) => log.warn(args),
     error: (...args) => log.error(args),
   },
-  graphiql: config.production
-    ? false
-    : {
-        title: 'Tasklane',
-        headers: JSON.stringify({ Authorization: 'Bearer <your API key: npm run key -- create me>' }),
-        defaultQuery: `# Put your API key in the Headers tab below, then run an operation.
-query RecentTasks {
-  tasks(first: 10) { edges { node { id status progress error result { url width height } } } }
-}
-
-subscription Dashboard {
-  tasksUpdated { id status progress version }
-}
-`,
-      },
+  // Our own assets, no CDN (graphiql.ts); off in production.
+  graphiql: config.production ? false : graphiqlOptions,
+  renderGraphiQL,
   maskedErrors: { maskError },
   context: async ({ request, connectionParams }): Promise<Context> => {
     const fromWebSocket = connectionParams?.authorization ?? connectionParams?.Authorization;
