@@ -3,16 +3,15 @@
 // browser makes is recorded; one to anywhere but loopback fails the test), a person pastes
 // the key once in the Headers tab, a query answers, and a taskUpdated subscription run from
 // GraphiQL shows the task reaching DONE.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, type Browser } from './helpers/browser.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { startService, type Service } from './helpers/service.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 /** Where the screenshot of GraphiQL with a finished subscription goes (docs/graphiql.png in the README). */
 const SCREENSHOT = process.env.GRAPHIQL_SCREENSHOT ?? path.join(os.tmpdir(), 'tasklane-graphiql.png');
 
@@ -20,8 +19,7 @@ let infra: TestInfra;
 let service: Service;
 let key: string;
 let jpeg: Buffer;
-let profile: string;
-let context: BrowserContext;
+let browser: Browser;
 let page: Page;
 /** Every URL the browser asked for (pages, scripts, workers, fetches, streams). */
 const requested: string[] = [];
@@ -35,28 +33,20 @@ function staysLocal(address: string): boolean {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
   infra = await createInfra('graphiql');
   [service, jpeg] = await Promise.all([startService(infra, { WORKERS: '1' }), photo(1200, 900)]);
   key = await infra.createKey('graphiql');
-  profile = mkdtempSync(path.join(os.tmpdir(), 'tasklane-chromium-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
-    viewport: { width: 1280, height: 720 },
-  });
+  browser = await launchChromium({ width: 1280, height: 720 });
   // Recorded for the whole context: the page, its workers, anything it opens.
-  context.on('request', (request) => requested.push(request.url()));
+  browser.context.on('request', (request) => requested.push(request.url()));
   // Nothing may leave the machine: answered here at once instead of waiting on a DNS failure.
-  await context.route((url) => !staysLocal(url.href), (route) => route.abort('internetdisconnected'));
-  page = context.pages()[0] ?? (await context.newPage());
+  await browser.context.route((url) => !staysLocal(url.href), (route) => route.abort('internetdisconnected'));
+  page = browser.page;
   page.on('pageerror', (error) => pageErrors.push(error.message));
 });
 
 afterAll(async () => {
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
   await service?.stop();
   await infra?.dispose();
 });
