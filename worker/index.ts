@@ -11,6 +11,7 @@ import type { ResizeParams } from '../src/jobs/image-resize.ts';
 import { log } from '../src/log.ts';
 import { jobDuration, queueWait, startMetricsPush } from '../src/metrics.ts';
 import { closeRedis, STALL_INTERVAL_MS, taskQueue } from '../src/redis.ts';
+import { onStopRequest } from '../src/stop-signals.ts';
 import { publishChange } from '../src/tasks/events.ts';
 import { retryDelayMs } from '../src/tasks/lifecycle.ts';
 import { startReconciler } from '../src/tasks/reconciler.ts';
@@ -187,8 +188,7 @@ async function main() {
     await prisma.$disconnect();
     process.exit(0);
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  onStopRequest((reason) => void shutdown(reason));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -38,7 +38,13 @@ async function within<T>(ms: number, work: Promise<T>): Promise<T> {
   }
 }
 
-/** 200 when PostgreSQL and Redis both answer within a second, else 503 naming the culprit. */
+/**
+ * Set while the process starts (waiting for PostgreSQL, applying migrations): /ready says
+ * 503 with this reason, and every route but /health and /ready answers 503 (server.ts).
+ */
+export const startup: { pending: string | null } = { pending: null };
+
+/** 200 when PostgreSQL and Redis both answer within a second (and start-up is over), else 503 naming the culprit. */
 export async function ready(): Promise<Response> {
   const [database, redis] = await Promise.allSettled([
     within(1000, prisma.$queryRaw`SELECT 1`),
@@ -48,8 +54,8 @@ export async function ready(): Promise<Response> {
     postgres: database.status === 'fulfilled' ? 'ok' : String(database.reason?.message ?? database.reason),
     redis: redis.status === 'fulfilled' ? 'ok' : String(redis.reason?.message ?? redis.reason),
   };
-  const ok = report.postgres === 'ok' && report.redis === 'ok';
-  return new Response(JSON.stringify({ ready: ok, ...report }), {
+  const ok = report.postgres === 'ok' && report.redis === 'ok' && !startup.pending;
+  return new Response(JSON.stringify({ ready: ok, ...report, ...(startup.pending ? { starting: startup.pending } : {}) }), {
     status: ok ? 200 : 503,
     headers: { 'content-type': 'application/json' },
   });
