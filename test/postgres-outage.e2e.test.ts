@@ -10,11 +10,12 @@
 // and every kind of retry runs during the cut.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { client, until, type Client } from './helpers/client.ts';
-import { auditWhenSettled, taskFacts } from './helpers/faults.ts';
+import { taskFacts } from './helpers/faults.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { freePort, tcpProxy, type TcpProxy } from './helpers/outage.ts';
 import { SCRIPTS, startProcess, testEnv, type RunningProcess } from './helpers/service.ts';
+import { expectAllDoneOnce as expectAllDoneOnceIn } from './helpers/settled.ts';
 import { submit } from './helpers/tasks.ts';
 
 vi.setConfig({ testTimeout: 240_000, hookTimeout: 120_000 });
@@ -67,17 +68,7 @@ function expectNoDeaths(output: string) {
   expect(output).not.toMatch(/exited; restarting|failed to start|"level":60/);
 }
 
-async function expectAllDoneOnce(ids: string[]) {
-  const result = await auditWhenSettled(infra.sql, ids, 180_000);
-  expect({ lost: result.lost, stuck: result.stuck, duplicates: result.duplicates, broken: result.broken, orphanImages: result.orphanImages }).toEqual({
-    lost: [],
-    stuck: [],
-    duplicates: [],
-    broken: [],
-    orphanImages: 0,
-  });
-  for (const id of ids) expect(result.facts.get(id)!.status, `task ${id}: ${result.facts.get(id)!.events}`).toBe('DONE');
-}
+const expectAllDoneOnce = (ids: string[]) => expectAllDoneOnceIn(infra.sql, ids);
 
 describe('PostgreSQL unreachable', () => {
   it('during start-up: the service waits for it (/ready 503 meanwhile), then works', async () => {
