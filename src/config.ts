@@ -89,6 +89,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     maxRequestBytes: read(env, 'MAX_REQUEST_BYTES', integer(1024), 1024 * 1024),
     /** MAX_INPUT_PIXELS (50 MP): checked from the image header, before any decoding. */
     maxInputPixels: read(env, 'MAX_INPUT_PIXELS', integer(1), 50_000_000),
+    /**
+     * MAX_OUTPUT_PIXELS (50 MP): width x height of a result, computed from the parameters and the
+     * source's header; more is refused when the task is created (and by the worker, for older tasks).
+     */
+    maxOutputPixels: read(env, 'MAX_OUTPUT_PIXELS', integer(1), 50_000_000),
     /** MAX_ACTIVE_TASKS_PER_KEY (1000): CREATED + QUEUED + RUNNING tasks one key (tenant) may hold. */
     maxActiveTasksPerKey: read(env, 'MAX_ACTIVE_TASKS_PER_KEY', integer(1), 1000),
     /**

@@ -83,7 +83,12 @@ export async function runJob(taskId: string): Promise<void> {
     }
     await progress(0.05);
     const result = await executors().run(
-      { bytes: source, params: task.params as unknown as ResizeParams, maxInputPixels: config.maxInputPixels },
+      {
+        bytes: source,
+        params: task.params as unknown as ResizeParams,
+        maxInputPixels: config.maxInputPixels,
+        maxOutputPixels: config.maxOutputPixels,
+      },
       { timeoutMs: config.jobTimeoutMs, onProgress: (value) => void progress(value), signal: abort.signal },
     );
     await progress(0.9); // stored next
