@@ -91,8 +91,13 @@ describe('claim', () => {
     const alice = owner();
     const ids = await queued(alice, CAP + 2);
     for (const id of ids) await store.claim(id, LEASE_MS, CAP);
+    const waiting = ids.slice(CAP);
+    expect([...(await statusOf(waiting)).values()].map((t) => t.status)).toEqual(waiting.map(() => 'QUEUED'));
+    // QUEUED without a job, queued over a minute ago: any other such task would be due.
     const due = new Set((await store.findDueQueued(0, 10_000)).map((row) => row.id));
-    for (const id of ids.slice(CAP)) expect(due.has(id)).toBe(false);
+    for (const id of waiting) expect(due.has(id)).toBe(false);
+    expect((await reconciler.sweep())?.enqueued).toBe(0);
+    expect(await queue.jobsPresent(waiting)).toEqual(new Set());
   });
 });
 
