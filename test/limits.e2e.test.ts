@@ -144,10 +144,10 @@ describe('MAX_OUTPUT_PIXELS', () => {
 
 describe('MAX_RUNNING_TASKS_PER_KEY', () => {
   it('keeps one key from taking every worker: another key\'s task starts while its tasks wait, and it never runs more than the cap', async () => {
-    // Alice fills her one slot with a long job and queues five more (short ones) behind it.
+    // Alice fills her one slot with a long job, then queues five more (short ones) behind it.
     const alices = [await submit(keys.alice, big, HEAVY)];
+    await until(() => tasksOf(alices), ([heavy]) => heavy.status === 'RUNNING', 120_000, 50);
     for (let i = 0; i < 5; i++) alices.push(await submit(keys.alice, big, { width: 64 }));
-    await until(() => tasksOf(alices), (tasks) => tasks.some((t) => t.status === 'RUNNING'), 120_000, 50);
     // Bob's task goes in behind all of Alice's (the queue is first in, first out).
     const bobs = await submit(keys.bob, big, { width: 64 });
     const samples: number[] = [];
