@@ -251,9 +251,9 @@ describe("libvips' errors", () => {
 
   it.each([
     ['an SVG behind an AVIF header', () => inspectImage(fakeAvif, 1e6), 'unreadable AVIF image: corrupt image header'],
-    ['a JPEG cut in half', async () => resizeImage((await photo(300, 200)).subarray(0, 2000), params({ width: 50 }), { maxInputPixels: 1e8 }), 'cannot process image: the image data is truncated'],
-    ['an AVIF cut in half', async () => resizeImage((await photo(300, 200, 'avif')).subarray(0, 1000), params({ width: 50 }), { maxInputPixels: 1e8 }), 'cannot process image: the image data is truncated'],
-    ['input over the pixel limit', async () => resizeImage(await photo(300, 200), params({ width: 50 }), { maxInputPixels: 1000 }), 'cannot process image: the image exceeds the pixel limit'],
+    ['a JPEG cut in half', async () => resizeImage((await photo(300, 200)).subarray(0, 2000), params({ width: 50 }), LIMITS), 'cannot process image: the image data is truncated'],
+    ['an AVIF cut in half', async () => resizeImage((await photo(300, 200, 'avif')).subarray(0, 1000), params({ width: 50 }), LIMITS), 'cannot process image: the image data is truncated'],
+    ['input over the pixel limit', async () => resizeImage(await photo(300, 200), params({ width: 50 }), { ...LIMITS, maxInputPixels: 1000 }), 'cannot process image: the image exceeds the pixel limit'],
   ])('reach the message only as one short reason: %s', async (_, run, message) => {
     const error = (await run().catch((e: unknown) => e)) as UnsupportedImage;
     expect(error).toBeInstanceOf(UnsupportedImage);

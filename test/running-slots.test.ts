@@ -87,7 +87,7 @@ describe('claim', () => {
     expect(await store.claim(bobs, LEASE_MS, CAP)).toMatchObject({ task: { id: bobs, status: 'RUNNING' } });
   });
 
-  it('keeps waiting tasks out of the reconciler\'s due list (no job, on purpose)', async () => {
+  it('keeps waiting tasks out of the reconciler\'s due list and the liveness check (no job, on purpose)', async () => {
     const alice = owner();
     const ids = await queued(alice, CAP + 2);
     for (const id of ids) await store.claim(id, LEASE_MS, CAP);
@@ -98,6 +98,9 @@ describe('claim', () => {
     for (const id of waiting) expect(due.has(id)).toBe(false);
     expect((await reconciler.sweep())?.enqueued).toBe(0);
     expect(await queue.jobsPresent(waiting)).toEqual(new Set());
+    // Nor are they "due" to the workers' liveness check: an idle worker is right to leave them
+    // (every QUEUED task now is waiting for a slot).
+    expect(await store.oldestDueQueuedMs()).toBe(0);
   });
 });
 

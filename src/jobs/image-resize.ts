@@ -312,7 +312,7 @@ export async function resizeImage(
   try {
     metadata = await input.metadata();
   } catch (error) {
-    throw new UnsupportedImage(`cannot process image: ${(error as Error).message}`);
+    throw vipsError('cannot process image', error);
   }
   const format = SHARP_FORMATS[metadata.format ?? ''];
   if (!format || !metadata.width || !metadata.height) throw new UnsupportedImage('cannot process image: unreadable header');
