@@ -148,9 +148,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     maxActiveTasksPerKey: read(env, 'MAX_ACTIVE_TASKS_PER_KEY', integer(1), 1000),
     /**
      * MAX_RUNNING_TASKS_PER_KEY (WORKERS x WORKER_CONCURRENCY - 1, at least 1): RUNNING tasks of one
-     * key across every worker on every host. The default leaves one of this host's job slots to
-     * other keys, so one tenant with a thousand tasks cannot take every worker; a deployment
-     * with workers on several hosts sets it for the whole fleet (see README).
+     * key across every worker on every host while another key's task waits its turn (a key alone
+     * uses every idle worker). The default leaves one of this host's job slots to other keys, so
+     * one tenant with a thousand tasks cannot keep them waiting; a deployment with workers on
+     * several hosts sets it for the whole fleet (see README).
      */
     maxRunningTasksPerKey: read(env, 'MAX_RUNNING_TASKS_PER_KEY', integer(1), Math.max(1, workers * workerConcurrency - 1)),
     /**

@@ -1,11 +1,14 @@
 // MAX_RUNNING_TASKS_PER_KEY: no key (tenant) runs more than that many tasks at once, across
-// every worker on every host, so one key with a thousand tasks cannot take every worker.
+// every worker on every host, while another key's task waits its turn — so one key with a
+// thousand tasks cannot take every worker from others, yet a key alone uses every idle one
+// (the cap is work-conserving).
 //
 // The cap is enforced by the claim itself (store.claim, under the owner's lock in PostgreSQL).
 // A task over the cap stays QUEUED, spends no attempt, and is marked waitingForSlot; its
 // queue job is dropped, and the reconciler does not enqueue it again, so it costs nothing
 // while it waits. When a slot of its owner may have freed, wakeWaiting takes as many of the
-// owner's waiting tasks as it has free slots, oldest first, and enqueues them: the worker
+// owner's waiting tasks as it has free slots (all, when nobody else waits), oldest first, and
+// enqueues them: the worker
 // after every job it ran, and the reconciler on every sweep for all owners (for slots freed
 // without a worker to tell: a worker killed mid-job, a running task deleted, a raised cap).
 import { config } from '../config.ts';

@@ -104,7 +104,7 @@ const INLINE_SOURCE_BYTES = 64 * 1024;
  * The statement also returns when the task was queued; the source bytes follow. A task waiting out its
  * retry backoff is not claimed (a stray job redelivered early is dropped; the reconciler
  * enqueues the task when it is due). Nor is a task whose owner already has `maxRunning`
- * tasks RUNNING: it stays QUEUED without spending an attempt, marked waitingForSlot, until
+ * tasks RUNNING while another key's task waits its turn: it stays QUEUED without spending an attempt, marked waitingForSlot, until
  * wakeWaiting enqueues it again ('waiting'). The count and the claim are exact across
  * processes: both happen under the owner's lock (tasklane_claim_task, prisma/migrations/*_running_slots).
  */
@@ -121,12 +121,17 @@ export async function claim(id: string, leaseMs: number, maxRunning: number): Pr
   return { task: counted(task)!, queuedAt, smallSource };
 }
 
+/** The most waiting tasks one wake-up takes off waiting when the cap does not bind (nobody else waits). */
+const WAKE_BATCH = 500;
+
 /**
  * Takes up to as many of `ownerId`'s waitingForSlot tasks off waiting as it has free running
- * slots (oldest first, under the same lock as claim); the caller enqueues the returned ids.
+ * slots — or up to WAKE_BATCH when no other key waits — oldest first, under the same lock as
+ * claim; the caller enqueues the returned ids.
  */
 export async function wakeWaiting(ownerId: string, maxRunning: number): Promise<string[]> {
-  const rows = await query<{ id: string }>(pool, sql`SELECT "tasklane_wake_waiting"(${ownerId}::text, ${maxRunning}::int) AS "id"`);
+  const rows = await query<{ id: string }>(pool, sql`
+    SELECT "tasklane_wake_waiting"(${ownerId}::text, ${maxRunning}::int, ${WAKE_BATCH}::int) AS "id"`);
   return rows.map((row) => row.id);
 }
 

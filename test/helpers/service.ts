@@ -39,9 +39,6 @@ export function testEnv(infra: TestInfra, extra: Record<string, string> = {}): N
     // Tests share a busy machine with unrelated CPU-bound processes; lowered-priority
     // workers would starve behind them. Priority is tested on its own (worker-priority test).
     WORKER_NICE: '0',
-    // Most tests (and `npm run chaos`) drive one key and expect every worker to take its tasks;
-    // the default cap would leave one idle. The cap is tested on its own (limits.e2e, running-slots).
-    MAX_RUNNING_TASKS_PER_KEY: '1000',
     ...extra,
   };
 }
