@@ -3,9 +3,10 @@
 // REDIS_PREFIX, submits CHAOS_TASKS tasks through the API over CHAOS_SECONDS while injecting
 // faults in turn — SIGKILL a worker mid-job, delete every Redis key of the deployment,
 // CLIENT KILL its Redis connections, pg_terminate_backend its PostgreSQL sessions, restart
-// the whole service (SIGTERM, start again), cut PostgreSQL off (a TCP proxy between the
-// deployment and PostgreSQL refuses and cuts connections) for CHAOS_PG_CUT_SECONDS while the
-// service starts and in the middle of the burst — then waits for every task to settle and prints
+// the whole service (SIGTERM, start again), cut Redis off for CHAOS_CUT_SECONDS (through a
+// TCP proxy the run owns) during a restart's start-up, and right after a restart before
+// anything was enqueued, cut PostgreSQL off (likewise) for as long while the service starts
+// and in the middle of the burst — then waits for every task to settle and prints
 // what happened. Talks only to 127.0.0.1; removes its database and keys and stops every
 // process it started. Exit code 0 when nothing was lost, stuck or completed twice.
 //
@@ -13,7 +14,7 @@
 //   CHAOS_SECONDS (90)        length of the fault phase (one fault every CHAOS_FAULT_EVERY_MS)
 //   CHAOS_FAULT_EVERY_MS (6000)
 //   CHAOS_SETTLE_SECONDS (240) how long to wait for the tasks to settle afterwards
-//   CHAOS_PG_CUT_SECONDS (30)  how long each PostgreSQL cut lasts
+//   CHAOS_CUT_SECONDS (30)    how long a Redis or PostgreSQL cut lasts
 //   WORKERS (2), WORKER_NICE (0), LEASE_MS, RECONCILE_INTERVAL_MS, SHUTDOWN_GRACE_MS,
 //   JOB_TIMEOUT_MS, MAX_ATTEMPTS: passed to the deployment (Tasklane's defaults otherwise).
 import { writeFile } from 'node:fs/promises';
@@ -32,6 +33,7 @@ import {
 import { photo } from '../test/helpers/images.ts';
 import { createInfra, type TestInfra } from '../test/helpers/infra.ts';
 import { freePort, tcpProxy, type TcpProxy } from '../test/helpers/outage.ts';
+import { startRedisProxy, type RedisProxy } from '../test/helpers/redis-proxy.ts';
 import { startService, type Service } from '../test/helpers/service.ts';
 import { submit } from '../test/helpers/tasks.ts';
 
@@ -44,16 +46,16 @@ const TASKS = int('CHAOS_TASKS', 60);
 const CHAOS_MS = int('CHAOS_SECONDS', 90) * 1000;
 const FAULT_EVERY_MS = int('CHAOS_FAULT_EVERY_MS', 6000);
 const SETTLE_MS = int('CHAOS_SETTLE_SECONDS', 240) * 1000;
+const CUT_MS = int('CHAOS_CUT_SECONDS', 30) * 1000;
 /** Whatever happens, the run ends (and cleans up) by then. */
 const HARD_LIMIT_MS = CHAOS_MS + SETTLE_MS + 180_000;
 
 // --- PostgreSQL cuts. The deployment reaches PostgreSQL through a TCP proxy of ours
 // (pass-through until cut; the chaos run's own SQL goes direct). A cut refuses new
-// connections and cuts the open ones for CHAOS_PG_CUT_SECONDS; /ready must say 503
+// connections and cuts the open ones for CHAOS_CUT_SECONDS; /ready must say 503
 // meanwhile and 200 soon after.
 type PgFaultKind = 'PostgreSQL cut during start-up' | 'PostgreSQL cut mid-burst';
 const PG_FAULTS: PgFaultKind[] = ['PostgreSQL cut during start-up', 'PostgreSQL cut mid-burst'];
-const PG_CUT_MS = int('CHAOS_PG_CUT_SECONDS', 30) * 1000;
 let pgProxy: TcpProxy | undefined;
 /** Per cut: /ready said 503 (never 200) while PostgreSQL was unreachable, and 200 again afterwards. */
 const pgCutsHonest: boolean[] = [];
@@ -75,7 +77,7 @@ async function readyStatus(url: string): Promise<number | null> {
 }
 
 /**
- * Cuts PostgreSQL for PG_CUT_MS (during which `during` runs, e.g. a restart), checking /ready
+ * Cuts PostgreSQL for CUT_MS (during which `during` runs, e.g. a restart), checking /ready
  * at `url` meanwhile; then measures how soon /ready says 200 again. Returns the fault's note.
  */
 async function cutPostgres(url: string, during: () => Promise<void> = async () => {}): Promise<string> {
@@ -83,7 +85,7 @@ async function cutPostgres(url: string, during: () => Promise<void> = async () =
   const cutAt = performance.now();
   await during();
   const seen = new Set<number | null>();
-  while (performance.now() - cutAt < PG_CUT_MS) {
+  while (performance.now() - cutAt < CUT_MS) {
     seen.add(await readyStatus(url));
     await sleep(500);
   }
@@ -101,12 +103,29 @@ async function cutPostgres(url: string, during: () => Promise<void> = async () =
   const honest = seen.has(503) && !seen.has(200) && Number.isFinite(backMs);
   pgCutsHonest.push(honest);
   const during503 = [...seen].map((status) => status ?? 'no answer').join('/');
-  return `cut ${(PG_CUT_MS / 1000).toFixed(0)} s, /ready ${during503} meanwhile, 200 ${Number.isFinite(backMs) ? `${(backMs / 1000).toFixed(1)} s` : 'never'} after it was back`;
+  return `cut ${(CUT_MS / 1000).toFixed(0)} s, /ready ${during503} meanwhile, 200 ${Number.isFinite(backMs) ? `${(backMs / 1000).toFixed(1)} s` : 'never'} after it was back`;
 }
 // --- end of PostgreSQL cuts
 
-type FaultKind = 'kill -9 worker' | 'flush Redis keys' | 'CLIENT KILL' | 'pg_terminate_backend' | 'restart service' | PgFaultKind;
-const FAULTS: FaultKind[] = ['kill -9 worker', 'flush Redis keys', 'CLIENT KILL', 'pg_terminate_backend', 'restart service', ...PG_FAULTS];
+type FaultKind =
+  | PgFaultKind
+  | 'kill -9 worker'
+  | 'flush Redis keys'
+  | 'CLIENT KILL'
+  | 'pg_terminate_backend'
+  | 'restart service'
+  | 'Redis cut during start-up'
+  | 'Redis cut before the first enqueue';
+const FAULTS: FaultKind[] = [
+  'kill -9 worker',
+  'flush Redis keys',
+  'CLIENT KILL',
+  'Redis cut during start-up',
+  'pg_terminate_backend',
+  'restart service',
+  'Redis cut before the first enqueue',
+  ...PG_FAULTS,
+];
 
 interface FaultRecord {
   kind: FaultKind;
@@ -125,10 +144,15 @@ const say = (message: string) => console.log(`[chaos ${elapsed()}] ${message}`);
 
 let infra: TestInfra | undefined;
 let service: Service | undefined;
+let redisProxy: RedisProxy | undefined;
 const outputs: (() => string)[] = [];
 
 async function main() {
   infra = await createInfra('chaos');
+  // Every Redis connection of the deployment goes through a proxy this run owns, so Redis can
+  // be cut off for the deployment alone.
+  redisProxy = await startRedisProxy();
+  const proxy = redisProxy;
   const sql = (text: string, params?: unknown[]) => infra!.sql(text, params);
   // WORKER_NICE 0 unless asked: on a machine shared with other work, niced workers would
   // measure the neighbours' load, not Tasklane's recovery.
@@ -137,6 +161,7 @@ async function main() {
     WORKERS: process.env.WORKERS ?? '2',
     WORKER_NICE: process.env.WORKER_NICE ?? '0',
     LOG_LEVEL: 'info',
+    REDIS_URL: proxy.url,
     ...pick(process.env, /^(LEASE_MS|RECONCILE_INTERVAL_MS|SHUTDOWN_GRACE_MS|JOB_TIMEOUT_MS|MAX_ATTEMPTS)$/),
     ...pgEnv,
   };
@@ -231,21 +256,29 @@ async function main() {
       case 'pg_terminate_backend':
         record.note = `${await terminateBackends(infra.databaseUrl)} sessions terminated`;
         break;
-      case 'restart service': {
+      case 'restart service':
+      case 'Redis cut during start-up':
+      case 'Redis cut before the first enqueue': {
         const stopping = performance.now();
         const code = await service.stop('SIGTERM', 40_000);
         const stoppedIn = (performance.now() - stopping) / 1000;
+        if (kind === 'Redis cut during start-up') proxy.cut();
         service = await start();
         api = client(service.url, key);
         record.note = `stopped in ${stoppedIn.toFixed(1)}s (exit ${code}), back in ${((performance.now() - stopping) / 1000).toFixed(1)}s`;
+        if (kind !== 'restart service') {
+          proxy.cut();
+          await sleep(CUT_MS);
+          proxy.unblock();
+          record.note += `; Redis cut for ${CUT_MS / 1000}s ${kind === 'Redis cut during start-up' ? 'from before the start' : 'right after the start'}`;
+        }
         break;
       }
       case 'PostgreSQL cut during start-up': {
         // Stopped while PostgreSQL is up, started while it is cut off: it must wait, not die.
         const code = await service.stop('SIGTERM', 40_000);
         let starting: Promise<Service> | undefined;
-        const url = `http://127.0.0.1:${pgEnv.PORT}`;
-        record.note = await cutPostgres(url, async () => {
+        record.note = await cutPostgres(`http://127.0.0.1:${pgEnv.PORT}`, async () => {
           starting = start();
           starting.catch(() => {}); // awaited below
         });
@@ -372,8 +405,10 @@ function pick(env: NodeJS.ProcessEnv, pattern: RegExp): Record<string, string> {
 }
 
 async function cleanup() {
+  redisProxy?.unblock();
   await pgProxy?.up().catch(() => {}); // a cut must not outlive the run (the service stops faster with PostgreSQL)
   await service?.stop('SIGTERM', 40_000).catch(() => {});
+  await redisProxy?.close();
   await pgProxy?.close().catch(() => {});
   await infra?.dispose().catch((error) => console.error('cleanup failed:', error));
 }

@@ -2,6 +2,9 @@
 // Each option: environment variable, default, and why that default. A bad value stops
 // the process at start-up with a message naming the variable (fail fast, never guess).
 import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { StorageConfig } from './storage/index.ts';
 
 type Parser<T> = (raw: string, name: string) => T;
 
@@ -47,13 +50,60 @@ const oneOf =
     return raw as T;
   };
 
+const boolean: Parser<boolean> = (raw, name) => {
+  if (/^(true|1|yes)$/i.test(raw)) return true;
+  if (/^(false|0|no)$/i.test(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+};
+
+/** The project's root: a relative `file:` STORAGE_URL is relative to it, not to the cwd. */
+const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * STORAGE_URL: `file:<dir>` (relative to the project root, or absolute: `file:/srv/blobs`,
+ * `file:///srv/blobs`), or `s3://<bucket>[/<prefix>]`.
+ */
+const storageUrl: Parser<{ kind: 'disk'; root: string } | { kind: 's3'; bucket: string; prefix: string }> = (raw, name) => {
+  if (raw.startsWith('file:')) {
+    const rest = raw.slice('file:'.length);
+    if (rest === '') throw new ConfigError(`${name} needs a directory after "file:", got "${raw}"`);
+    const dir = rest.startsWith('//') ? fileURLToPath(raw) : rest;
+    return { kind: 'disk', root: path.resolve(PROJECT_ROOT, dir) };
+  }
+  const match = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(raw);
+  if (!match) {
+    throw new ConfigError(`${name} must be file:<directory> or s3://<bucket>[/<prefix>] (bucket: 3-63 of a-z 0-9 . -), got "${raw}"`);
+  }
+  const prefix = (match[2] ?? '').replace(/\/+$/, '');
+  if (prefix !== '' && !/^[a-z0-9_-][a-z0-9._-]*(\/[a-z0-9_-][a-z0-9._-]*)*$/.test(prefix)) {
+    throw new ConfigError(`${name}'s prefix must be segments of a-z 0-9 . _ - (not starting with "."), got "${prefix}"`);
+  }
+  return { kind: 's3', bucket: match[1], prefix: prefix === '' ? '' : `${prefix}/` };
+};
+
 function read<T>(env: NodeJS.ProcessEnv, name: string, parse: Parser<T>, fallback: T): T {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   return parse(raw, name);
 }
 
+function loadStorage(env: NodeJS.ProcessEnv): StorageConfig {
+  const location = read(env, 'STORAGE_URL', storageUrl, storageUrl('file:data/blobs', 'STORAGE_URL'));
+  if (location.kind === 'disk') return location;
+  const endpoint = read(env, 'S3_ENDPOINT', url(['http:', 'https:']), '') || undefined;
+  return {
+    ...location,
+    endpoint,
+    /** AWS_REGION (us-east-1): S3-compatible stores mostly ignore it; AWS needs the bucket's. */
+    region: read(env, 'AWS_REGION', text(/^[a-z0-9-]{2,32}$/, 'must be a region name such as eu-west-1'), 'us-east-1'),
+    /** S3_FORCE_PATH_STYLE (true with S3_ENDPOINT, else false): most S3-compatible stores need path-style URLs. */
+    forcePathStyle: read(env, 'S3_FORCE_PATH_STYLE', boolean, endpoint !== undefined),
+  };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
+  const workers = read(env, 'WORKERS', integer(0, 256), os.availableParallelism());
+  const workerConcurrency = read(env, 'WORKER_CONCURRENCY', integer(1, 64), 1);
   return {
     /** PORT (4000): the API's HTTP port; 0 picks a free one (tests). */
     port: read(env, 'PORT', integer(0, 65535), 4000),
@@ -66,9 +116,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     /** REDIS_PREFIX (tasklane): namespaces every Redis key and channel of one deployment. */
     redisPrefix: read(env, 'REDIS_PREFIX', text(/^[\w.-]{1,64}$/, 'must be 1-64 letters, digits, _ . or -'), 'tasklane'),
     /** WORKERS (CPU cores): worker processes `npm start` runs; sharp is fastest with one image per core. */
-    workers: read(env, 'WORKERS', integer(0, 256), os.availableParallelism()),
+    workers,
     /** WORKER_CONCURRENCY (1): images one worker process resizes at once (each in its own executor). */
-    workerConcurrency: read(env, 'WORKER_CONCURRENCY', integer(1, 64), 1),
+    workerConcurrency,
     /**
      * WORKER_NICE (10): the scheduling niceness of worker and executor processes (0-19). On a
      * host shared with an API process, resizing then only gets the CPU the API leaves, so
@@ -81,10 +131,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     maxAttempts: read(env, 'MAX_ATTEMPTS', integer(1, 100), 3),
     /** MAX_UPLOAD_BYTES (25 MiB): larger request bodies are refused with 413 before buffering. */
     maxUploadBytes: read(env, 'MAX_UPLOAD_BYTES', integer(1024), 25 * 1024 * 1024),
+    /**
+     * MAX_REQUEST_BYTES (1 MiB): the body of a request that is not a multipart upload (a
+     * JSON or form-encoded GraphQL request), and each non-file field of a multipart one. Our
+     * largest legitimate request (a 1000-token document and its variables) is a few KB.
+     */
+    maxRequestBytes: read(env, 'MAX_REQUEST_BYTES', integer(1024), 1024 * 1024),
     /** MAX_INPUT_PIXELS (50 MP): checked from the image header, before any decoding. */
     maxInputPixels: read(env, 'MAX_INPUT_PIXELS', integer(1), 50_000_000),
+    /**
+     * MAX_OUTPUT_PIXELS (50 MP): width x height of a result, computed from the parameters and the
+     * source's header; more is refused when the task is created (and by the worker, for older tasks).
+     */
+    maxOutputPixels: read(env, 'MAX_OUTPUT_PIXELS', integer(1), 50_000_000),
     /** MAX_ACTIVE_TASKS_PER_KEY (1000): CREATED + QUEUED + RUNNING tasks one key (tenant) may hold. */
     maxActiveTasksPerKey: read(env, 'MAX_ACTIVE_TASKS_PER_KEY', integer(1), 1000),
+    /**
+     * MAX_RUNNING_TASKS_PER_KEY (WORKERS x WORKER_CONCURRENCY - 1, at least 1): RUNNING tasks of one
+     * key across every worker on every host while another key's task waits its turn (a key alone
+     * uses every idle worker). The default leaves one of this host's job slots to other keys, so
+     * one tenant with a thousand tasks cannot keep them waiting; a deployment with workers on
+     * several hosts sets it for the whole fleet (see README).
+     */
+    maxRunningTasksPerKey: read(env, 'MAX_RUNNING_TASKS_PER_KEY', integer(1), Math.max(1, workers * workerConcurrency - 1)),
     /**
      * RATE_LIMIT_PER_MINUTE (1200): requests one key name may make per minute, across every
      * API process (kept in Redis); a full minute's worth may come as one burst. 0 turns it off.
@@ -117,10 +186,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
      * connection stayed up (the publisher cut off, or killed between commit and publish).
      */
     liveResyncIntervalMs: read(env, 'LIVE_RESYNC_INTERVAL_MS', integer(0), 15_000),
+    /**
+     * STUCK_QUEUE_MS (30000): a worker with a free slot that sees a due QUEUED task waiting
+     * longer than this logs it, counts it (tasklane_stuck_queue_detected_total) and rebuilds
+     * its queue consumer. A safety net: a healthy queue hands a task to a free worker in ms.
+     */
+    stuckQueueMs: read(env, 'STUCK_QUEUE_MS', integer(1000), 30_000),
     /** SHUTDOWN_GRACE_MS (20000): how long SIGTERM waits for in-flight work before forcing. */
     shutdownGraceMs: read(env, 'SHUTDOWN_GRACE_MS', integer(0), 20_000),
     /** METRICS_PUSH_INTERVAL_MS (5000): how often each process writes its metrics to Redis for /metrics to merge. */
     metricsPushIntervalMs: read(env, 'METRICS_PUSH_INTERVAL_MS', integer(100, 600_000), 5000),
+    /**
+     * STORAGE_URL (file:data/blobs, git-ignored): where image bytes live, a directory or
+     * s3://<bucket>[/<prefix>]; with s3, S3_ENDPOINT (unset = AWS), AWS_REGION and
+     * S3_FORCE_PATH_STYLE too. Credentials: the AWS SDK's default chain (AWS_* variables, profiles, roles).
+     */
+    storage: loadStorage(env),
+    /** STORAGE_TIMEOUT_MS (10000): limit of one store request, and of socket inactivity while streaming. */
+    storageTimeoutMs: read(env, 'STORAGE_TIMEOUT_MS', integer(100, 600_000), 10_000),
     /** LOG_LEVEL (info): fatal, error, warn, info, debug, trace or silent. */
     logLevel: read(env, 'LOG_LEVEL', oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const), 'info'),
     /** NODE_ENV (development): production hides schema hints (suggestions, introspection). */

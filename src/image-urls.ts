@@ -36,8 +36,18 @@ export function signedImageUrl(id: string, now = Date.now()): string {
 
 export type SignatureCheck = 'valid' | 'expired' | 'invalid';
 
-export function checkImageSignature(id: string, exp: string | null, sig: string | null, now = Date.now()): SignatureCheck {
-  if (!exp || !sig || !/^\d{1,12}$/.test(exp)) return 'invalid';
+/**
+ * Checks the `exp` and `sig` of an image URL's query. Exactly one of each, `exp` in its one
+ * canonical form (decimal, no sign, no leading zero): anything else would let one signature
+ * stand for several URLs, or a proxy and we read different values from one URL.
+ */
+export function checkImageSignature(id: string, query: URLSearchParams, now = Date.now()): SignatureCheck {
+  const exps = query.getAll('exp');
+  const sigs = query.getAll('sig');
+  if (exps.length !== 1 || sigs.length !== 1) return 'invalid';
+  const [exp] = exps;
+  const [sig] = sigs;
+  if (!/^(0|[1-9]\d{0,11})$/.test(exp)) return 'invalid';
   const expected = Buffer.from(sign(id, Number(exp)));
   const given = Buffer.from(sig);
   if (expected.length !== given.length || !timingSafeEqual(expected, given)) return 'invalid';

@@ -39,6 +39,12 @@ export const queueWait = new client.Histogram({
   registers: [registry],
 });
 
+export const claimsWaiting = new client.Counter({
+  name: 'tasklane_claims_waiting_total',
+  help: 'Deliveries a worker did not start because the task\'s key had MAX_RUNNING_TASKS_PER_KEY tasks running (the task waits for a slot, no attempt spent)',
+  registers: [registry],
+});
+
 export const activeSubscriptions = new client.Gauge({
   name: 'tasklane_active_subscriptions',
   help: 'Open GraphQL subscriptions (SSE and WebSocket), by subscription field',
@@ -65,6 +71,19 @@ export const graphqlDuration = new client.Histogram({
   help: 'GraphQL query and mutation execution, by operation type and root field',
   labelNames: ['operation_type', 'field'] as const,
   buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  registers: [registry],
+});
+
+export const queueRebuilds = new client.Counter({
+  name: 'tasklane_queue_rebuilds_total',
+  help: 'Queue clients replaced: one that could not connect (connect_failed), or a worker found idle while due tasks waited (stuck)',
+  labelNames: ['role', 'reason'] as const,
+  registers: [registry],
+});
+
+export const stuckQueueChecks = new client.Counter({
+  name: 'tasklane_stuck_queue_detected_total',
+  help: 'Times a worker found due QUEUED tasks older than STUCK_QUEUE_MS while it had a free slot',
   registers: [registry],
 });
 

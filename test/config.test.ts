@@ -1,5 +1,7 @@
 // Configuration fails fast, naming the variable.
 import { describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config.ts';
 
 describe('loadConfig', () => {
@@ -13,13 +15,38 @@ describe('loadConfig', () => {
       jobTimeoutMs: 120_000,
       maxAttempts: 3,
       maxUploadBytes: 26_214_400,
+      maxRequestBytes: 1_048_576,
       maxInputPixels: 50_000_000,
       maxActiveTasksPerKey: 1000,
+      maxOutputPixels: 50_000_000,
       workerNice: 10,
       rateLimitPerMinute: 1200,
       graphqlLimits: { maxDepth: 15, maxAliases: 15, maxTokens: 1000, maxDirectives: 10, maxCost: 25_000 },
     });
     expect(config.workers).toBeGreaterThanOrEqual(1);
+  });
+
+  it('keeps blobs in data/blobs under the project root by default, whatever the working directory', () => {
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    expect(loadConfig({}).storage).toEqual({ kind: 'disk', root: path.join(root, 'data', 'blobs') });
+    expect(loadConfig({ STORAGE_URL: 'file:///srv/blobs' }).storage).toEqual({ kind: 'disk', root: '/srv/blobs' });
+  });
+
+  it('reads an S3 store: bucket, prefix, endpoint, region and path style', () => {
+    expect(loadConfig({ STORAGE_URL: 's3://images-bucket/tasklane/prod/' }).storage).toEqual({
+      kind: 's3',
+      bucket: 'images-bucket',
+      prefix: 'tasklane/prod/',
+      endpoint: undefined,
+      region: 'us-east-1',
+      forcePathStyle: false,
+    });
+    expect(
+      loadConfig({ STORAGE_URL: 's3://minio-bucket', S3_ENDPOINT: 'http://127.0.0.1:9000', AWS_REGION: 'eu-west-1' }).storage,
+    ).toEqual({ kind: 's3', bucket: 'minio-bucket', prefix: '', endpoint: 'http://127.0.0.1:9000', region: 'eu-west-1', forcePathStyle: true });
+    expect(
+      loadConfig({ STORAGE_URL: 's3://b-1', S3_ENDPOINT: 'https://r2.example', S3_FORCE_PATH_STYLE: 'false' }).storage,
+    ).toMatchObject({ forcePathStyle: false });
   });
 
   it.each([
@@ -34,7 +61,24 @@ describe('loadConfig', () => {
     ['LOG_LEVEL', 'loud', /LOG_LEVEL must be one of/],
     ['RATE_LIMIT_PER_MINUTE', '-5', /RATE_LIMIT_PER_MINUTE must be an integer/],
     ['GRAPHQL_MAX_DEPTH', '0', /GRAPHQL_MAX_DEPTH must be between 1 and 1000/],
+    ['MAX_REQUEST_BYTES', '100', /MAX_REQUEST_BYTES must be between 1024 and/],
+    ['STORAGE_URL', 'http://x', /STORAGE_URL must be file:<directory> or s3:\/\/<bucket>/],
+    ['STORAGE_URL', 's3://ab', /STORAGE_URL must be file:<directory> or s3:\/\/<bucket>/],
+    ['STORAGE_URL', 's3://bucket/../up', /STORAGE_URL's prefix must be/],
+    ['STORAGE_URL', 'file:', /STORAGE_URL needs a directory/],
+    ['STORAGE_TIMEOUT_MS', '5', /STORAGE_TIMEOUT_MS must be between 100 and 600000/],
+    ['MAX_OUTPUT_PIXELS', '0', /MAX_OUTPUT_PIXELS must be between 1 and/],
+    ['MAX_RUNNING_TASKS_PER_KEY', '0', /MAX_RUNNING_TASKS_PER_KEY must be between 1 and/],
   ])('refuses %s=%s', (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(message);
+  });
+
+  it('caps one key\'s running tasks below this host\'s job slots by default, so one key cannot take every worker', () => {
+    expect(loadConfig({ WORKERS: '2' }).maxRunningTasksPerKey).toBe(1);
+    expect(loadConfig({ WORKERS: '8' }).maxRunningTasksPerKey).toBe(7);
+    expect(loadConfig({ WORKERS: '4', WORKER_CONCURRENCY: '2' }).maxRunningTasksPerKey).toBe(7);
+    expect(loadConfig({ WORKERS: '1' }).maxRunningTasksPerKey).toBe(1);
+    expect(loadConfig({ WORKERS: '0' }).maxRunningTasksPerKey).toBe(1);
+    expect(loadConfig({ WORKERS: '2', MAX_RUNNING_TASKS_PER_KEY: '5' }).maxRunningTasksPerKey).toBe(5);
   });
 });

@@ -415,6 +415,52 @@ describe('uploads', () => {
   });
 });
 
+describe('plain (non-upload) requests', () => {
+  const LIST = 'query ($s: [TaskStatus!]) { tasks(status: $s) { edges { cursor } } }';
+  /** The issue's request: `tasks(status: $s)` with 2,000,000 × DONE, 16 MB of JSON. */
+  function* statusList(items: number) {
+    yield Buffer.from(`{"query":${JSON.stringify(LIST)},"variables":{"s":[`);
+    const batch = Buffer.from('"DONE", '.repeat(10_000));
+    for (let sent = 0; sent < items; sent += 10_000) yield batch;
+    yield Buffer.from('"DONE"]}}');
+  }
+  const bytesOf = (items: number) => [...statusList(items)].reduce((sum, chunk) => sum + chunk.byteLength, 0);
+
+  it('refuses 2,000,000 statuses (16 MB) with 413 at once, declared or chunked; /health and memory unaffected', async () => {
+    const [api] = childPids(service.child.pid!, 'tasklane-api');
+    const before = memory(api);
+    const total = bytesOf(2_000_000);
+    expect(total).toBeGreaterThan(16_000_000);
+    for (const headers of [{ 'content-length': String(total) }, {}] as Record<string, string>[]) {
+      const started = performance.now();
+      const health = fetch(`${service.url}/health`).then(() => performance.now() - started);
+      const response = await postChunks(`${service.url}/graphql`, { authorization: `Bearer ${alice.key}`, 'content-type': 'application/json', ...headers }, statusList(2_000_000));
+      const ms = performance.now() - started;
+      expect(response.status).toBe(413);
+      expect(JSON.parse(response.body)).toEqual({
+        errors: [{ message: expect.stringMatching(/over the limit of 1048576 bytes \(MAX_REQUEST_BYTES\)$/), extensions: { code: 'PAYLOAD_TOO_LARGE' } }],
+      });
+      expect(response.sent).toBeLessThan(total);
+      console.info(`[measure] 16 MB status list (${headers['content-length'] ? 'Content-Length' : 'chunked'}): 413 in ${ms.toFixed(0)} ms after ${(response.sent / 1024 / 1024).toFixed(1)} MiB sent; /health answered in ${(await health).toFixed(0)} ms`);
+    }
+    const after = memory(api);
+    console.info(`[measure] API memory around two 16 MB requests: rss ${before.rss.toFixed(0)} → ${after.rss.toFixed(0)} MB, peak ${before.peak.toFixed(0)} → ${after.peak.toFixed(0)} MB`);
+    expect(after.peak - before.peak).toBeLessThan(64);
+  });
+
+  it('refuses the longest status list that fits in MAX_REQUEST_BYTES (130,000 items) before coercing it: BAD_USER_INPUT', async () => {
+    expect(bytesOf(130_000)).toBeLessThan(1024 * 1024);
+    const started = performance.now();
+    const response = await postChunks(`${service.url}/graphql`, { authorization: `Bearer ${alice.key}`, 'content-type': 'application/json' }, statusList(130_000));
+    const ms = performance.now() - started;
+    expect([response.status, JSON.parse(response.body)]).toEqual([
+      400,
+      { errors: [{ message: '$s has 130001 items, more than the 100 a list may hold', extensions: { code: 'BAD_USER_INPUT' } }] },
+    ]);
+    console.info(`[measure] 130,001-item status list (1 MB): 400 in ${ms.toFixed(0)} ms`);
+  });
+});
+
 describe('GraphQL documents', () => {
   const refused = (limit: string, message: string) => ({
     status: 400,

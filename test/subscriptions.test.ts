@@ -423,7 +423,10 @@ describe('revocation', () => {
       await within(Promise.all([overSse.ended, dashboard.ended]), 10_000, 'the SSE streams to end');
       const unauthenticated = expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } });
       expect(overSse.results.map((r) => r.data?.taskUpdated ? 'data' : r.errors)).toEqual(['data', [unauthenticated]]);
-      expect(dashboard.results.map((r) => r.errors)).toEqual([[unauthenticated]]);
+      // The dashboard may have seen dave's task (created just before it subscribed: the periodic
+      // catch-up can report it); it ends with the refusal either way.
+      expect(dashboard.results.at(-1)?.errors).toEqual([unauthenticated]);
+      expect(dashboard.results.slice(0, -1).every((r) => (r.data?.tasksUpdated as { id?: string } | undefined)?.id === id)).toBe(true);
       const ended = (await within(overWs.ended, 10_000, 'the WS subscription to end')) as { error: unknown };
       expect(ended.error).toEqual([unauthenticated]);
       expect(overWs.results).toHaveLength(1);

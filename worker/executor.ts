@@ -1,6 +1,6 @@
 // A child process of a worker that runs one job at a time, so the worker can stop work
 // for real (SIGKILL) on a timeout: libvips' own timeout does not stop every encoder.
-// Speaks a tiny IPC protocol: {bytes, params, maxInputPixels} in; progress, then the
+// Speaks a tiny IPC protocol: {bytes, params, maxInputPixels, maxOutputPixels} in; progress, then the
 // result or an error out.
 import { InvalidResizeParams, resizeImage, UnsupportedImage, type ResizeParams } from '../src/jobs/image-resize.ts';
 
@@ -10,6 +10,7 @@ export interface ExecutorRequest {
   bytes: Uint8Array;
   params: ResizeParams;
   maxInputPixels: number;
+  maxOutputPixels: number;
 }
 
 export type ExecutorMessage =
@@ -32,6 +33,7 @@ process.on('message', async (request: ExecutorRequest) => {
   try {
     const result = await resizeImage(request.bytes, request.params, {
       maxInputPixels: request.maxInputPixels,
+      maxOutputPixels: request.maxOutputPixels,
       onStage: (stage, progress) => {
         if (performance.now() - started >= QUIET_START_MS) send({ type: 'progress', stage, progress });
       },

@@ -9,14 +9,18 @@ import { config } from '../src/config.ts';
 import { prisma } from '../src/db.ts';
 import type { ResizeParams } from '../src/jobs/image-resize.ts';
 import { log } from '../src/log.ts';
-import { jobDuration, queueWait, startMetricsPush } from '../src/metrics.ts';
-import { closeRedis, STALL_INTERVAL_MS, taskQueue } from '../src/redis.ts';
+import { claimsWaiting, jobDuration, queueWait, startMetricsPush } from '../src/metrics.ts';
+import { JobConsumer } from '../src/job-queue.ts';
+import { closeRedis } from '../src/redis.ts';
 import { onStopRequest } from '../src/stop-signals.ts';
+import { closeQueue } from '../src/tasks/queue.ts';
 import { publishChange } from '../src/tasks/events.ts';
 import { retryDelayMs } from '../src/tasks/lifecycle.ts';
 import { startReconciler } from '../src/tasks/reconciler.ts';
+import { wakeWaiting } from '../src/tasks/running-slots.ts';
 import * as store from '../src/tasks/store.ts';
 import { ExecutorCrashed, ExecutorPool, JobTimedOut, PermanentJobError } from './executor-pool.ts';
+import { startLivenessCheck } from './liveness.ts';
 
 /** Progress writes are throttled: at most one per task per this many ms. */
 const PROGRESS_INTERVAL_MS = 100;
@@ -32,7 +36,14 @@ async function publish(task: store.TaskRow | null) {
 }
 
 export async function runJob(taskId: string): Promise<void> {
-  const claimed = await store.claim(taskId, config.leaseMs);
+  const claimed = await store.claim(taskId, config.leaseMs, config.maxRunningTasksPerKey);
+  if (claimed === 'waiting') {
+    // Its owner has MAX_RUNNING_TASKS_PER_KEY tasks running: this job ends here, the task stays
+    // QUEUED (no attempt spent) and is enqueued again when a slot frees (running-slots.ts).
+    claimsWaiting.inc();
+    log.debug({ taskId }, 'job deferred: its key is at MAX_RUNNING_TASKS_PER_KEY');
+    return;
+  }
   if (!claimed) {
     log.debug({ taskId }, 'job skipped: task is not QUEUED (done, deleted or running elsewhere)');
     return;
@@ -81,7 +92,12 @@ export async function runJob(taskId: string): Promise<void> {
     }
     await progress(0.05);
     const result = await executors().run(
-      { bytes: source, params: task.params as unknown as ResizeParams, maxInputPixels: config.maxInputPixels },
+      {
+        bytes: source,
+        params: task.params as unknown as ResizeParams,
+        maxInputPixels: config.maxInputPixels,
+        maxOutputPixels: config.maxOutputPixels,
+      },
       { timeoutMs: config.jobTimeoutMs, onProgress: (value) => void progress(value), signal: abort.signal },
     );
     await progress(0.9); // stored next
@@ -117,6 +133,10 @@ export async function runJob(taskId: string): Promise<void> {
     endTimer({ outcome });
     clearInterval(heartbeat);
     inFlight.delete(taskId);
+    // This delivery's slot is free (whatever the outcome): the owner's next waiting task may run.
+    await wakeWaiting(task.ownerId).catch((error: Error) =>
+      log.warn({ taskId, err: error.message }, 'could not wake tasks waiting for a slot; the reconciler will'),
+    );
   }
 }
 
@@ -148,19 +168,13 @@ function lowerPriority(nice: number) {
 
 async function main() {
   lowerPriority(config.workerNice);
-  const queue = taskQueue('worker');
-  queue.process(config.workerConcurrency, async (job) => {
-    await runJob(job.data.taskId);
-  });
-  // Put back the jobs of workers that died (stalled: not renewed within STALL_INTERVAL_MS).
-  // Every worker checks, every half interval; a Redis lock makes one check count per interval.
-  // No callback: with one, bee-queue leaves the rejection of a failed check (Redis cut off)
-  // unhandled, which kills the process. Without, later failures become 'error' events.
-  queue.on('stalled', (jobId: string) => log.info({ taskId: jobId }, 'stalled job put back on the queue'));
-  queue.checkStalledJobs(STALL_INTERVAL_MS / 2).catch((error: Error) => log.warn({ err: error.message }, 'stalled-job check failed'));
+  const consumer = new JobConsumer(config.workerConcurrency, runJob);
+  // Connects in the background (Redis may be down now): the reconciler's PostgreSQL side
+  // (expired leases) works without Redis.
+  void consumer.start().then(() => !shuttingDown && log.info({ concurrency: config.workerConcurrency }, 'worker ready'));
+  const stopLiveness = startLivenessCheck(consumer, () => inFlight.size, config.workerConcurrency);
   const stopReconciler = startReconciler();
   const stopMetrics = startMetricsPush('worker');
-  log.info({ concurrency: config.workerConcurrency }, 'worker ready');
 
   // A library promise nobody awaits that fails on a connection blip must not kill a worker
   // mid-job (that would cost its task a delivery): log it loudly and keep going.
@@ -179,11 +193,13 @@ async function main() {
       log.warn('shutdown took too long; exiting anyway');
       process.exit(1);
     }, config.shutdownGraceMs + 4000).unref();
-    await queue.close(config.shutdownGraceMs + 2000).catch(() => {});
+    stopLiveness();
+    await consumer.close(config.shutdownGraceMs + 2000);
     clearTimeout(forceAfter);
     await stopReconciler();
     await stopMetrics();
     pool?.close();
+    await closeQueue();
     await closeRedis();
     await prisma.$disconnect();
     process.exit(0);

@@ -11,6 +11,7 @@ import { startMetricsPush } from '../metrics.ts';
 import { migrate } from '../migrate.ts';
 import { closeRedis } from '../redis.ts';
 import { onStopRequest } from '../stop-signals.ts';
+import { closeQueue } from '../tasks/queue.ts';
 
 async function main() {
   // Listen at once: /health answers, /ready says 503 (and every other route 503
@@ -40,6 +41,7 @@ async function shutdown(signal: string, api: ApiServer, stopMetrics: () => Promi
   }, config.shutdownGraceMs + 4000).unref();
   await api.close(config.shutdownGraceMs);
   await stopMetrics();
+  await closeQueue();
   await closeRedis();
   await prisma.$disconnect();
   process.exit(0);

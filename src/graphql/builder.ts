@@ -37,10 +37,26 @@ builder.scalarType('DateTime', {
   },
 });
 
+/** An uploaded file as the multipart parser hands it over (a web File, native or @whatwg-node's). */
+export function isUploadedFile(value: unknown): value is File {
+  const file = value as Partial<File> | null;
+  return typeof file === 'object' && file !== null && typeof file.arrayBuffer === 'function' && typeof file.stream === 'function';
+}
+
+const NOT_A_FILE = 'File takes a file part of a multipart request (GraphQL multipart request specification)';
+
 builder.scalarType('File', {
   description: 'A file upload (GraphQL multipart request specification)',
   serialize: () => {
     throw new GraphQLError('File is an input-only scalar');
+  },
+  // Only a mapped file part: a string or an object in the variables never reaches a resolver.
+  parseValue: (value) => {
+    if (!isUploadedFile(value)) throw new GraphQLError(NOT_A_FILE);
+    return value;
+  },
+  parseLiteral: () => {
+    throw new GraphQLError(NOT_A_FILE);
   },
 });
 

@@ -5,12 +5,36 @@
 // Measured on our schema (SECURITY.md): the standard introspection query (GraphiQL,
 // codegen) is 15 deep and ~185 tokens; our own operations are at most 5 deep, ~70 tokens;
 // the largest legitimate query (one page of 100 tasks with every field) costs ~19,800.
+// Inputs are checked before graphql-js coerces them (inputLimits): a list argument holds at
+// most MAX_LIST_ITEMS, literal or variable, so a huge list costs neither coercion nor SQL;
+// a multipart file part mapped onto anything but a File is refused with a short message
+// (graphql-js would print the File object's internals into its coercion error).
 // In production (NODE_ENV=production) introspection is refused and "Did you mean …?"
 // suggestions are removed from every error, so the schema cannot be mapped from outside.
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
-import { GraphQLError, Lexer, NoSchemaIntrospectionCustomRule, Source, TokenKind, type ExecutionResult, type ValidationContext } from 'graphql';
+import {
+  getOperationAST,
+  GraphQLError,
+  isInputObjectType,
+  isInputType,
+  isListType,
+  isNonNullType,
+  isScalarType,
+  Lexer,
+  NoSchemaIntrospectionCustomRule,
+  Source,
+  TokenKind,
+  typeFromAST,
+  type ASTVisitor,
+  type DocumentNode,
+  type ExecutionResult,
+  type GraphQLInputType,
+  type GraphQLSchema,
+  type ValidationContext,
+} from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { config } from '../config.ts';
+import { isUploadedFile } from '../graphql/builder.ts';
 
 type GraphQLArmorConfig = NonNullable<Parameters<typeof EnvelopArmorPlugin>[0]>;
 
@@ -64,7 +88,80 @@ export function armorConfig(limits = config.graphqlLimits): GraphQLArmorConfig {
 }
 
 export function documentLimits(): Plugin[] {
-  return [tokenLimit(config.graphqlLimits.maxTokens), EnvelopArmorPlugin(armorConfig())];
+  return [tokenLimit(config.graphqlLimits.maxTokens), EnvelopArmorPlugin(armorConfig()), inputLimits()];
+}
+
+/**
+ * Items one list argument or input field may hold (fixed). Our only lists are status
+ * filters (6 distinct values; repeats are dropped before the database); a literal list is
+ * also bounded by GRAPHQL_MAX_TOKENS, a variable only by MAX_REQUEST_BYTES (~150,000 items).
+ */
+export const MAX_LIST_ITEMS = 100;
+
+const tooManyItems = (what: string, items: number) => `${what} has ${items} items, more than the ${MAX_LIST_ITEMS} a list may hold`;
+
+/** Why a variable's value is refused before coercion (`path` names it, e.g. "$input.image"), or null. */
+function checkInput(value: unknown, type: GraphQLInputType, path: string): string | null {
+  if (value == null) return null;
+  if (isNonNullType(type)) return checkInput(value, type.ofType, path);
+  if (isUploadedFile(value)) {
+    return isScalarType(type) && type.name === 'File' ? null : `${path} is a ${type.name}: a file may only be given for a File`;
+  }
+  if (isListType(type)) {
+    if (!Array.isArray(value)) return checkInput(value, type.ofType, path); // one item, as graphql-js coerces it
+    if (value.length > MAX_LIST_ITEMS) return tooManyItems(path, value.length);
+    for (let i = 0; i < value.length; i++) {
+      const why = checkInput(value[i], type.ofType, `${path}[${i}]`);
+      if (why) return why;
+    }
+    return null;
+  }
+  if (isInputObjectType(type) && typeof value === 'object' && !Array.isArray(value)) {
+    for (const field of Object.values(type.getFields())) {
+      if (!Object.hasOwn(value, field.name)) continue;
+      const why = checkInput((value as Record<string, unknown>)[field.name], field.type, `${path}.${field.name}`);
+      if (why) return why;
+    }
+  }
+  return null; // anything else is graphql-js' to coerce (or refuse)
+}
+
+function checkVariables(schema: GraphQLSchema, document: DocumentNode, operationName: string | null | undefined, variables: unknown): string | null {
+  const operation = getOperationAST(document, operationName);
+  if (!operation || typeof variables !== 'object' || variables === null) return null;
+  for (const definition of operation.variableDefinitions ?? []) {
+    const type = typeFromAST(schema, definition.type);
+    const name = definition.variable.name.value;
+    const why = type && isInputType(type) ? checkInput((variables as Record<string, unknown>)[name], type, `$${name}`) : null;
+    if (why) return why;
+  }
+  return null;
+}
+
+const listLiteralLimit = (context: ValidationContext): ASTVisitor => ({
+  ListValue(node) {
+    if (node.values.length > MAX_LIST_ITEMS) {
+      context.reportError(new GraphQLError(tooManyItems('A list', node.values.length), { nodes: node, extensions: { code: 'BAD_USER_INPUT' } }));
+    }
+  },
+});
+
+/** MAX_LIST_ITEMS and files only where a File goes, before any coercion; BAD_USER_INPUT (HTTP 400). */
+export function inputLimits(): Plugin {
+  const refusal = (message: string): ExecutionResult => ({
+    errors: [new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } })],
+  });
+  return {
+    onValidate: ({ addValidationRule }) => addValidationRule(listLiteralLimit),
+    onExecute({ args, setResultAndStopExecution }) {
+      const why = checkVariables(args.schema, args.document, args.operationName, args.variableValues);
+      if (why) setResultAndStopExecution(refusal(why));
+    },
+    onSubscribe({ args, setResultAndStopExecution }) {
+      const why = checkVariables(args.schema, args.document, args.operationName, args.variableValues);
+      if (why) setResultAndStopExecution(refusal(why));
+    },
+  };
 }
 
 const SUGGESTION = /\s*Did you mean [^?]*\?/g;

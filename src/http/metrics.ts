@@ -8,6 +8,7 @@ import { prisma } from '../db.ts';
 import { log } from '../log.ts';
 import { activeSubscriptions, clusterRegistry, graphqlDuration, httpDuration } from '../metrics.ts';
 import { queueCounts } from '../tasks/queue.ts';
+import { oldestDueQueuedMs } from '../tasks/store.ts';
 
 /** Measured at scrape time from the shared stores, so the same from every API process. */
 const sharedState = new client.Registry();
@@ -43,6 +44,36 @@ new client.Gauge({
   },
 });
 
+new client.Gauge({
+  name: 'tasklane_oldest_queued_task_seconds',
+  help: 'How long the longest-waiting due QUEUED task has waited; grows without bound when no worker takes jobs',
+  registers: [sharedState],
+  async collect() {
+    try {
+      this.set((await oldestDueQueuedMs()) / 1000);
+    } catch (error) {
+      this.reset();
+      log.warn({ err: (error as Error).message }, 'metrics: oldest queued task unavailable');
+    }
+  },
+});
+
+new client.Gauge({
+  name: 'tasklane_tasks_waiting_for_slot',
+  help: 'QUEUED tasks waiting because their key has MAX_RUNNING_TASKS_PER_KEY tasks running',
+  registers: [sharedState],
+  async collect() {
+    try {
+      const [{ count }] = await prisma.$queryRaw<{ count: number }[]>`
+        SELECT count(*)::int AS "count" FROM "Task" WHERE "status" = 'QUEUED' AND "waitingForSlot"`;
+      this.set(count);
+    } catch (error) {
+      this.reset();
+      log.warn({ err: (error as Error).message }, 'metrics: waiting task count unavailable');
+    }
+  },
+});
+
 /** This API process's own runtime (CPU, memory, event loop); not merged across processes. */
 const processRuntime = new client.Registry();
 client.collectDefaultMetrics({ register: processRuntime });
@@ -74,7 +105,7 @@ export function routeLabel(pathname: string): string {
 /** Times every request; must come first among the plugins (an earlier endResponse skips later onRequest hooks). */
 export function httpMetricsPlugin(): Plugin {
   // Keyed by the per-request server context: a later plugin may replace the Request
-  // object itself (uploadLimit wraps the body), the context stays the same.
+  // object itself (requestBody wraps the body), the context stays the same.
   const started = new WeakMap<object, { at: number; route: string }>();
   return {
     onRequest({ serverContext, url }) {

@@ -16,7 +16,7 @@ import {
   WrongTaskIdFormat,
 } from '../tasks/errors.ts';
 import { authenticate, bearerKey, type Caller } from '../tasks/keys.ts';
-import { bodyRefusal } from './upload-limit.ts';
+import { bodyRefusal } from './request-body.ts';
 import * as tasks from '../tasks/service.ts';
 import type { TaskRow } from '../tasks/service.ts';
 import { openApiDocument } from './openapi.ts';

@@ -3,9 +3,10 @@
 import { config } from '../config.ts';
 import { prisma } from '../db.ts';
 import { checkImageSignature } from '../image-urls.ts';
-import { redisCommands } from '../redis.ts';
 import { authenticate, bearerKey } from '../tasks/keys.ts';
+import { queueCounts } from '../tasks/queue.ts';
 import { getImageData } from '../tasks/service.ts';
+import { withTimeout } from '../timeout.ts';
 import { isUuid } from '../uuid.ts';
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -24,35 +25,26 @@ export function health(): Response {
   return text(200, 'ok\n');
 }
 
-async function within<T>(ms: number, work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /**
  * Set while the process starts (waiting for PostgreSQL, applying migrations): /ready says
  * 503 with this reason, and every route but /health and /ready answers 503 (server.ts).
  */
 export const startup: { pending: string | null } = { pending: null };
 
-/** 200 when PostgreSQL and Redis both answer within a second (and start-up is over), else 503 naming the culprit. */
+/**
+ * 200 when this process can do its work: start-up is over, PostgreSQL answers, and it can
+ * put jobs on the queue (a command through the very queue client that enqueues, which is
+ * replaced when it could not connect; a Redis that answers PING is not enough). Else 503
+ * naming the culprit.
+ */
 export async function ready(): Promise<Response> {
-  const [database, redis] = await Promise.allSettled([
-    within(1000, prisma.$queryRaw`SELECT 1`),
-    within(1000, redisCommands().ping()),
+  const [database, queue] = await Promise.allSettled([
+    withTimeout(prisma.$queryRaw`SELECT 1`, 1000, 'no answer from PostgreSQL'),
+    queueCounts(1000),
   ]);
   const report = {
     postgres: database.status === 'fulfilled' ? 'ok' : String(database.reason?.message ?? database.reason),
-    redis: redis.status === 'fulfilled' ? 'ok' : String(redis.reason?.message ?? redis.reason),
+    redis: queue.status === 'fulfilled' ? 'ok' : String(queue.reason?.message ?? queue.reason),
   };
   const ok = report.postgres === 'ok' && report.redis === 'ok' && !startup.pending;
   return new Response(JSON.stringify({ ready: ok, ...report, ...(startup.pending ? { starting: startup.pending } : {}) }), {
@@ -72,7 +64,7 @@ export async function image(request: Request, url: URL): Promise<Response> {
   if (!isUuid(id)) return text(404, 'no such image\n');
   let owner: string | null = null;
   if (url.searchParams.has('sig') || url.searchParams.has('exp')) {
-    const check = checkImageSignature(id, url.searchParams.get('exp'), url.searchParams.get('sig'));
+    const check = checkImageSignature(id, url.searchParams);
     if (check !== 'valid') return text(403, `${check} signature\n`);
   } else {
     const caller = await authenticate(bearerKey(request.headers.get('authorization')));

@@ -14,13 +14,15 @@
 // `event: next` per result, `event: complete` at the end.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getOperationAST, GraphQLError, type DocumentNode, type ExecutionResult } from 'graphql';
+import { config } from '../config.ts';
 import type { Context } from '../graphql/builder.ts';
 import { httpDuration } from '../metrics.ts';
 import { countedRequests, rateLimitedResponse, takeRequest } from './rate-limit.ts';
-import { maskError, yoga } from './yoga.ts';
+import { maskError } from './errors.ts';
+import { yoga } from './yoga.ts';
 
-/** A subscription request is a query and variables: a larger body is not one of ours. */
-const MAX_BODY_BYTES = 64 * 1024;
+/** A subscription request is a query and variables: a larger body is not one of ours (nor over MAX_REQUEST_BYTES). */
+const MAX_BODY_BYTES = Math.min(64 * 1024, config.maxRequestBytes);
 const PING_INTERVAL_MS = 12_000;
 const SSE_HEADERS = {
   'content-type': 'text/event-stream',

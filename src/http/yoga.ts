@@ -2,23 +2,22 @@
 // GraphiQL, plus the plain routes. Built here, listened in server.ts, so tests can also
 // call yoga.fetch in-process.
 import { GraphQLError } from 'graphql';
-import { createYoga, maskError as defaultMaskError, type Plugin } from 'graphql-yoga';
+import { createYoga, type Plugin } from 'graphql-yoga';
 import { config } from '../config.ts';
 import { schema } from '../graphql/index.ts';
 import { createLoaders } from '../graphql/loaders.ts';
-import { exposeDomainError } from '../graphql/errors.ts';
 import type { Context } from '../graphql/builder.ts';
-import { isDatabaseUnavailable } from '../db.ts';
 import { log } from '../log.ts';
 import { authenticate, bearerKey } from '../tasks/keys.ts';
 import { dashboard } from './dashboard.ts';
+import { maskError } from './errors.ts';
 import { documentLimits, hideSchemaHints } from './graphql-limits.ts';
 import { graphqlMetricsPlugin, httpMetricsPlugin, metrics } from './metrics.ts';
 import { countedRequests, rateLimitedError, rateLimitedResponse, takeRequest } from './rate-limit.ts';
 import { sharedSubscriptions } from './shared-subscriptions.ts';
 import { handleRest, problem, REST_PREFIX } from './rest.ts';
 import * as routes from './routes.ts';
-import { payloadTooLargeResponse, uploadLimit } from './upload-limit.ts';
+import { payloadTooLargeResponse, requestBody } from './request-body.ts';
 
 export function graphqlError(status: number, code: string, message: string): Response {
   return new Response(JSON.stringify({ errors: [{ message, extensions: { code } }] }), {
@@ -71,7 +70,7 @@ const rateLimit: Plugin = {
 
 const isRest = (url: URL) => url.pathname === REST_PREFIX || url.pathname.startsWith(`${REST_PREFIX}/`);
 
-/** Images and the REST facade: after the rate limit and the body limit (uploadLimit). */
+/** Images and the REST facade: after the rate limit and the body limit (requestBody). */
 const keyedRoutes: Plugin = {
   async onRequest({ request, url, endResponse }) {
     if (url.pathname.startsWith('/images/')) return endResponse(await routes.image(request, url));
@@ -80,7 +79,7 @@ const keyedRoutes: Plugin = {
   },
 };
 
-/** A body over MAX_UPLOAD_BYTES, refused from its Content-Length, in the format of its route. */
+/** A body over its limit, refused from its Content-Length, in the format of its route. */
 const refuseBody = (url: URL, message: string) =>
   isRest(url) ? problem(413, 'PayloadTooLarge', message) : payloadTooLargeResponse(message);
 
@@ -101,36 +100,16 @@ const validationIsBadRequest: Plugin = {
   },
 };
 
-export const DATABASE_UNAVAILABLE_MESSAGE = 'the database is unavailable; try again shortly';
-
 export const UNAUTHENTICATED_MESSAGE = 'a valid API key is required: send Authorization: Bearer <key>';
-
-/** Yoga's error masking, ours: domain errors exposed, PostgreSQL outages as 503, the rest masked. */
-export function maskError(error: unknown, message: string, isDev?: boolean): Error {
-  const original = error instanceof GraphQLError ? error.originalError : error;
-  const exposed = exposeDomainError(original, error instanceof GraphQLError ? error.path : undefined);
-  if (exposed) return exposed;
-  // PostgreSQL down or cut off: say so (503, retry later) instead of "Unexpected error".
-  if (isDatabaseUnavailable(original)) {
-    log.warn({ err: (original as Error)?.message }, 'database unavailable');
-    return new GraphQLError(DATABASE_UNAVAILABLE_MESSAGE, {
-      path: error instanceof GraphQLError ? error.path : undefined,
-      extensions: { code: 'SERVICE_UNAVAILABLE', http: { status: 503, headers: { 'retry-after': '5' } } },
-    });
-  }
-  if (!(error instanceof GraphQLError && !error.originalError)) log.error({ err: original }, 'unexpected error');
-  // Never the development variant (it adds the original message and stack, e.g. SQL).
-  void isDev;
-  return defaultMaskError(error, message, false);
-}
 
 export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
   schema,
   graphqlEndpoint: '/graphql',
   landingPage: false,
   batching: false,
-  // Ours is uploadLimit() (MAX_UPLOAD_BYTES, one file, PAYLOAD_TOO_LARGE). Yoga's own would
-  // cap at 25,000,000 bytes and turn a chunked multipart overflow into a 400.
+  // Ours is requestBody() (MAX_REQUEST_BYTES, or MAX_UPLOAD_BYTES and one file for a
+  // multipart upload; PAYLOAD_TOO_LARGE). Yoga's own would cap every body at 25,000,000
+  // bytes and turn a chunked multipart overflow into a 400.
   maxRequestBodySize: false,
   logging: {
     debug: (...args) => log.debug(args),
@@ -175,7 +154,7 @@ subscription Dashboard {
     httpMetricsPlugin(),
     openRoutes,
     rateLimit,
-    uploadLimit(refuseBody),
+    requestBody(refuseBody),
     keyedRoutes,
     ...documentLimits(),
     ...(config.production ? [hideSchemaHints()] : []),

@@ -9,6 +9,7 @@ import { log } from '../log.ts';
 import type { Redis } from 'ioredis';
 import { pool } from '../db.ts';
 import { channel, redisPubSub } from '../redis.ts';
+import { withTimeout } from '../timeout.ts';
 import { query, sql } from '../sql.ts';
 import type { TaskRow } from './store.ts';
 import type { TaskStatus } from '../generated/prisma/enums.ts';
@@ -34,19 +35,11 @@ export async function publishChange(task: TaskRow): Promise<void> {
     version: task.version,
     progress: task.progress,
   };
-  let timer: NodeJS.Timeout | undefined;
   try {
     // Bounded: a transition already committed must not wait on a sick Redis.
-    await Promise.race([
-      redisPubSub().engine.publish(ownerTopic(task.ownerId), change),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer from Redis in ${PUBLISH_TIMEOUT_MS} ms`)), PUBLISH_TIMEOUT_MS);
-      }),
-    ]);
+    await withTimeout(redisPubSub().engine.publish(ownerTopic(task.ownerId), change), PUBLISH_TIMEOUT_MS, 'no answer from Redis');
   } catch (error) {
     log.warn({ taskId: task.id, err: (error as Error).message }, 'could not publish task change');
-  } finally {
-    clearTimeout(timer);
   }
 }
 

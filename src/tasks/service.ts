@@ -4,6 +4,7 @@ import { config } from '../config.ts';
 import { pool, prisma } from '../db.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
 import {
+  checkOutputSize,
   inspectImage,
   InvalidResizeParams,
   UnsupportedImage,
@@ -53,10 +54,17 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
   try {
     info = await inspectImage(input.image, config.maxInputPixels);
   } catch (error) {
-    if (error instanceof UnsupportedImage) throw new InvalidImage(error.message);
-    throw error;
+    if (!(error instanceof UnsupportedImage)) throw error;
+    log.debug({ owner: caller.owner, err: error.cause }, `image refused: ${error.message}`);
+    throw new InvalidImage(error.message);
   }
   params = { ...params, format: input.resize.format ?? info.format };
+  try {
+    checkOutputSize(info, params, config.maxOutputPixels);
+  } catch (error) {
+    if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
+    throw error;
+  }
   const task = await store.insertTask({
     ownerId: caller.owner,
     jobDefinition: input.jobDefinition,
@@ -127,10 +135,12 @@ export async function listTasks(
     if (!anchor) throw new InvalidInput('after is not a cursor of this list', 'after');
     cursor = { createdAt: anchor.createdAt, id: anchor.id };
   }
+  // A status filter has at most 6 distinct values, however long the list it came in.
+  const statuses = [...new Set(options.status ?? [])];
   const rows = await prisma.task.findMany({
     where: {
       ownerId: caller.owner,
-      ...(options.status?.length ? { status: { in: options.status } } : {}),
+      ...(statuses.length ? { status: { in: statuses } } : {}),
       ...(cursor
         ? { OR: [{ createdAt: { lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { lt: cursor.id } }] }
         : {}),

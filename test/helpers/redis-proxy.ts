@@ -10,16 +10,28 @@ export interface RedisProxy {
   /** While blocked, new connections are closed at once (existing ones keep working). */
   block(): void;
   unblock(): void;
+  /** Blocks, and cuts every open connection: Redis is gone for whoever is behind the proxy. */
+  cut(): void;
+  /**
+   * Black-holes the open connections: they stay open but nothing passes any more, as when a
+   * firewall or NAT silently drops a connection. New connections work as usual.
+   */
+  freeze(): void;
+  /** How many connections were refused while blocked. */
+  refusedConnections(): number;
   close(): Promise<void>;
 }
 
 export async function startRedisProxy(): Promise<RedisProxy> {
   const target = new URL(REDIS_URL);
   let blocked = false;
+  let refused = 0;
   const ports = new Set<number>();
   const sockets = new Set<net.Socket>();
+  const pairs = new Set<[net.Socket, net.Socket]>();
   const server = net.createServer((client) => {
     if (blocked) {
+      refused++;
       client.destroy();
       return;
     }
@@ -31,7 +43,10 @@ export async function startRedisProxy(): Promise<RedisProxy> {
     });
     sockets.add(client).add(upstream);
     client.pipe(upstream).pipe(client);
+    const pair: [net.Socket, net.Socket] = [client, upstream];
+    pairs.add(pair);
     const close = () => {
+      pairs.delete(pair);
       client.destroy();
       upstream.destroy();
       sockets.delete(client);
@@ -50,6 +65,18 @@ export async function startRedisProxy(): Promise<RedisProxy> {
     upstreamPorts: () => new Set(ports),
     block: () => void (blocked = true),
     unblock: () => void (blocked = false),
+    refusedConnections: () => refused,
+    freeze() {
+      for (const [client, upstream] of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+      }
+      pairs.clear();
+    },
+    cut() {
+      blocked = true;
+      for (const socket of sockets) socket.destroy();
+    },
     async close() {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,0 +1,61 @@
+// How an error leaves the GraphQL API (HTTP, SSE, WebSocket): yoga's error masking, ours.
+// - A domain error (src/tasks/errors.ts) outside a result union: its code (graphql/errors.ts).
+// - PostgreSQL unreachable: SERVICE_UNAVAILABLE (503, Retry-After), logged as a warning.
+// - A refusal of the client's request made by graphql-js, yoga or us (a GraphQLError all the
+//   way down: a variable that does not coerce, a document that does not parse, a body that
+//   is not JSON, …): passed through with a code, logged at debug — it is the client's fault.
+// - Anything else is unexpected: "Unexpected error." to the client (never a stack, SQL or a
+//   library's internals, whatever NODE_ENV), the details in the log at error level.
+import { GraphQLError } from 'graphql';
+import { maskError as defaultMaskError } from 'graphql-yoga';
+import { isDatabaseUnavailable } from '../db.ts';
+import { exposeDomainError } from '../graphql/errors.ts';
+import { log } from '../log.ts';
+
+export const DATABASE_UNAVAILABLE_MESSAGE = 'the database is unavailable; try again shortly';
+
+/** True if `error` is a GraphQLError and so is every error it wraps: a refusal, not a fault. */
+function isRefusal(error: unknown): error is GraphQLError {
+  if (!(error instanceof GraphQLError)) return false;
+  return error.originalError == null || isRefusal(error.originalError);
+}
+
+/** A refusal's message is cut here: graphql-js quotes the offending value, however long. */
+const MAX_MESSAGE_CHARS = 500;
+
+/** The code of a refusal that came without one (graphql-js gives none, yoga not always). */
+function codeOf(error: GraphQLError): string {
+  if (error.message.startsWith('Syntax Error')) return 'GRAPHQL_PARSE_FAILED';
+  if (error.message.startsWith('Variable "$')) return 'BAD_USER_INPUT'; // a variable that does not coerce
+  return 'BAD_REQUEST';
+}
+
+export function maskError(error: unknown, message: string, isDev?: boolean): Error {
+  const path = error instanceof GraphQLError ? error.path : undefined;
+  const original = error instanceof GraphQLError ? error.originalError : error;
+  const exposed = exposeDomainError(original, path);
+  if (exposed) {
+    log.debug({ code: exposed.extensions.code, err: exposed.message }, 'request refused');
+    return exposed;
+  }
+  // PostgreSQL down or cut off: say so (503, retry later) instead of "Unexpected error".
+  if (isDatabaseUnavailable(original)) {
+    log.warn({ err: (original as Error)?.message }, 'database unavailable');
+    return new GraphQLError(DATABASE_UNAVAILABLE_MESSAGE, {
+      path,
+      extensions: { code: 'SERVICE_UNAVAILABLE', http: { status: 503, headers: { 'retry-after': '5' } } },
+    });
+  }
+  if (isRefusal(error)) {
+    // The errors are fresh per request (as validationIsBadRequest relies on too).
+    const extensions = error.extensions as Record<string, unknown>;
+    extensions.code ??= codeOf(error);
+    if (error.message.length > MAX_MESSAGE_CHARS) error.message = `${error.message.slice(0, MAX_MESSAGE_CHARS)}…`;
+    log.debug({ code: extensions.code, err: error.message }, 'request refused');
+    return error;
+  }
+  log.error({ err: original }, 'unexpected error');
+  // Never the development variant (it adds the original message and stack, e.g. SQL).
+  void isDev;
+  return defaultMaskError(error, message, false);
+}

@@ -1,0 +1,118 @@
+// Redis misbehaving at the worst moments, end to end: a real `npm start` deployment whose
+// every Redis connection goes through a TCP proxy this test owns (the machine's Redis is
+// never touched). Each scenario submits tasks while Redis drops connections, brings it
+// back, and checks that every task is DONE exactly once and /ready tells the truth
+// throughout — the service must heal itself, not need a restart.
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { client, until, type Client } from './helpers/client.ts';
+import { auditWhenSettled } from './helpers/faults.ts';
+import { photo } from './helpers/images.ts';
+import { createInfra, type TestInfra } from './helpers/infra.ts';
+import { startRedisProxy, type RedisProxy } from './helpers/redis-proxy.ts';
+import { SCRIPTS, startProcess, startService, testEnv, type RunningProcess, type Service } from './helpers/service.ts';
+import { submit } from './helpers/tasks.ts';
+
+vi.setConfig({ testTimeout: 180_000, hookTimeout: 180_000 });
+
+const SMALL = { width: 64, format: 'PNG' };
+
+let infra: TestInfra | undefined;
+let proxy: RedisProxy | undefined;
+let service: Service | undefined;
+
+afterEach(async () => {
+  await service?.stop();
+  await proxy?.close();
+  await infra?.dispose();
+  service = proxy = infra = undefined;
+});
+
+async function deployment(label: string, { blockRedisAtStart }: { blockRedisAtStart: boolean }) {
+  infra = await createInfra(label);
+  proxy = await startRedisProxy();
+  if (blockRedisAtStart) proxy.cut();
+  service = await startService(infra, { REDIS_URL: proxy.url, WORKERS: '2', RECONCILE_INTERVAL_MS: '250' });
+  const alice = client(service.url, await infra.createKey('alice'));
+  return { infra, proxy, service, alice };
+}
+
+async function readiness(url: string): Promise<{ status: number; body: Record<string, string> }> {
+  const response = await fetch(`${url}/ready`);
+  return { status: response.status, body: (await response.json()) as Record<string, string> };
+}
+
+async function submitAll(alice: Client, image: Buffer, n: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) ids.push(await submit(alice, image, SMALL));
+  return ids;
+}
+
+async function expectAllDoneOnce(sql: TestInfra['sql'], ids: string[]) {
+  const result = await auditWhenSettled(sql, ids, 90_000);
+  expect(result.stuck, 'stuck tasks').toEqual([]);
+  expect(result.lost).toEqual([]);
+  expect(result.duplicates).toEqual([]);
+  expect([...result.facts.values()].map((task) => task.status)).toEqual(ids.map(() => 'DONE'));
+}
+
+describe('Redis dropping connections', () => {
+  it('during start-up: nothing is taken meanwhile, /ready says 503, and everything runs once Redis is back', async () => {
+    const image = await photo(200, 150);
+    const { infra, proxy, service, alice } = await deployment('redis_startup', { blockRedisAtStart: true });
+    const during = await readiness(service.url);
+    expect(during.status).toBe(503);
+    expect(during.body.redis).not.toBe('ok');
+    expect(during.body.postgres).toBe('ok');
+    const ids = await submitAll(alice, image, 4);
+    // Every process has tried (and failed) to reach Redis by now, more than once.
+    await until(() => Promise.resolve(proxy.refusedConnections()), (n) => n >= 10, 60_000, 50);
+    proxy.unblock();
+    await expectAllDoneOnce(infra.sql, ids);
+    expect((await readiness(service.url)).status).toBe(200);
+    // Work submitted after the outage flows as usual.
+    await expectAllDoneOnce(infra.sql, await submitAll(alice, image, 2));
+  });
+
+  it('cut after a healthy start, before anything was enqueued: the same', async () => {
+    const image = await photo(200, 150);
+    const { infra, proxy, service, alice } = await deployment('redis_first_enqueue', { blockRedisAtStart: false });
+    await until(() => readiness(service.url), (r) => r.status === 200, 30_000, 100);
+    proxy.cut();
+    const ids = await submitAll(alice, image, 4);
+    const during = await readiness(service.url);
+    expect(during.status).toBe(503);
+    expect(during.body.redis).not.toBe('ok');
+    await until(() => Promise.resolve(proxy.refusedConnections()), (n) => n >= 10, 60_000, 50);
+    proxy.unblock();
+    await expectAllDoneOnce(infra.sql, ids);
+    expect((await readiness(service.url)).status).toBe(200);
+    await expectAllDoneOnce(infra.sql, await submitAll(alice, image, 2));
+  });
+});
+
+describe('a worker whose Redis connections silently stop passing data (black-holed)', () => {
+  let worker: RunningProcess | undefined;
+  afterAll(() => worker?.stop());
+
+  it('finds a due task waiting while it is idle, says so, rebuilds its queue consumer and runs the task', async () => {
+    const image = await photo(200, 150);
+    infra = await createInfra('redis_blackhole');
+    proxy = await startRedisProxy();
+    // The API talks to Redis directly; only the worker goes through the proxy.
+    service = await startService(infra, { WORKERS: '0' }, SCRIPTS.api);
+    worker = startProcess(SCRIPTS.worker, testEnv(infra, { REDIS_URL: proxy.url, STUCK_QUEUE_MS: '2000', RECONCILE_INTERVAL_MS: '250' }));
+    await worker.waitFor(/worker ready/);
+    const alice = client(service.url, await infra.createKey('alice'));
+    await expectAllDoneOnce(infra.sql, await submitAll(alice, image, 1));
+
+    proxy.freeze();
+    const ids = await submitAll(alice, image, 2);
+    await worker.waitFor(/a due task waits while this worker is idle; rebuilding its queue consumer/, 60_000);
+    await expectAllDoneOnce(infra.sql, ids);
+    const [{ waited }] = await infra.sql<{ waited: number }>(
+      `SELECT count(*)::int AS waited FROM "TaskEvent" WHERE "taskId" = ANY($1::uuid[]) AND status = 'RUNNING'`,
+      [ids],
+    );
+    expect(waited).toBe(2); // each ran once: the repair took nothing twice
+  });
+});
