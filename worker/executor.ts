@@ -1,6 +1,6 @@
 // A child process of a worker that runs one job at a time, so the worker can stop work
 // for real (SIGKILL) on a timeout: libvips' own timeout does not stop every encoder.
-// Speaks a tiny IPC protocol: {bytes, params, maxInputPixels} in; progress, then the
+// Speaks a tiny IPC protocol: {bytes, params, maxInputPixels, maxOutputPixels} in; progress, then the
 // result or an error out.
 import { InvalidResizeParams, resizeImage, UnsupportedImage, type ResizeParams } from '../src/jobs/image-resize.ts';
 
@@ -10,6 +10,7 @@ export interface ExecutorRequest {
   bytes: Uint8Array;
   params: ResizeParams;
   maxInputPixels: number;
+  maxOutputPixels: number;
 }
 
 export type ExecutorMessage =
@@ -32,6 +33,7 @@ process.on('message', async (request: ExecutorRequest) => {
   try {
     const result = await resizeImage(request.bytes, request.params, {
       maxInputPixels: request.maxInputPixels,
+      maxOutputPixels: request.maxOutputPixels,
       onStage: (stage, progress) => {
         if (performance.now() - started >= QUIET_START_MS) send({ type: 'progress', stage, progress });
       },
@@ -45,11 +47,12 @@ process.on('message', async (request: ExecutorRequest) => {
 });
 
 // The worker owns us: when it goes, we go. Signals meant for the whole process group
-// (Ctrl-C in a terminal, a SIGTERM fan-out) are the worker's to handle: it decides
+// (Ctrl-C in a terminal, the terminal closing, a SIGTERM fan-out) are the worker's to handle: it decides
 // whether the job finishes or is handed back, and kills us if need be.
 process.on('disconnect', () => process.exit(0));
 process.on('SIGINT', () => {});
 process.on('SIGTERM', () => {});
+process.on('SIGHUP', () => {});
 
 // Only now can a job be received: the pool sends nothing before this, so JOB_TIMEOUT_MS
 // never counts our start-up (loading sharp takes a while on a busy machine).

@@ -9,13 +9,15 @@ import { config } from '../src/config.ts';
 import { prisma } from '../src/db.ts';
 import type { ResizeParams } from '../src/jobs/image-resize.ts';
 import { log } from '../src/log.ts';
-import { jobDuration, queueWait, startMetricsPush } from '../src/metrics.ts';
+import { claimsWaiting, jobDuration, queueWait, startMetricsPush } from '../src/metrics.ts';
 import { JobConsumer } from '../src/job-queue.ts';
 import { closeRedis } from '../src/redis.ts';
+import { onStopRequest } from '../src/stop-signals.ts';
 import { closeQueue } from '../src/tasks/queue.ts';
 import { publishChange } from '../src/tasks/events.ts';
 import { retryDelayMs } from '../src/tasks/lifecycle.ts';
 import { startReconciler } from '../src/tasks/reconciler.ts';
+import { wakeWaiting } from '../src/tasks/running-slots.ts';
 import * as store from '../src/tasks/store.ts';
 import { ExecutorCrashed, ExecutorPool, JobTimedOut, PermanentJobError } from './executor-pool.ts';
 import { startLivenessCheck } from './liveness.ts';
@@ -34,7 +36,14 @@ async function publish(task: store.TaskRow | null) {
 }
 
 export async function runJob(taskId: string): Promise<void> {
-  const claimed = await store.claim(taskId, config.leaseMs);
+  const claimed = await store.claim(taskId, config.leaseMs, config.maxRunningTasksPerKey);
+  if (claimed === 'waiting') {
+    // Its owner has MAX_RUNNING_TASKS_PER_KEY tasks running: this job ends here, the task stays
+    // QUEUED (no attempt spent) and is enqueued again when a slot frees (running-slots.ts).
+    claimsWaiting.inc();
+    log.debug({ taskId }, 'job deferred: its key is at MAX_RUNNING_TASKS_PER_KEY');
+    return;
+  }
   if (!claimed) {
     log.debug({ taskId }, 'job skipped: task is not QUEUED (done, deleted or running elsewhere)');
     return;
@@ -83,7 +92,12 @@ export async function runJob(taskId: string): Promise<void> {
     }
     await progress(0.05);
     const result = await executors().run(
-      { bytes: source, params: task.params as unknown as ResizeParams, maxInputPixels: config.maxInputPixels },
+      {
+        bytes: source,
+        params: task.params as unknown as ResizeParams,
+        maxInputPixels: config.maxInputPixels,
+        maxOutputPixels: config.maxOutputPixels,
+      },
       { timeoutMs: config.jobTimeoutMs, onProgress: (value) => void progress(value), signal: abort.signal },
     );
     await progress(0.9); // stored next
@@ -119,6 +133,10 @@ export async function runJob(taskId: string): Promise<void> {
     endTimer({ outcome });
     clearInterval(heartbeat);
     inFlight.delete(taskId);
+    // This delivery's slot is free (whatever the outcome): the owner's next waiting task may run.
+    await wakeWaiting(task.ownerId).catch((error: Error) =>
+      log.warn({ taskId, err: error.message }, 'could not wake tasks waiting for a slot; the reconciler will'),
+    );
   }
 }
 
@@ -186,8 +204,7 @@ async function main() {
     await prisma.$disconnect();
     process.exit(0);
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  onStopRequest((reason) => void shutdown(reason));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

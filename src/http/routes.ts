@@ -26,9 +26,16 @@ export function health(): Response {
 }
 
 /**
- * 200 when this process can do its work: PostgreSQL answers, and it can put jobs on the
- * queue (a command through the very queue client that enqueues, which is replaced when it
- * could not connect; a Redis that answers PING is not enough). Else 503 naming the culprit.
+ * Set while the process starts (waiting for PostgreSQL, applying migrations): /ready says
+ * 503 with this reason, and every route but /health and /ready answers 503 (server.ts).
+ */
+export const startup: { pending: string | null } = { pending: null };
+
+/**
+ * 200 when this process can do its work: start-up is over, PostgreSQL answers, and it can
+ * put jobs on the queue (a command through the very queue client that enqueues, which is
+ * replaced when it could not connect; a Redis that answers PING is not enough). Else 503
+ * naming the culprit.
  */
 export async function ready(): Promise<Response> {
   const [database, queue] = await Promise.allSettled([
@@ -39,8 +46,8 @@ export async function ready(): Promise<Response> {
     postgres: database.status === 'fulfilled' ? 'ok' : String(database.reason?.message ?? database.reason),
     redis: queue.status === 'fulfilled' ? 'ok' : String(queue.reason?.message ?? queue.reason),
   };
-  const ok = report.postgres === 'ok' && report.redis === 'ok';
-  return new Response(JSON.stringify({ ready: ok, ...report }), {
+  const ok = report.postgres === 'ok' && report.redis === 'ok' && !startup.pending;
+  return new Response(JSON.stringify({ ready: ok, ...report, ...(startup.pending ? { starting: startup.pending } : {}) }), {
     status: ok ? 200 : 503,
     headers: { 'content-type': 'application/json' },
   });

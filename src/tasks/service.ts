@@ -4,6 +4,7 @@ import { config } from '../config.ts';
 import { pool, prisma } from '../db.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
 import {
+  checkOutputSize,
   inspectImage,
   InvalidResizeParams,
   UnsupportedImage,
@@ -58,6 +59,12 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
     throw new InvalidImage(error.message);
   }
   params = { ...params, format: input.resize.format ?? info.format };
+  try {
+    checkOutputSize(info, params, config.maxOutputPixels);
+  } catch (error) {
+    if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
+    throw error;
+  }
   const task = await store.insertTask({
     ownerId: caller.owner,
     jobDefinition: input.jobDefinition,
