@@ -1,5 +1,5 @@
-// GraphQL over HTTP conformance: graphql-http's server audits (written by the spec's
-// authors, not by us) against a real /graphql with a valid key, every MUST and SHOULD ok;
+// GraphQL over HTTP conformance: graphql-http's server audits (the spec's reference
+// implementation, not ours) against a real /graphql with a valid key, every MUST and SHOULD ok;
 // then the status codes the spec asks for a request that fails before execution, per
 // Accept header, and that such checks come only after authentication.
 import { serverAudits } from 'graphql-http';
