@@ -194,6 +194,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     stuckQueueMs: read(env, 'STUCK_QUEUE_MS', integer(1000), 30_000),
     /** SHUTDOWN_GRACE_MS (20000): how long SIGTERM waits for in-flight work before forcing. */
     shutdownGraceMs: read(env, 'SHUTDOWN_GRACE_MS', integer(0), 20_000),
+    /**
+     * METRICS_TOKEN (unset: /metrics is open, as Prometheus expects): when set, /metrics
+     * answers only `Authorization: Bearer <METRICS_TOKEN>` (Prometheus' `authorization` scrape setting).
+     */
+    metricsToken: read(env, 'METRICS_TOKEN', text(), ''), // no pattern: a refusal would print the secret
     /** METRICS_PUSH_INTERVAL_MS (5000): how often each process writes its metrics to Redis for /metrics to merge. */
     metricsPushIntervalMs: read(env, 'METRICS_PUSH_INTERVAL_MS', integer(100, 600_000), 5000),
     /**

@@ -16,6 +16,8 @@ let listTasks: typeof import('../src/tasks/service.ts').listTasks;
 let dispose: () => Promise<void>;
 
 const MAX_REQUEST_BYTES = 64 * 1024;
+/** Set here, so /metrics wants it; unset (the default), test/metrics.e2e.test.ts scrapes it open. */
+const METRICS_TOKEN = 'metrics-token-of-the-edge-test';
 
 beforeAll(async () => {
   infra = await createInfra('edge');
@@ -26,6 +28,7 @@ beforeAll(async () => {
     LOG_LEVEL: 'silent',
     MAX_REQUEST_BYTES: String(MAX_REQUEST_BYTES),
     MAX_UPLOAD_BYTES: String(4 * 1024 * 1024),
+    METRICS_TOKEN,
   });
   const { migrate } = await import('../src/migrate.ts');
   await migrate(infra.databaseUrl);
@@ -321,5 +324,24 @@ describe('signed image URLs: one canonical exp, one sig', () => {
     const expired = createHmac('sha256', value).update(`${imageId}.${past}`).digest('base64url');
     const response = await fetchImage(`exp=${past}&sig=${expired}`);
     expect([response.status, await response.text()]).toEqual([403, 'expired signature\n']);
+  });
+});
+
+describe('/metrics with METRICS_TOKEN set', () => {
+  const scrape = (headers: Record<string, string> = {}) => yoga.fetch('http://edge/metrics', { headers });
+
+  it('refuses a scrape without the token, or with another one, with 401 and WWW-Authenticate: Bearer', async () => {
+    for (const headers of [{}, { authorization: 'Bearer nope' }, { authorization: `Bearer ${METRICS_TOKEN}x` }, auth(), { authorization: METRICS_TOKEN }]) {
+      const response = await scrape(headers);
+      expect(response.status).toBe(401);
+      expect(response.headers.get('www-authenticate')).toBe('Bearer');
+      expect(await response.text()).not.toContain('tasklane_');
+    }
+  });
+
+  it('answers the scrape that sends it', async () => {
+    const response = await scrape({ authorization: `Bearer ${METRICS_TOKEN}` });
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain('tasklane_tasks');
   });
 });

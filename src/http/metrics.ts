@@ -1,9 +1,11 @@
 // /metrics (Prometheus text format) and the yoga plugins that time HTTP requests and
 // GraphQL operations and count open subscriptions. What the metrics are and how the
 // workers' reach this endpoint: src/metrics.ts.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { Kind, type DocumentNode, type OperationDefinitionNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import client from 'prom-client';
+import { config } from '../config.ts';
 import { prisma } from '../db.ts';
 import { log } from '../log.ts';
 import { activeSubscriptions, clusterRegistry, graphqlDuration, httpDuration } from '../metrics.ts';
@@ -82,6 +84,12 @@ export async function metrics(request: Request): Promise<Response> {
   if (request.method !== 'GET' && request.method !== 'HEAD') {
     return new Response('method not allowed\n', { status: 405, headers: { allow: 'GET, HEAD' } });
   }
+  if (!metricsAuthorized(request.headers.get('authorization'))) {
+    return new Response('METRICS_TOKEN is set: send Authorization: Bearer <METRICS_TOKEN>\n', {
+      status: 401,
+      headers: { 'content-type': 'text/plain; charset=utf-8', 'www-authenticate': 'Bearer' },
+    });
+  }
   const merged = await clusterRegistry('api');
   const body = (await Promise.all([merged.metrics(), sharedState.metrics(), processRuntime.metrics()]))
     .join('\n')
@@ -89,6 +97,16 @@ export async function metrics(request: Request): Promise<Response> {
     // exposition format does not know; scrapers expect `NaN`.
     .replace(/ Nan$/gm, ' NaN');
   return new Response(body, { status: 200, headers: { 'content-type': client.Registry.PROMETHEUS_CONTENT_TYPE } });
+}
+
+/** True when METRICS_TOKEN is unset, or `header` is `Bearer <METRICS_TOKEN>` (compared in constant time). */
+function metricsAuthorized(header: string | null): boolean {
+  if (!config.metricsToken) return true;
+  const match = /^\s*Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  if (!match) return false;
+  // Hashes of equal length, so neither the comparison nor its length check tells anything.
+  const digest = (value: string) => createHash('sha256').update(value).digest();
+  return timingSafeEqual(digest(match[1]), digest(config.metricsToken));
 }
 
 /** A bounded route label: ids become `:id`, unknown paths `other`. */
