@@ -1,5 +1,6 @@
 // Signed, expiring image URLs: `/images/<id>?exp=<unix seconds>&sig=<HMAC-SHA256>`, usable
-// in an <img src> without headers. The secret comes from SIGNING_SECRET or, if unset, is
+// in an <img src> without headers; stream tickets (src/tasks/keys.ts) are signed with the
+// same secret. The secret comes from SIGNING_SECRET or, if unset, is
 // generated once and kept in the database, so every process and every restart agree.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { config } from './config.ts';
@@ -24,7 +25,12 @@ export async function loadSigningSecret(): Promise<void> {
   secret = Buffer.from(row.value);
 }
 
-function sign(id: string, expires: number): string {
+/**
+ * HMAC-SHA256 (base64url) of `<id>.<expires>` with the signing secret. An image's `id` is a
+ * UUID; other users of the secret put a prefix that no UUID has (`stream-ticket.<key id>`),
+ * so no signature made for one purpose is valid for another.
+ */
+export function sign(id: string, expires: number): string {
   if (!secret) throw new Error('loadSigningSecret() was not called');
   return createHmac('sha256', secret).update(`${id}.${expires}`).digest('base64url');
 }

@@ -1,6 +1,7 @@
 // Live updates end to end: a real `npm start` (API + worker), subscriptions over SSE (as
 // curl and EventSource see them) and WebSocket (graphql-ws's client), refusals and
 // revocation.
+import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { graphql } from './gql/index.ts';
 import { client, until, type Client } from './helpers/client.ts';
@@ -39,6 +40,18 @@ const WatchTask = graphql(`
   }
 `);
 
+const CreateStreamTicket = graphql(`
+  mutation LiveCreateStreamTicket {
+    createStreamTicket { ticket expiresAt }
+  }
+`);
+
+const ListTasks = graphql(`
+  query LiveListTasks {
+    tasks(first: 1) { edges { node { id } } }
+  }
+`);
+
 const WatchTasks = graphql(`
   subscription WatchTasks($status: [TaskStatus!]) {
     tasksUpdated(status: $status) { id status version }
@@ -46,6 +59,9 @@ const WatchTasks = graphql(`
 `);
 
 type State = { id: string; status: string; progress: number; version: number; result: { width: number } | null; events: { status: string }[] };
+
+/** Known to the test, so it can sign an expired ticket as the server would. */
+const SIGNING_SECRET = 'signing-secret-of-the-subscriptions-test';
 
 let infra: TestInfra;
 let service: Service;
@@ -56,7 +72,7 @@ let small: Buffer;
 
 beforeAll(async () => {
   infra = await createInfra('live');
-  [service, big, small] = await Promise.all([startService(infra, { WORKERS: '1' }), photo(2725, 2225), photo(64, 48)]);
+  [service, big, small] = await Promise.all([startService(infra, { WORKERS: '1', SIGNING_SECRET }), photo(2725, 2225), photo(64, 48)]);
   alice = client(service.url, await infra.createKey('alice'));
   mallory = client(service.url, await infra.createKey('mallory'));
 });
@@ -296,6 +312,102 @@ describe('refusals: an error with its code, and never a data event', () => {
   });
 });
 
+async function streamTicket(c: Client): Promise<string> {
+  const { data, status } = await c.request(CreateStreamTicket);
+  expect(status).toBe(200);
+  return data!.createStreamTicket.ticket;
+}
+
+describe('stream tickets (EventSource without the key in its URL)', () => {
+  const unauthenticated = [{ errors: [expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } })] }];
+
+  async function expectRefusedStream(stream: Awaited<ReturnType<typeof sse>>) {
+    expect(stream.status).toBe(401);
+    await within(stream.ended, 10_000, 'the refused SSE stream to end');
+    expect(stream.results).toEqual(unauthenticated);
+  }
+
+  it('a key trades for a 60 s ticket that opens an SSE subscription as ?ticket= (GET, as EventSource does)', async () => {
+    const before = Date.now();
+    const { data } = await alice.request(CreateStreamTicket);
+    const { ticket, expiresAt } = data!.createStreamTicket;
+    expect(ticket).not.toContain(alice.key!.slice(3, 20));
+    expect(Date.parse(expiresAt) - before).toBeGreaterThan(55_000);
+    expect(Date.parse(expiresAt) - before).toBeLessThanOrEqual(61_000);
+
+    const id = await createTask(alice, small, { width: 8 });
+    const stream = await sse(service.url, WatchTask, { id }, { ticket });
+    try {
+      expect(stream.status).toBe(200);
+      const first = await stream.waitFor(() => true);
+      expect(first.data?.taskUpdated).toMatchObject({ id, status: 'CREATED' });
+      // Usable again until it expires (a reconnect may reuse it); the dashboard fetches a fresh one anyway.
+      const again = await sse(service.url, WatchTasks, {}, { ticket });
+      expect(again.status).toBe(200);
+      again.close();
+    } finally {
+      stream.close();
+    }
+  });
+
+  it('a tampered or expired ticket is refused with 401 UNAUTHENTICATED', async () => {
+    const ticket = await streamTicket(alice);
+    const [keyId, expires, signature] = ticket.split('.');
+    const flip = (text: string) => text.slice(0, -2) + (text.at(-2) === 'A' ? 'B' : 'A') + text.at(-1);
+    const sign = (exp: number) => createHmac('sha256', SIGNING_SECRET).update(`stream-ticket.${keyId}.${exp}`).digest('base64url');
+    const expired = Math.floor(Date.now() / 1000) - 1;
+    // The genuine article works, signed by the test as by the server; the variants do not.
+    expect(sign(Number(expires))).toBe(signature);
+    for (const bad of [
+      `${keyId}.${expires}.${flip(signature)}`,
+      `${keyId}.${Number(expires) + 3600}.${signature}`,
+      `${mallory.key}.${expires}.${signature}`,
+      `${keyId}.${expired}.${sign(expired)}`,
+      `${ticket}x`,
+      '',
+    ]) {
+      await expectRefusedStream(await sse(service.url, WatchTasks, {}, { ticket: bad }));
+    }
+  });
+
+  it('a ticket is no credential anywhere but an SSE subscription: not as a key, not on a query, nor REST, images, WebSocket', async () => {
+    const ticket = await streamTicket(alice);
+    // As a bearer key or ?token=: GraphQL over HTTP, SSE, REST, images.
+    const asKey = client(service.url, ticket);
+    expect(await asKey.request(ListTasks)).toMatchObject({ status: 401, errors: [{ extensions: { code: 'UNAUTHENTICATED' } }] });
+    expect((await asKey.request(CreateStreamTicket)).status).toBe(401);
+    await expectRefusedStream(await sse(service.url, WatchTasks, {}, { key: ticket }));
+    await expectRefusedStream(await sse(service.url, WatchTasks, {}, { token: ticket }));
+    expect((await fetch(`${service.url}/api/tasks`, { headers: { authorization: `Bearer ${ticket}` } })).status).toBe(401);
+    expect((await fetch(`${service.url}/api/tasks?ticket=${ticket}`)).status).toBe(401);
+    const id = await createTask(alice, small, { width: 8 });
+    const { data } = await alice.request(graphql(`query LiveSource($id: ID!) { task(id: $id) { ... on Task { source { id } } } }`), { id });
+    const imageId = (data!.task as { source: { id: string } }).source.id;
+    expect((await fetch(`${service.url}/images/${imageId}`, { headers: { authorization: `Bearer ${ticket}` } })).status).toBe(401);
+    expect((await fetch(`${service.url}/images/${imageId}?ticket=${ticket}`)).status).toBe(401);
+    // As ?ticket= on anything but a subscription over SSE: a query, a mutation, a POSTed subscription.
+    const url = (query: string) => `${service.url}/graphql?query=${encodeURIComponent(query)}&ticket=${encodeURIComponent(ticket)}`;
+    for (const accept of ['text/event-stream', 'application/graphql-response+json']) {
+      const response = await fetch(url('{ tasks(first: 1) { edges { node { id } } } }'), { headers: { accept } });
+      expect(response.status).toBe(401);
+      expect(await response.text()).toContain('UNAUTHENTICATED');
+    }
+    const mutation = await fetch(`${service.url}/graphql?ticket=${encodeURIComponent(ticket)}`, {
+      method: 'POST',
+      headers: { accept: 'application/json', 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'mutation { createStreamTicket { ticket } }' }),
+    });
+    expect(mutation.status).toBe(401);
+    await expectRefusedStream(await sse(service.url, WatchTasks, {}, { ticket, method: 'POST' }));
+    // WebSocket: connectionParams.authorization wants a key.
+    const ws = wsClient(service.url, ticket);
+    const overWs = wsSubscribe(ws, WatchTasks, {});
+    const ended = (await within(overWs.ended, 10_000, 'the refused WebSocket to close')) as { error: { code: number } };
+    expect(ended.error).toMatchObject({ code: 4401 });
+    await ws.dispose();
+  });
+});
+
 describe('identical subscriptions', () => {
   /** Source streams open in the API (shared by identical subscriptions), and the subscriptions. */
   async function liveCounts() {
@@ -409,20 +521,28 @@ describe('revocation', () => {
     const aliceId = await createTask(alice, small, { width: 8 });
     const overSse = await sse(service.url, WatchTask, { id }, { key: daveKey });
     const dashboard = await sse(service.url, WatchTasks, {}, { token: daveKey });
+    const [ticket, laterTicket] = [await streamTicket(dave), await streamTicket(dave)];
+    const viaTicket = await sse(service.url, WatchTask, { id }, { ticket });
     const ws = wsClient(service.url, daveKey);
     const aliceWs = wsClient(service.url, alice.key);
     try {
       const overWs = wsSubscribe(ws, WatchTask, { id });
       const aliceStream = wsSubscribe(aliceWs, WatchTask, { id: aliceId });
-      await Promise.all([overSse.waitFor(() => true), overWs.waitFor(() => true), aliceStream.waitFor(() => true)]);
+      await Promise.all([overSse.waitFor(() => true), viaTicket.waitFor(() => true), overWs.waitFor(() => true), aliceStream.waitFor(() => true)]);
       await new Promise((r) => setTimeout(r, 300)); // the dashboard has no first event
 
       const revoke = startProcess(SCRIPTS.key, testEnv(infra, { LOG_LEVEL: 'silent' }), ['revoke', 'dave']);
       expect(await revoke.exited).toBe(0);
 
-      await within(Promise.all([overSse.ended, dashboard.ended]), 10_000, 'the SSE streams to end');
+      await within(Promise.all([overSse.ended, dashboard.ended, viaTicket.ended]), 10_000, 'the SSE streams to end');
       const unauthenticated = expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } });
       expect(overSse.results.map((r) => r.data?.taskUpdated ? 'data' : r.errors)).toEqual(['data', [unauthenticated]]);
+      expect(viaTicket.results.map((r) => r.data?.taskUpdated ? 'data' : r.errors)).toEqual(['data', [unauthenticated]]);
+      // A ticket of the revoked key, still within its 60 s, opens nothing any more.
+      const late = await sse(service.url, WatchTask, { id }, { ticket: laterTicket });
+      expect(late.status).toBe(401);
+      await within(late.ended, 10_000, 'the refused SSE stream to end');
+      expect(late.results).toEqual([{ errors: [unauthenticated] }]);
       // The dashboard may have seen dave's task (created just before it subscribed: the periodic
       // catch-up can report it); it ends with the refusal either way.
       expect(dashboard.results.at(-1)?.errors).toEqual([unauthenticated]);
@@ -439,6 +559,7 @@ describe('revocation', () => {
       expect(statesOf(aliceStream.results).map((s) => s.status)).toEqual(['CREATED', 'DELETED']);
     } finally {
       overSse.close();
+      viaTicket.close();
       dashboard.close();
       await ws.dispose();
       await aliceWs.dispose();

@@ -4,5 +4,6 @@ import './enums.ts';
 import './errors.ts';
 import './task.ts';
 import './subscriptions.ts';
+import './stream-tickets.ts';
 
 export const schema = builder.toSchema({ sortSchema: false });

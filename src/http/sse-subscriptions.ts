@@ -81,9 +81,10 @@ export async function serveSseSubscription(request: IncomingMessage, response: S
     return fallback();
   }
 
-  // What yoga's plugins see of the request: its URL (`?token=`) and its key.
+  // What yoga's plugins see of the request: its URL (`?token=`, `?ticket=`), its key, its Accept (a ticket wants an event stream).
   const headers: Record<string, string> = {};
   if (request.headers.authorization) headers.authorization = request.headers.authorization;
+  if (request.headers.accept) headers.accept = request.headers.accept;
   const { schema, parse, validate, contextFactory, subscribe } = yoga.getEnveloped({
     request: new Request(url, { method: request.method, headers }),
     params: { query, variables, operationName },

@@ -1,14 +1,14 @@
 // The yoga instance: GraphQL over HTTP (GET, POST, multipart), SSE subscriptions,
 // GraphiQL, plus the plain routes. Built here, listened in server.ts, so tests can also
 // call yoga.fetch in-process.
-import { GraphQLError } from 'graphql';
+import { getOperationAST, GraphQLError, parse } from 'graphql';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { config } from '../config.ts';
 import { schema } from '../graphql/index.ts';
 import { createLoaders } from '../graphql/loaders.ts';
 import type { Context } from '../graphql/builder.ts';
 import { log } from '../log.ts';
-import { authenticate, bearerKey } from '../tasks/keys.ts';
+import { authenticate, authenticateStreamTicket, bearerKey, type Caller } from '../tasks/keys.ts';
 import { dashboard } from './dashboard.ts';
 import { graphiqlOptions, renderGraphiQL } from './graphiql.ts';
 import { maskError, requestErrorStatus } from './errors.ts';
@@ -27,9 +27,33 @@ export function graphqlError(status: number, code: string, message: string): Res
   });
 }
 
-/** The API key of a request: `Authorization: Bearer`, or `?token=` (EventSource cannot send headers). */
-export function requestKey(request: Request, url: URL): string | null {
+/** The API key of a request: `Authorization: Bearer`, or `?token=` (EventSource cannot send headers; discouraged). */
+function requestKey(request: Request, url: URL): string | null {
   return bearerKey(request.headers.get('authorization')) ?? url.searchParams.get('token');
+}
+
+/**
+ * Who sends a GraphQL request: its API key (`Authorization: Bearer`, or `?token=`), or a
+ * stream ticket (`?ticket=`, src/tasks/keys.ts), which counts only on an SSE subscription:
+ * a GET to /graphql with Accept: text/event-stream whose operation is a subscription.
+ * Anywhere else a ticket is no credential at all (and the REST facade, images and
+ * WebSocket read only the Authorization header or connectionParams).
+ */
+export async function requestCaller(request: Request, url = new URL(request.url)): Promise<Caller | null> {
+  const key = requestKey(request, url);
+  if (key) return authenticate(key);
+  const ticket = url.searchParams.get('ticket');
+  return ticket && isSseSubscription(request, url) ? authenticateStreamTicket(ticket) : null;
+}
+
+function isSseSubscription(request: Request, url: URL): boolean {
+  if (request.method !== 'GET' || url.pathname !== '/graphql' || !request.headers.get('accept')?.includes('text/event-stream')) return false;
+  try {
+    const document = parse(url.searchParams.get('query') ?? '', { maxTokens: config.graphqlLimits.maxTokens });
+    return getOperationAST(document, url.searchParams.get('operationName') ?? undefined)?.operation === 'subscription';
+  } catch {
+    return false;
+  }
 }
 
 /** Routes that need neither a key nor a body: answered before anything else. */
@@ -50,11 +74,9 @@ const rateLimit: Plugin = {
   async onRequest({ request, url, endResponse, serverContext }) {
     const nodeRequest = (serverContext as { req?: object }).req;
     if (nodeRequest && countedRequests.has(nodeRequest)) return; // counted before yoga (sse-subscriptions.ts)
-    const key = requestKey(request, url);
-    if (!key) return;
     let caller;
     try {
-      caller = await authenticate(key);
+      caller = await requestCaller(request, url);
     } catch {
       return; // PostgreSQL unreachable: the route or the context reports it (503)
     }
@@ -98,7 +120,7 @@ const unauthenticated = () =>
  */
 const authenticateFirst: Plugin = {
   async onParams({ request, setResult }) {
-    const caller = await authenticate(requestKey(request, new URL(request.url)));
+    const caller = await requestCaller(request);
     if (!caller) setResult({ errors: [unauthenticated()] });
   },
 };
@@ -124,11 +146,9 @@ export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, C
   maskedErrors: { maskError },
   context: async ({ request, connectionParams }): Promise<Context> => {
     const fromWebSocket = connectionParams?.authorization ?? connectionParams?.Authorization;
-    const key =
-      bearerKey(typeof fromWebSocket === 'string' ? fromWebSocket : null) ??
-      bearerKey(request.headers.get('authorization')) ??
-      new URL(request.url).searchParams.get('token'); // EventSource cannot send headers
-    const caller = await authenticate(key);
+    const caller = connectionParams
+      ? await authenticate(bearerKey(typeof fromWebSocket === 'string' ? fromWebSocket : null))
+      : await requestCaller(request);
     if (!caller) throw unauthenticated();
     return { caller, loaders: createLoaders() };
   },

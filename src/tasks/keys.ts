@@ -3,6 +3,7 @@
 // (revoke, create with the same name) without losing the tasks.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { prisma } from '../db.ts';
+import { sign } from '../image-urls.ts';
 import { onRevocation, publishRevocation } from './events.ts';
 
 export interface Caller {
@@ -35,20 +36,55 @@ let listening: Promise<unknown> | undefined;
 
 export async function authenticate(key: string | null | undefined): Promise<Caller | null> {
   if (!key || key.length > 200) return null;
+  const hash = hashKey(key);
+  return cached(hash, async () => {
+    const row = await prisma.apiKey.findUnique({ where: { keyHash: hash } });
+    // The lookup is by hash; comparing the hashes again in constant time costs nothing
+    // and keeps the check independent of how the index compares strings.
+    const valid = row !== null && row.revokedAt === null && timingSafeEqual(Buffer.from(row.keyHash), Buffer.from(hash));
+    return valid ? { keyId: row.id, owner: row.name } : null;
+  });
+}
+
+/** A key lookup through the cache (by the key's hash, or `id:<key id>` for a ticket). */
+async function cached(entry: string, lookup: () => Promise<Caller | null>): Promise<Caller | null> {
   listening ??= onRevocation(() => cache.clear()).catch(() => {
     listening = undefined;
   });
-  const hash = hashKey(key);
-  const hit = cache.get(hash);
+  const hit = cache.get(entry);
   if (hit && hit.until > Date.now()) return hit.caller;
-  const row = await prisma.apiKey.findUnique({ where: { keyHash: hash } });
-  // The lookup is by hash; comparing the hashes again in constant time costs nothing
-  // and keeps the check independent of how the index compares strings.
-  const valid = row !== null && row.revokedAt === null && timingSafeEqual(Buffer.from(row.keyHash), Buffer.from(hash));
-  const caller = valid ? { keyId: row.id, owner: row.name } : null;
+  const caller = await lookup();
   if (cache.size > 10_000) cache.clear();
-  cache.set(hash, { caller, until: Date.now() + CACHE_TTL_MS });
+  cache.set(entry, { caller, until: Date.now() + CACHE_TTL_MS });
   return caller;
+}
+
+// Stream tickets: an EventSource cannot send headers, and a key in its URL ends up in access
+// logs and browser history. A client trades its key (in the Authorization header) for a
+// ticket, `<key id>.<expiry, unix s>.<HMAC>`, which src/http/yoga.ts accepts only as
+// `?ticket=` of an SSE subscription (GET, Accept: text/event-stream). Stateless: any API
+// process checks it with the shared signing secret, no store involved. Bound to the key's
+// id, so a ticket of a key revoked since opens nothing.
+export const STREAM_TICKET_TTL_SECONDS = 60;
+const TICKET_PURPOSE = 'stream-ticket';
+
+export function createStreamTicket(caller: Caller, now = Date.now()): { ticket: string; expiresAt: Date } {
+  const expires = Math.floor(now / 1000) + STREAM_TICKET_TTL_SECONDS;
+  const signature = sign(`${TICKET_PURPOSE}.${caller.keyId}`, expires);
+  return { ticket: `${caller.keyId}.${expires}.${signature}`, expiresAt: new Date(expires * 1000) };
+}
+
+/** The caller of a stream ticket: signed by us, not expired, and of a key not revoked. */
+export async function authenticateStreamTicket(ticket: string | null | undefined, now = Date.now()): Promise<Caller | null> {
+  const match = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([1-9]\d{0,11})\.([\w-]{43})$/.exec(ticket ?? '');
+  if (!match) return null;
+  const [, keyId, expires, signature] = match;
+  const expected = Buffer.from(sign(`${TICKET_PURPOSE}.${keyId}`, Number(expires)));
+  if (!timingSafeEqual(expected, Buffer.from(signature)) || Number(expires) * 1000 <= now) return null;
+  return cached(`id:${keyId}`, async () => {
+    const row = await prisma.apiKey.findUnique({ where: { id: keyId } });
+    return row !== null && row.revokedAt === null ? { keyId: row.id, owner: row.name } : null;
+  });
 }
 
 /** The key from `Authorization: Bearer <key>` (or a bare key). */

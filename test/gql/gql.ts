@@ -37,7 +37,10 @@ type Documents = {
     "\n  mutation LiveDeleteTask($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.LiveDeleteTaskDocument,
     "\n  query LiveGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status version } }\n  }\n": typeof types.LiveGetTaskDocument,
     "\n  subscription WatchTask($id: ID!) {\n    taskUpdated(id: $id) {\n      id status progress version error\n      result { width height url }\n      events { status }\n    }\n  }\n": typeof types.WatchTaskDocument,
+    "\n  mutation LiveCreateStreamTicket {\n    createStreamTicket { ticket expiresAt }\n  }\n": typeof types.LiveCreateStreamTicketDocument,
+    "\n  query LiveListTasks {\n    tasks(first: 1) { edges { node { id } } }\n  }\n": typeof types.LiveListTasksDocument,
     "\n  subscription WatchTasks($status: [TaskStatus!]) {\n    tasksUpdated(status: $status) { id status version }\n  }\n": typeof types.WatchTasksDocument,
+    "query LiveSource($id: ID!) { task(id: $id) { ... on Task { source { id } } } }": typeof types.LiveSourceDocument,
     "\n  mutation CreateTaskForPriority($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id } }\n  }\n": typeof types.CreateTaskForPriorityDocument,
     "\n  query TaskStatusForPriority($id: ID!) { task(id: $id) { __typename ... on Task { status } } }\n": typeof types.TaskStatusForPriorityDocument,
 };
@@ -65,7 +68,10 @@ const documents: Documents = {
     "\n  mutation LiveDeleteTask($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.LiveDeleteTaskDocument,
     "\n  query LiveGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status version } }\n  }\n": types.LiveGetTaskDocument,
     "\n  subscription WatchTask($id: ID!) {\n    taskUpdated(id: $id) {\n      id status progress version error\n      result { width height url }\n      events { status }\n    }\n  }\n": types.WatchTaskDocument,
+    "\n  mutation LiveCreateStreamTicket {\n    createStreamTicket { ticket expiresAt }\n  }\n": types.LiveCreateStreamTicketDocument,
+    "\n  query LiveListTasks {\n    tasks(first: 1) { edges { node { id } } }\n  }\n": types.LiveListTasksDocument,
     "\n  subscription WatchTasks($status: [TaskStatus!]) {\n    tasksUpdated(status: $status) { id status version }\n  }\n": types.WatchTasksDocument,
+    "query LiveSource($id: ID!) { task(id: $id) { ... on Task { source { id } } } }": types.LiveSourceDocument,
     "\n  mutation CreateTaskForPriority($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id } }\n  }\n": types.CreateTaskForPriorityDocument,
     "\n  query TaskStatusForPriority($id: ID!) { task(id: $id) { __typename ... on Task { status } } }\n": types.TaskStatusForPriorityDocument,
 };
@@ -179,7 +185,19 @@ export function graphql(source: "\n  subscription WatchTask($id: ID!) {\n    tas
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
+export function graphql(source: "\n  mutation LiveCreateStreamTicket {\n    createStreamTicket { ticket expiresAt }\n  }\n"): (typeof documents)["\n  mutation LiveCreateStreamTicket {\n    createStreamTicket { ticket expiresAt }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query LiveListTasks {\n    tasks(first: 1) { edges { node { id } } }\n  }\n"): (typeof documents)["\n  query LiveListTasks {\n    tasks(first: 1) { edges { node { id } } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
 export function graphql(source: "\n  subscription WatchTasks($status: [TaskStatus!]) {\n    tasksUpdated(status: $status) { id status version }\n  }\n"): (typeof documents)["\n  subscription WatchTasks($status: [TaskStatus!]) {\n    tasksUpdated(status: $status) { id status version }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "query LiveSource($id: ID!) { task(id: $id) { ... on Task { source { id } } } }"): (typeof documents)["query LiveSource($id: ID!) { task(id: $id) { ... on Task { source { id } } } }"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

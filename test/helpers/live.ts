@@ -26,27 +26,29 @@ export interface SseStream {
   close(): void;
 }
 
-/** A GraphQL subscription over SSE (POST, Accept: text/event-stream), or GET with `?token=` as EventSource does. */
+/** A GraphQL subscription over SSE (POST, Accept: text/event-stream), or GET with `?token=` or `?ticket=` as EventSource does. */
 export async function sse<R, V>(
   baseUrl: string,
   document: TypedDocumentNode<R, V> | string,
   variables: V,
-  auth: { key?: string | null; token?: string; method?: 'GET' | 'POST' } = {},
+  auth: { key?: string | null; token?: string; ticket?: string; method?: 'GET' | 'POST' } = {},
 ): Promise<SseStream> {
   const query = typeof document === 'string' ? document : print(document);
   const abort = new AbortController();
   const headers: Record<string, string> = { accept: 'text/event-stream' };
   if (auth.key) headers.authorization = `Bearer ${auth.key}`;
   let response: Response;
-  if (auth.method === 'GET' || auth.token !== undefined) {
+  if (auth.method === 'GET' || ((auth.token !== undefined || auth.ticket !== undefined) && auth.method !== 'POST')) {
     const url = new URL(`${baseUrl}/graphql`);
     url.searchParams.set('query', query);
     url.searchParams.set('variables', JSON.stringify(variables));
     if (auth.token !== undefined) url.searchParams.set('token', auth.token);
+    if (auth.ticket !== undefined) url.searchParams.set('ticket', auth.ticket);
     response = await fetch(url, { headers, signal: abort.signal });
   } else {
     headers['content-type'] = 'application/json';
-    response = await fetch(`${baseUrl}/graphql`, { method: 'POST', headers, body: JSON.stringify({ query, variables }), signal: abort.signal });
+    const search = auth.ticket !== undefined ? `?ticket=${encodeURIComponent(auth.ticket)}` : '';
+    response = await fetch(`${baseUrl}/graphql${search}`, { method: 'POST', headers, body: JSON.stringify({ query, variables }), signal: abort.signal });
   }
   const contentType = response.headers.get('content-type');
   const stream: SseStream = {
