@@ -24,6 +24,9 @@ let jpeg: Buffer;
 let browser: Browser;
 let page: Page;
 const consoleErrors: string[] = [];
+/** Every URL the page requested, and those of its event streams (EventSource). */
+const requested: string[] = [];
+const eventStreams: string[] = [];
 
 beforeAll(async () => {
   infra = await createInfra('dashboard');
@@ -34,6 +37,10 @@ beforeAll(async () => {
   page = browser.page;
   page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
   page.on('pageerror', (error) => consoleErrors.push(error.message));
+  page.on('request', (request) => {
+    requested.push(request.url());
+    if (request.headers().accept?.includes('text/event-stream')) eventStreams.push(request.url());
+  });
 });
 
 afterAll(async () => {
@@ -174,4 +181,14 @@ describe('the dashboard', () => {
     await page.waitForSelector(`tr[data-task-id="${id}"][data-status="DONE"] td.result img`, { timeout: 60_000 });
     expect(await page.evaluate(() => (window as unknown as { restarts?: number }).restarts)).toBe(1); // never reloaded
   }, 300_000); // a restart of every process, on a loaded machine
+
+  it('never puts the API key in a URL: its event streams carry a stream ticket, a fresh one after the restart', async () => {
+    expect(requested.length).toBeGreaterThan(0);
+    const encodedKey = encodeURIComponent(key);
+    expect(requested.filter((url) => url.includes(key) || url.includes(encodedKey) || new URL(url).searchParams.has('token'))).toEqual([]);
+    expect(eventStreams.length).toBeGreaterThanOrEqual(2); // before and after the restart
+    const tickets = eventStreams.map((url) => new URL(url).searchParams.get('ticket'));
+    expect(tickets.every((ticket) => ticket && /^[\w-]+\.\d+\.[\w-]+$/.test(ticket))).toBe(true);
+    expect(new Set(tickets).size).toBeGreaterThanOrEqual(2);
+  });
 });

@@ -1,6 +1,6 @@
 // The Tasklane dashboard: plain browser JavaScript over the public GraphQL API.
 // Uploads go through createTask (GraphQL multipart, run: true); every change of the key's
-// tasks arrives through the tasksUpdated subscription over SSE (EventSource, ?token=),
+// tasks arrives through the tasksUpdated subscription over SSE (EventSource, ?ticket=),
 // so the table updates live without polling or reloading. Rows are keyed by task id and
 // only ever replaced by a newer `version`, so the initial list and the stream can overlap.
 
@@ -31,7 +31,7 @@ async function graphql(query, variables = {}) {
     body: JSON.stringify({ query, variables }),
   });
   const body = await response.json();
-  if (body.errors?.length) throw new Error(body.errors[0].message);
+  if (body.errors?.length) throw Object.assign(new Error(body.errors[0].message), { code: body.errors[0].extensions?.code });
   return body.data;
 }
 
@@ -133,11 +133,22 @@ async function loadRecent() {
   $('#empty').hidden = rows.size > 0;
 }
 
-function subscribe() {
+async function subscribe() {
   events?.close();
+  events = null;
+  clearTimeout(retryTimer);
   const query = `subscription Dashboard { tasksUpdated { ${TASK_FIELDS} } }`;
-  // EventSource cannot send headers: the key goes as ?token=.
-  events = new EventSource(`/graphql?query=${encodeURIComponent(query)}&token=${encodeURIComponent(key)}`);
+  // EventSource cannot send headers, and a key in its URL would land in access logs and the
+  // browser's history: the key (in the Authorization header) buys a 60 s stream ticket, a
+  // fresh one for every (re)connect, and only the ticket goes in the URL.
+  let ticket;
+  try {
+    ({ ticket } = (await graphql('mutation StreamTicket { createStreamTicket { ticket } }')).createStreamTicket);
+  } catch (error) {
+    if (error.code === 'UNAUTHENTICATED') return setConnection('error', error.message); // revoked: retrying cannot help
+    return retryLater(); // the API is away or starting
+  }
+  events = new EventSource(`/graphql?query=${encodeURIComponent(query)}&ticket=${encodeURIComponent(ticket)}`);
   events.addEventListener('open', () => {
     retryDelayMs = 1000;
     setConnection('live', 'live');
@@ -159,12 +170,17 @@ function subscribe() {
       return;
     }
     // An HTTP error answer (a 503 while the API starts or the database is away, a 502 from a
-    // proxy) ends an EventSource for good: try again ourselves, backing off.
-    setConnection('disconnected', `reconnecting in ${Math.round(retryDelayMs / 1000)} s…`);
-    clearTimeout(retryTimer);
-    retryTimer = setTimeout(subscribe, retryDelayMs);
-    retryDelayMs = Math.min(retryDelayMs * 2, 15_000);
+    // proxy, a 401 for a ticket that expired while the browser retried) ends an EventSource
+    // for good: try again ourselves, with a fresh ticket, backing off.
+    retryLater();
   });
+}
+
+function retryLater() {
+  setConnection('disconnected', `reconnecting in ${Math.round(retryDelayMs / 1000)} s…`);
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(subscribe, retryDelayMs);
+  retryDelayMs = Math.min(retryDelayMs * 2, 15_000);
 }
 
 async function connect(event) {
