@@ -8,11 +8,12 @@ import { loadSigningSecret } from '../image-urls.ts';
 import { log } from '../log.ts';
 import { startMetricsPush } from '../metrics.ts';
 import { migrate } from '../migrate.ts';
+import { blobStore } from '../blobs.ts';
 import { closeRedis } from '../redis.ts';
 import { closeQueue } from '../tasks/queue.ts';
 
 async function main() {
-  const applied = await migrate(config.databaseUrl);
+  const applied = await migrate(config.databaseUrl, { store: blobStore(), log: (message, details) => log.info(details ?? {}, message) });
   if (applied.length) log.info({ applied }, 'migrations applied');
   await loadSigningSecret();
   const api = await startApiServer(config.port, config.host);

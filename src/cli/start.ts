@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { config } from '../config.ts';
 import { log } from '../log.ts';
 import { migrate } from '../migrate.ts';
+import { blobStore } from '../blobs.ts';
 
 const API = fileURLToPath(new URL('./api.ts', import.meta.url));
 const WORKER = fileURLToPath(new URL('../../worker/index.ts', import.meta.url));
@@ -37,7 +38,7 @@ function spawn(role: Child['role'], script: string): void {
 }
 
 async function main() {
-  const applied = await migrate(config.databaseUrl);
+  const applied = await migrate(config.databaseUrl, { store: blobStore(), log: (message, details) => log.info(details ?? {}, message) });
   if (applied.length) log.info({ applied }, 'migrations applied');
   spawn('api', API);
   for (let i = 0; i < config.workers; i++) spawn('worker', WORKER);
