@@ -41,19 +41,20 @@ export function maskError(error: unknown, message: string, isDev?: boolean): Err
     log.debug({ code: exposed.extensions.code, err: exposed.message }, 'request refused');
     return exposed;
   }
+  // The blob store down (its errors may quote a refused connection: checked first).
+  if (original instanceof StorageUnavailable) {
+    log.warn({ err: original.message }, 'blob store unavailable');
+    return new GraphQLError(STORAGE_UNAVAILABLE_MESSAGE, {
+      path,
+      extensions: { code: original.code, http: { status: 503, headers: { 'retry-after': '5' } } },
+    });
+  }
   // PostgreSQL down or cut off: say so (503, retry later) instead of "Unexpected error".
   if (isDatabaseUnavailable(original)) {
     log.warn({ err: (original as Error)?.message }, 'database unavailable');
     return new GraphQLError(DATABASE_UNAVAILABLE_MESSAGE, {
       path,
       extensions: { code: 'SERVICE_UNAVAILABLE', http: { status: 503, headers: { 'retry-after': '5' } } },
-    });
-  }
-  if (original instanceof StorageUnavailable) {
-    log.warn({ err: original.message }, 'blob store unavailable');
-    return new GraphQLError(STORAGE_UNAVAILABLE_MESSAGE, {
-      path,
-      extensions: { code: original.code, http: { status: 503, headers: { 'retry-after': '5' } } },
     });
   }
   if (isRefusal(error)) {
