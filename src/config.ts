@@ -102,6 +102,8 @@ function loadStorage(env: NodeJS.ProcessEnv): StorageConfig {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
+  const workers = read(env, 'WORKERS', integer(0, 256), os.availableParallelism());
+  const workerConcurrency = read(env, 'WORKER_CONCURRENCY', integer(1, 64), 1);
   return {
     /** PORT (4000): the API's HTTP port; 0 picks a free one (tests). */
     port: read(env, 'PORT', integer(0, 65535), 4000),
@@ -114,9 +116,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     /** REDIS_PREFIX (tasklane): namespaces every Redis key and channel of one deployment. */
     redisPrefix: read(env, 'REDIS_PREFIX', text(/^[\w.-]{1,64}$/, 'must be 1-64 letters, digits, _ . or -'), 'tasklane'),
     /** WORKERS (CPU cores): worker processes `npm start` runs; sharp is fastest with one image per core. */
-    workers: read(env, 'WORKERS', integer(0, 256), os.availableParallelism()),
+    workers,
     /** WORKER_CONCURRENCY (1): images one worker process resizes at once (each in its own executor). */
-    workerConcurrency: read(env, 'WORKER_CONCURRENCY', integer(1, 64), 1),
+    workerConcurrency,
     /**
      * WORKER_NICE (10): the scheduling niceness of worker and executor processes (0-19). On a
      * host shared with an API process, resizing then only gets the CPU the API leaves, so
@@ -137,8 +139,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     maxRequestBytes: read(env, 'MAX_REQUEST_BYTES', integer(1024), 1024 * 1024),
     /** MAX_INPUT_PIXELS (50 MP): checked from the image header, before any decoding. */
     maxInputPixels: read(env, 'MAX_INPUT_PIXELS', integer(1), 50_000_000),
+    /**
+     * MAX_OUTPUT_PIXELS (50 MP): width x height of a result, computed from the parameters and the
+     * source's header; more is refused when the task is created (and by the worker, for older tasks).
+     */
+    maxOutputPixels: read(env, 'MAX_OUTPUT_PIXELS', integer(1), 50_000_000),
     /** MAX_ACTIVE_TASKS_PER_KEY (1000): CREATED + QUEUED + RUNNING tasks one key (tenant) may hold. */
     maxActiveTasksPerKey: read(env, 'MAX_ACTIVE_TASKS_PER_KEY', integer(1), 1000),
+    /**
+     * MAX_RUNNING_TASKS_PER_KEY (WORKERS x WORKER_CONCURRENCY - 1, at least 1): RUNNING tasks of one
+     * key across every worker on every host while another key's task waits its turn (a key alone
+     * uses every idle worker). The default leaves one of this host's job slots to other keys, so
+     * one tenant with a thousand tasks cannot keep them waiting; a deployment with workers on
+     * several hosts sets it for the whole fleet (see README).
+     */
+    maxRunningTasksPerKey: read(env, 'MAX_RUNNING_TASKS_PER_KEY', integer(1), Math.max(1, workers * workerConcurrency - 1)),
     /**
      * RATE_LIMIT_PER_MINUTE (1200): requests one key name may make per minute, across every
      * API process (kept in Redis); a full minute's worth may come as one burst. 0 turns it off.

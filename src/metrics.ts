@@ -39,6 +39,12 @@ export const queueWait = new client.Histogram({
   registers: [registry],
 });
 
+export const claimsWaiting = new client.Counter({
+  name: 'tasklane_claims_waiting_total',
+  help: 'Deliveries a worker did not start because the task\'s key had MAX_RUNNING_TASKS_PER_KEY tasks running (the task waits for a slot, no attempt spent)',
+  registers: [registry],
+});
+
 export const activeSubscriptions = new client.Gauge({
   name: 'tasklane_active_subscriptions',
   help: 'Open GraphQL subscriptions (SSE and WebSocket), by subscription field',

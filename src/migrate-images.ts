@@ -1,4 +1,4 @@
-// The data step between 20261130100000_image_storage_key and 20261130110000_image_bytes_in_store
+// The data step between 20261130150000_image_storage_key and 20261130160000_image_bytes_in_store
 // (see src/migrate.ts): the bytes of every image still in "Image"."data" go to the blob store,
 // then the row gets its storageKey and sha256. Batched by id; one image's bytes in memory
 // at a time (read in binary with COPY). Idempotent: the key is a function of the row's id,

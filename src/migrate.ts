@@ -38,7 +38,7 @@ export interface DataStepContext {
 
 /** Code that runs after the named migration and before the next one (see the top of this file). */
 const DATA_STEPS: Record<string, (context: DataStepContext) => Promise<void>> = {
-  '20261130100000_image_storage_key': moveImageBytesToStore,
+  '20261130150000_image_storage_key': moveImageBytesToStore,
 };
 
 export async function ensureDatabase(databaseUrl: string): Promise<void> {

@@ -18,6 +18,7 @@ describe('loadConfig', () => {
       maxRequestBytes: 1_048_576,
       maxInputPixels: 50_000_000,
       maxActiveTasksPerKey: 1000,
+      maxOutputPixels: 50_000_000,
       workerNice: 10,
       rateLimitPerMinute: 1200,
       graphqlLimits: { maxDepth: 15, maxAliases: 15, maxTokens: 1000, maxDirectives: 10, maxCost: 25_000 },
@@ -66,7 +67,18 @@ describe('loadConfig', () => {
     ['STORAGE_URL', 's3://bucket/../up', /STORAGE_URL's prefix must be/],
     ['STORAGE_URL', 'file:', /STORAGE_URL needs a directory/],
     ['STORAGE_TIMEOUT_MS', '5', /STORAGE_TIMEOUT_MS must be between 100 and 600000/],
+    ['MAX_OUTPUT_PIXELS', '0', /MAX_OUTPUT_PIXELS must be between 1 and/],
+    ['MAX_RUNNING_TASKS_PER_KEY', '0', /MAX_RUNNING_TASKS_PER_KEY must be between 1 and/],
   ])('refuses %s=%s', (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(message);
+  });
+
+  it('caps one key\'s running tasks below this host\'s job slots by default, so one key cannot take every worker', () => {
+    expect(loadConfig({ WORKERS: '2' }).maxRunningTasksPerKey).toBe(1);
+    expect(loadConfig({ WORKERS: '8' }).maxRunningTasksPerKey).toBe(7);
+    expect(loadConfig({ WORKERS: '4', WORKER_CONCURRENCY: '2' }).maxRunningTasksPerKey).toBe(7);
+    expect(loadConfig({ WORKERS: '1' }).maxRunningTasksPerKey).toBe(1);
+    expect(loadConfig({ WORKERS: '0' }).maxRunningTasksPerKey).toBe(1);
+    expect(loadConfig({ WORKERS: '2', MAX_RUNNING_TASKS_PER_KEY: '5' }).maxRunningTasksPerKey).toBe(5);
   });
 });

@@ -78,6 +78,8 @@ describe('/metrics', () => {
       tasklane_queue_wait_seconds: 'histogram',
       tasklane_queue_jobs: 'gauge',
       tasklane_tasks: 'gauge',
+      tasklane_tasks_waiting_for_slot: 'gauge',
+      tasklane_claims_waiting_total: 'counter',
       tasklane_active_subscriptions: 'gauge',
       tasklane_http_request_duration_seconds: 'histogram',
       tasklane_graphql_operation_duration_seconds: 'histogram',
@@ -87,6 +89,8 @@ describe('/metrics', () => {
     for (const [name, type] of Object.entries(expected)) expect(metrics.types.get(name), name).toBe(type);
     for (const state of ['waiting', 'active', 'delayed']) expect(metrics.sum('tasklane_queue_jobs', { state })).toBe(0);
     expect(metrics.sum('tasklane_task_transitions_total')).toBe(0);
+    expect(metrics.has('tasklane_tasks_waiting_for_slot')).toBe(true);
+    expect(metrics.sum('tasklane_tasks_waiting_for_slot')).toBe(0);
   });
 
   it('moves as tasks run: queue depth, transitions (API and worker), durations, waits, subscriptions, requests', async () => {

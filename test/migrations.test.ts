@@ -231,7 +231,10 @@ describe('migrations', () => {
 
 describe('the upgrade that moves image bytes out of PostgreSQL', () => {
   // The migrations before the blob store, applied and recorded as the migrator did then.
-  const OLD = ['20261127100000_init', '20261127120000_image_data_external', '20261127140000_insert_task_function'];
+  const OLD = readdirSync(path.join(ROOT, 'prisma/migrations'), { withFileTypes: true })
+    .filter((e) => e.isDirectory() && e.name < '20261130150000_image_storage_key')
+    .map((e) => e.name)
+    .sort();
   let infra: TestInfra;
   let service: Service | undefined;
   beforeAll(async () => {
@@ -300,10 +303,10 @@ describe('the upgrade that moves image bytes out of PostgreSQL', () => {
         },
       },
     });
-    await expect(migrate(infra.databaseUrl, { store: failing })).rejects.toThrow(/data step after migration 20261130100000_image_storage_key failed: the store went away/);
+    await expect(migrate(infra.databaseUrl, { store: failing })).rejects.toThrow(/data step after migration 20261130150000_image_storage_key failed: the store went away/);
     const moved = await infra.sql<{ n: number }>(`SELECT count(*)::int AS n FROM "Image" WHERE "storageKey" IS NOT NULL`);
     expect(moved).toEqual([{ n: 2 }]);
-    expect(await infra.sql(`SELECT 1 FROM "_prisma_migrations" WHERE migration_name = '20261130110000_image_bytes_in_store'`)).toEqual([]);
+    expect(await infra.sql(`SELECT 1 FROM "_prisma_migrations" WHERE migration_name = '20261130160000_image_bytes_in_store'`)).toEqual([]);
 
     // npm start finishes the upgrade.
     service = await startService(infra, { WORKERS: '1' });

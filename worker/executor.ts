@@ -15,6 +15,7 @@ export interface ExecutorRequest {
   resultKey: string;
   params: ResizeParams;
   maxInputPixels: number;
+  maxOutputPixels: number;
 }
 
 /**
@@ -52,6 +53,7 @@ process.on('message', async (request: ExecutorRequest) => {
     const source = await openSource(request.sourceKey);
     const result = await resizeImage(source, request.params, {
       maxInputPixels: request.maxInputPixels,
+      maxOutputPixels: request.maxOutputPixels,
       onStage: (stage, progress) => {
         if (performance.now() - started >= QUIET_START_MS) send({ type: 'progress', stage, progress });
       },

@@ -11,7 +11,7 @@ import { config } from '../src/config.ts';
 import { prisma } from '../src/db.ts';
 import type { ResizeParams } from '../src/jobs/image-resize.ts';
 import { log } from '../src/log.ts';
-import { jobDuration, queueWait, startMetricsPush } from '../src/metrics.ts';
+import { claimsWaiting, jobDuration, queueWait, startMetricsPush } from '../src/metrics.ts';
 import { JobConsumer } from '../src/job-queue.ts';
 import { closeRedis } from '../src/redis.ts';
 import { closeQueue } from '../src/tasks/queue.ts';
@@ -19,6 +19,7 @@ import { publishChange } from '../src/tasks/events.ts';
 import { removeBlobs } from '../src/tasks/images.ts';
 import { retryDelayMs } from '../src/tasks/lifecycle.ts';
 import { startReconciler } from '../src/tasks/reconciler.ts';
+import { wakeWaiting } from '../src/tasks/running-slots.ts';
 import * as store from '../src/tasks/store.ts';
 import { ExecutorCrashed, ExecutorPool, JobTimedOut, PermanentJobError, SourceGone } from './executor-pool.ts';
 import { startLivenessCheck } from './liveness.ts';
@@ -37,7 +38,14 @@ async function publish(task: store.TaskRow | null) {
 }
 
 export async function runJob(taskId: string): Promise<void> {
-  const claimed = await store.claim(taskId, config.leaseMs);
+  const claimed = await store.claim(taskId, config.leaseMs, config.maxRunningTasksPerKey);
+  if (claimed === 'waiting') {
+    // Its owner has MAX_RUNNING_TASKS_PER_KEY tasks running: this job ends here, the task stays
+    // QUEUED (no attempt spent) and is enqueued again when a slot frees (running-slots.ts).
+    claimsWaiting.inc();
+    log.debug({ taskId }, 'job deferred: its key is at MAX_RUNNING_TASKS_PER_KEY');
+    return;
+  }
   if (!claimed) {
     log.debug({ taskId }, 'job skipped: task is not QUEUED (done, deleted or running elsewhere)');
     return;
@@ -88,7 +96,13 @@ export async function runJob(taskId: string): Promise<void> {
     await progress(0.05);
     resultUnrecorded = true;
     const result = await executors().run(
-      { sourceKey: claimed.sourceKey, resultKey, params: task.params as unknown as ResizeParams, maxInputPixels: config.maxInputPixels },
+      {
+        sourceKey: claimed.sourceKey,
+        resultKey,
+        params: task.params as unknown as ResizeParams,
+        maxInputPixels: config.maxInputPixels,
+        maxOutputPixels: config.maxOutputPixels,
+      },
       { timeoutMs: config.jobTimeoutMs, onProgress: (value) => void progress(value), signal: abort.signal },
     );
     await progress(0.9); // recorded next
@@ -134,6 +148,10 @@ export async function runJob(taskId: string): Promise<void> {
     endTimer({ outcome });
     clearInterval(heartbeat);
     inFlight.delete(taskId);
+    // This delivery's slot is free (whatever the outcome): the owner's next waiting task may run.
+    await wakeWaiting(task.ownerId).catch((error: Error) =>
+      log.warn({ taskId, err: error.message }, 'could not wake tasks waiting for a slot; the reconciler will'),
+    );
   }
 }
 

@@ -91,7 +91,8 @@ export function serviceEnv(infra: Infra, extra: Record<string, string> = {}): No
     PORT: '0',
     LOG_LEVEL: 'warn',
     MAX_ACTIVE_TASKS_PER_KEY: '1000000',
-    // The benchmarks measure the pipeline with one key; the abuse limit would throttle them.
+    // The benchmarks measure the pipeline with one key; the rate limit would throttle them.
+    // (The running cap does not: a key alone uses every worker.)
     RATE_LIMIT_PER_MINUTE: '0',
     ...extra,
   };

@@ -58,6 +58,22 @@ new client.Gauge({
   },
 });
 
+new client.Gauge({
+  name: 'tasklane_tasks_waiting_for_slot',
+  help: 'QUEUED tasks waiting because their key has MAX_RUNNING_TASKS_PER_KEY tasks running',
+  registers: [sharedState],
+  async collect() {
+    try {
+      const [{ count }] = await prisma.$queryRaw<{ count: number }[]>`
+        SELECT count(*)::int AS "count" FROM "Task" WHERE "status" = 'QUEUED' AND "waitingForSlot"`;
+      this.set(count);
+    } catch (error) {
+      this.reset();
+      log.warn({ err: (error as Error).message }, 'metrics: waiting task count unavailable');
+    }
+  },
+});
+
 /** This API process's own runtime (CPU, memory, event loop); not merged across processes. */
 const processRuntime = new client.Registry();
 client.collectDefaultMetrics({ register: processRuntime });

@@ -181,9 +181,106 @@ export async function inspectImage(bytes: Uint8Array, maxInputPixels: number, wh
       `image is ${width}x${height} = ${width * height} pixels, over the limit of ${maxInputPixels} (MAX_INPUT_PIXELS)`,
     );
   }
-  // EXIF orientations 5-8 swap the axes; report the size the image is seen at.
+  return { format: sniffed, ...displayedSize(metadata) };
+}
+
+/** The size of the first frame as the image is seen: EXIF orientations 5-8 swap the axes. */
+function displayedSize(metadata: Metadata): { width: number; height: number } {
+  const width = metadata.width;
+  const height = metadata.pageHeight ?? metadata.height;
   const swapped = (metadata.orientation ?? 1) >= 5;
-  return { format: sniffed, width: swapped ? height : width, height: swapped ? width : height };
+  return { width: swapped ? height : width, height: swapped ? width : height };
+}
+
+/** What outputSize needs of the source: its format (shrink-on-load) and displayed size. */
+export type SourceSize = ImageInfo;
+type OutputParams = Pick<ResizeParams, 'width' | 'height' | 'fit' | 'withoutEnlargement'>;
+
+/** sharp's ResolveShrink (src/common.cc): the horizontal and vertical shrink factors. */
+function resolveShrink(width: number, height: number, params: OutputParams): [number, number] {
+  const targetWidth = params.width ?? 0;
+  const targetHeight = params.height ?? 0;
+  let h = 1;
+  let v = 1;
+  if (targetWidth > 0 && targetHeight > 0) {
+    h = width / targetWidth;
+    v = height / targetHeight;
+    // COVER (crop) and OUTSIDE (min) shrink by the smaller factor, CONTAIN (embed) and INSIDE (max) by the larger.
+    if (params.fit === 'COVER' || params.fit === 'OUTSIDE') h = v = Math.min(h, v);
+    else if (params.fit === 'CONTAIN' || params.fit === 'INSIDE') h = v = Math.max(h, v);
+  } else if (targetWidth > 0) {
+    h = width / targetWidth;
+    if (params.fit !== 'FILL') v = h;
+  } else if (targetHeight > 0) {
+    v = height / targetHeight;
+    if (params.fit !== 'FILL') h = v;
+  }
+  if (params.withoutEnlargement) {
+    h = Math.max(1, h);
+    v = Math.max(1, v);
+  }
+  // Never shrink an axis to 0.
+  return [Math.min(h, width), Math.min(v, height)];
+}
+
+/** libvips' rounding of a scaled size (round half up: VIPS_ROUND_UINT). */
+const roundHalfUp = (value: number) => Math.floor(value + 0.5);
+/** C's rint (round half to even), which libvips' WebP loader uses for its scaled size. */
+function rint(value: number) {
+  const floor = Math.floor(value);
+  const fraction = value - floor;
+  return fraction > 0.5 || (fraction === 0.5 && floor % 2 !== 0) ? floor + 1 : floor;
+}
+
+/**
+ * The size of the result resizeImage makes of `source` with `params`, computed without
+ * decoding, as sharp 0.35 / libvips 8.18 compute it (src/pipeline.cc): the shrink factors,
+ * JPEG's and WebP's shrink-on-load (which round the source first), libvips' rounding, then
+ * COVER's crop and CONTAIN's padding to the requested box. So COVER, CONTAIN and FILL with
+ * both dimensions give exactly width x height (CONTAIN pads even withoutEnlargement); INSIDE,
+ * OUTSIDE and a single dimension keep the aspect ratio. In display orientation: sharp swaps its
+ * targets for an EXIF-rotated source, which comes to the same. test/image-resize.test.ts
+ * checks it against sharp itself on random cases.
+ */
+export function outputSize(source: SourceSize, params: OutputParams): { width: number; height: number } {
+  let { width, height } = source;
+  let [h, v] = resolveShrink(width, height, params);
+  const shrink = Math.min(h, v);
+  if (source.format === 'JPEG') {
+    // libjpeg's DCT scaling by 1/2, 1/4 or 1/8 (sharp's fastShrinkOnLoad default).
+    let factor = shrink >= 8 ? 8 : shrink >= 4 ? 4 : shrink >= 2 ? 2 : 1;
+    if (factor > 1 && Math.trunc(shrink) === factor) factor /= 2;
+    width = Math.floor(width / factor);
+    height = Math.floor(height / factor);
+  } else if (source.format === 'WEBP' && shrink > 1) {
+    width = rint(width * (1 / shrink));
+    height = rint(height * (1 / shrink));
+  }
+  [h, v] = resolveShrink(width, height, params);
+  if (h !== 1 || v !== 1) {
+    width = roundHalfUp(width * (1 / h));
+    height = roundHalfUp(height * (1 / v));
+  }
+  const boxWidth = params.width ?? width;
+  const boxHeight = params.height ?? height;
+  if (params.fit === 'COVER') return { width: Math.min(width, boxWidth), height: Math.min(height, boxHeight) };
+  if (params.fit === 'CONTAIN') return { width: Math.max(width, boxWidth), height: Math.max(height, boxHeight) };
+  return { width, height };
+}
+
+/**
+ * Refuses parameters whose result would be over `maxOutputPixels` (InvalidResizeParams naming
+ * the width, or the height when only that was given): a 1x1 image blown up to 16384x16384
+ * would hold a worker for minutes and make a 268 MP result.
+ */
+export function checkOutputSize(source: SourceSize, params: ResizeParams, maxOutputPixels: number, prefix = 'resize'): void {
+  const { width, height } = outputSize(source, params);
+  if (width * height > maxOutputPixels) {
+    throw new InvalidResizeParams(
+      `the result would be ${width}x${height} = ${width * height} pixels, over the limit of ${maxOutputPixels} (MAX_OUTPUT_PIXELS)`,
+      `${prefix}.${params.width === null ? 'height' : 'width'}`,
+    );
+  }
 }
 
 export type ResizeStage = 'decode' | 'resize' | 'encode';
@@ -210,7 +307,7 @@ const ENCODERS: Record<ImageFormat, keyof FormatEnum | 'avif'> = {
 export async function resizeImage(
   source: Uint8Array | string | Readable,
   params: ResizeParams,
-  options: { maxInputPixels: number; onStage?: (stage: ResizeStage, progress: number) => void },
+  options: { maxInputPixels: number; maxOutputPixels: number; onStage?: (stage: ResizeStage, progress: number) => void },
 ): Promise<ResizeResult> {
   const sharpOptions = { limitInputPixels: options.maxInputPixels, failOn: 'truncated', sequentialRead: true, pages: 1 } as const;
   // A file path or the bytes go to libvips as they are; a stream is piped in.
@@ -225,6 +322,18 @@ export async function resizeImage(
     });
     source.pipe(input);
   }
+  // The header (no decoding) says how big the result would be: refuse before any work. The API
+  // refuses such parameters already; this catches tasks created before the limit was lowered.
+  let metadata: Metadata;
+  try {
+    metadata = await input.metadata();
+  } catch (error) {
+    if (sourceError) throw sourceError; // not the image's fault: the caller decides
+    throw vipsError('cannot process image', error);
+  }
+  const format = SHARP_FORMATS[metadata.format ?? ''];
+  if (!format || !metadata.width || !metadata.height) throw new UnsupportedImage('cannot process image: unreadable header');
+  checkOutputSize({ format, ...displayedSize(metadata) }, params, options.maxOutputPixels);
   options.onStage?.('decode', 0.1);
   const pipeline = input
     .rotate()

@@ -24,12 +24,16 @@ const HEAD_BYTES = 256 * 1024;
 
 /**
  * Streams an upload into the store under a new key, refusing it (InvalidImage) when it is
- * empty, over `maxBytes`, not a supported raster image or over `maxInputPixels`. The check
- * runs on the head of the stream before the put starts; a refused image leaves no blob.
+ * empty, over `maxBytes`, not a supported raster image or over `maxInputPixels`, or when
+ * `accept` throws on its format and size. The check runs on the head of the stream before
+ * the put starts; a refused image leaves no blob.
  * Resolves once the blob is durable; the caller writes the row and, if that fails, calls
  * removeBlobs. StorageUnavailable and the client's own stream errors pass through.
  */
-export async function storeUpload(upload: Upload, limits: { maxBytes: number; maxInputPixels: number }): Promise<StoredImage> {
+export async function storeUpload(
+  upload: Upload,
+  limits: { maxBytes: number; maxInputPixels: number; accept?: (info: ImageInfo) => void },
+): Promise<StoredImage> {
   if (upload.size === 0) throw new InvalidImage('the uploaded file is empty');
   if (upload.size !== undefined && upload.size > limits.maxBytes) throw tooLarge(upload.size, limits.maxBytes);
   // Web streams (native, or @whatwg-node's ponyfill that yoga's File gives) are async iterables.
@@ -58,6 +62,7 @@ export async function storeUpload(upload: Upload, limits: { maxBytes: number; ma
   let info: ImageInfo | null = null;
   try {
     info = await inspectImage(headBuffer, limits.maxInputPixels);
+    limits.accept?.(info);
   } catch (error) {
     // Refused for good, unless only the header was unreadable and there is more of the image.
     if (ended || !(error instanceof UnreadableHeader)) {
@@ -89,6 +94,7 @@ export async function storeUpload(upload: Upload, limits: { maxBytes: number; ma
       const store = blobStore();
       const whole = store.localPath(key) ?? (await readAll((await store.open(key)).stream));
       info = await inspectImage(headBuffer, limits.maxInputPixels, whole);
+      limits.accept?.(info);
     } catch (error) {
       await removeBlobs([key]);
       throw refusal(error);

@@ -2,7 +2,9 @@
 //  - RUNNING tasks whose lease expired (worker killed, hung, cut off) are retried with
 //    backoff, or FAILED once they have had MAX_ATTEMPTS deliveries;
 //  - QUEUED tasks that are due but have no job in Redis (flushed, enqueue failed) are
-//    enqueued again.
+//    enqueued again;
+//  - tasks waiting for a running slot of their key (MAX_RUNNING_TASKS_PER_KEY) whose key has
+//    a free one are enqueued (see running-slots.ts).
 // Every worker process runs it, but each sweep holds a transaction-scoped advisory lock,
 // so one sweep runs at a time across all hosts.
 import { config } from '../config.ts';
@@ -11,6 +13,7 @@ import { log } from '../log.ts';
 import { publishChange } from './events.ts';
 import { retryDelayMs } from './lifecycle.ts';
 import { enqueue, jobsPresent } from './queue.ts';
+import { wakeAllWaiting } from './running-slots.ts';
 import * as store from './store.ts';
 
 const RECONCILER_LOCK_KEY = 72_616_002;
@@ -23,6 +26,8 @@ export interface SweepReport {
   retried: number;
   failed: number;
   enqueued: number;
+  /** Tasks waiting for a running slot of their key that were enqueued. */
+  woken: number;
 }
 
 export async function sweep(): Promise<SweepReport | null> {
@@ -37,7 +42,7 @@ export async function sweep(): Promise<SweepReport | null> {
       await tx.$executeRawUnsafe(`SET LOCAL idle_in_transaction_session_timeout = '${LOCK_IDLE_TIMEOUT_MS}ms'`);
       const [{ locked }] = await tx.$queryRaw<{ locked: boolean }[]>`SELECT pg_try_advisory_xact_lock(${RECONCILER_LOCK_KEY}) AS locked`;
       if (!locked) return null;
-      const report: SweepReport = { retried: 0, failed: 0, enqueued: 0 };
+      const report: SweepReport = { retried: 0, failed: 0, enqueued: 0, woken: 0 };
       for (const { id, attempts } of await store.findExpiredLeases(BATCH)) {
         const reason = 'the worker was lost (crashed, killed or stalled)';
         const task =
@@ -49,6 +54,8 @@ export async function sweep(): Promise<SweepReport | null> {
         log.warn({ taskId: id, attempts, status: task.status }, 'recovered a task whose worker was lost');
         await publishChange(task);
       }
+      // Slots freed without a worker to say so (a lost worker above, a deleted running task, a raised cap).
+      report.woken = await wakeAllWaiting(BATCH);
       const due = (await store.findDueQueued(ENQUEUE_GRACE_MS, BATCH)).map((row) => row.id);
       const present = await jobsPresent(due);
       for (const id of due) {

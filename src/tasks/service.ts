@@ -3,7 +3,7 @@
 import { config } from '../config.ts';
 import { isDatabaseUnavailable, prisma } from '../db.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
-import { InvalidResizeParams, validateResizeInput, type ResizeInput, type ResizeParams } from '../jobs/image-resize.ts';
+import { checkOutputSize, InvalidResizeParams, validateResizeInput, type ResizeInput, type ResizeParams } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
 import { publishChange } from './events.ts';
 import { InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
@@ -40,8 +40,20 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
   }
   // The bytes go to the blob store first (checked on their head, durable when this
   // resolves), then the row that points at them; if the row is not written, the blob goes.
-  const source = await storeUpload(input.image, { maxBytes: config.maxUploadBytes, maxInputPixels: config.maxInputPixels });
-  params = { ...params, format: input.resize.format ?? source.format };
+  const source = await storeUpload(input.image, {
+    maxBytes: config.maxUploadBytes,
+    maxInputPixels: config.maxInputPixels,
+    // With the source's size known, before the bytes are stored: the result's size.
+    accept: (info) => {
+      params = { ...params, format: input.resize.format ?? info.format };
+      try {
+        checkOutputSize(info, params, config.maxOutputPixels);
+      } catch (error) {
+        if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
+        throw error;
+      }
+    },
+  });
   let task: TaskRow | null;
   try {
     task = await store.insertTask({

@@ -101,30 +101,42 @@ export interface Claim {
  * QUEUED → RUNNING for one delivery; `attempts` becomes this delivery's fencing token.
  * The statement also returns when the task was queued and its source's key. A task waiting out its
  * retry backoff is not claimed (a stray job redelivered early is dropped; the reconciler
- * enqueues the task when it is due).
+ * enqueues the task when it is due). Nor is a task whose owner already has `maxRunning`
+ * tasks RUNNING while another key's task waits its turn: it stays QUEUED without spending an attempt, marked waitingForSlot, until
+ * wakeWaiting enqueues it again ('waiting'). The count and the claim are exact across
+ * processes: both happen under the owner's lock (tasklane_claim_task, prisma/migrations/*_running_slots).
  */
-export async function claim(id: string, leaseMs: number): Promise<Claim | null> {
-  const rows = await query<TaskRow & { queuedAt: Date; sourceKey: string | null }>(pool, sql`
-    WITH old AS (
-      SELECT "id", "updatedAt" AS "queuedAt" FROM "Task"
-      WHERE "id" = ${id}::uuid AND "status" = ANY(${statuses(TRANSITIONS.claim.from)})
-        AND ("runAfter" IS NULL OR "runAfter" <= now())
-    ), t AS (
-      UPDATE "Task" SET "status" = 'RUNNING', "attempts" = "attempts" + 1, "progress" = 0, "runAfter" = NULL,
-        "startedAt" = COALESCE("startedAt", now()), "leaseUntil" = now() + ${millis(leaseMs)},
-        "version" = "version" + 1, "updatedAt" = now()
-      FROM old WHERE "Task"."id" = old."id" AND "Task"."status" = ANY(${statuses(TRANSITIONS.claim.from)})
-      RETURNING "Task".*, old."queuedAt"
-    ), ev AS (
-      INSERT INTO "TaskEvent" ("taskId", "status", "message", "version")
-      SELECT "id", "status", 'running', "version" FROM t
-    )
-    SELECT t.*, i."storageKey" AS "sourceKey"
-    FROM t LEFT JOIN "Image" i ON i."id" = t."sourceImageId"`);
+export async function claim(id: string, leaseMs: number, maxRunning: number): Promise<Claim | 'waiting' | null> {
+  const rows = await query<TaskRow & { queuedAt: Date; claimed: boolean; sourceKey: string | null }>(pool, sql`
+    SELECT (c."task").*, c."queuedAt", (c."task")."id" IS NOT NULL AS "claimed", i."storageKey" AS "sourceKey"
+    FROM "tasklane_claim_task"(${id}::uuid, ${millis(leaseMs)}, ${maxRunning}::int) c
+    LEFT JOIN "Image" i ON i."id" = (c."task")."sourceImageId"`);
   const row = rows[0];
   if (!row) return null;
-  const { queuedAt, sourceKey, ...task } = row;
+  if (!row.claimed) return 'waiting';
+  const { queuedAt, sourceKey, claimed: _, ...task } = row;
   return { task: counted(task)!, queuedAt, sourceKey };
+}
+
+/** The most waiting tasks one wake-up takes off waiting when the cap does not bind (nobody else waits). */
+const WAKE_BATCH = 500;
+
+/**
+ * Takes up to as many of `ownerId`'s waitingForSlot tasks off waiting as it has free running
+ * slots — or up to WAKE_BATCH when no other key waits — oldest first, under the same lock as
+ * claim; the caller enqueues the returned ids.
+ */
+export async function wakeWaiting(ownerId: string, maxRunning: number): Promise<string[]> {
+  const rows = await query<{ id: string }>(pool, sql`
+    SELECT "tasklane_wake_waiting"(${ownerId}::text, ${maxRunning}::int, ${WAKE_BATCH}::int) AS "id"`);
+  return rows.map((row) => row.id);
+}
+
+/** Owners with tasks waiting for a running slot. */
+export async function ownersWaiting(limit: number): Promise<string[]> {
+  const rows = await query<{ ownerId: string }>(pool, sql`
+    SELECT DISTINCT "ownerId" FROM "Task" WHERE "status" = 'QUEUED' AND "waitingForSlot" LIMIT ${limit}::int`);
+  return rows.map((row) => row.ownerId);
 }
 
 /** Extends the lease of the delivery `attempt`; false if that delivery no longer owns the task. */
@@ -243,12 +255,13 @@ export function findExpiredLeases(limit: number) {
 /**
  * QUEUED tasks that should have a job in Redis by now: retries whose backoff is over
  * (nobody else enqueues those), and others queued more than `graceMs` ago (their
- * producer enqueues them; we step in when that failed or Redis forgot).
+ * producer enqueues them; we step in when that failed or Redis forgot). Not those waiting
+ * for a running slot of their owner: they have no job on purpose (see claim).
  */
 export function findDueQueued(graceMs: number, limit: number) {
   return query<{ id: string }>(pool, sql`
     SELECT "id" FROM "Task"
-    WHERE "status" = 'QUEUED'
+    WHERE "status" = 'QUEUED' AND NOT "waitingForSlot"
       AND CASE WHEN "runAfter" IS NULL THEN "updatedAt" < now() - ${millis(graceMs)}
                ELSE "runAfter" <= now() END
     ORDER BY "updatedAt" LIMIT ${limit}::int`);
@@ -257,11 +270,12 @@ export function findDueQueued(graceMs: number, limit: number) {
 /**
  * How long the longest-waiting due QUEUED task has been due, in ms (0 when none): since its
  * retry backoff ended, or since it was queued. The end-to-end liveness signal of the queue.
+ * A task waiting for a running slot of its key is not due: an idle worker is right to leave it.
  */
 export async function oldestDueQueuedMs(): Promise<number> {
   const [row] = await query<{ ms: number | null }>(pool, sql`
     SELECT (extract(epoch FROM now() - min(COALESCE("runAfter", "updatedAt"))) * 1000)::float8 AS "ms"
-    FROM "Task" WHERE "status" = 'QUEUED' AND COALESCE("runAfter", "updatedAt") <= now()`);
+    FROM "Task" WHERE "status" = 'QUEUED' AND NOT "waitingForSlot" AND COALESCE("runAfter", "updatedAt") <= now()`);
   return Math.max(0, row?.ms ?? 0);
 }
 

@@ -1,5 +1,5 @@
 -- The bytes of every image are in the blob store now (src/migrate.ts moved them after
--- 20261130100000_image_storage_key): "storageKey" and "sha256" become required, "data" goes.
+-- 20261130150000_image_storage_key): "storageKey" and "sha256" become required, "data" goes.
 -- An image the move missed makes SET NOT NULL fail, and so this migration, rather than lose it.
 ALTER TABLE "Image" ALTER COLUMN "storageKey" SET NOT NULL;
 ALTER TABLE "Image" ALTER COLUMN "sha256" SET NOT NULL;
