@@ -106,7 +106,7 @@ describe('processes', () => {
   it('answers /health and /ready, and names its processes', async () => {
     expect((await fetch(`${service.url}/health`)).status).toBe(200);
     const ready = await fetch(`${service.url}/ready`);
-    expect(ready.status).toBe(200);
+    expect(ready.status, await ready.clone().text()).toBe(200);
     expect(await ready.json()).toEqual({ ready: true, postgres: 'ok', redis: 'ok', storage: 'ok' });
     const titles = execFileSync('ps', ['-o', 'args=', '--ppid', String(service.child.pid)]).toString();
     expect(titles).toMatch(/tasklane-api/);

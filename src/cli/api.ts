@@ -16,6 +16,12 @@ async function main() {
   const applied = await migrate(config.databaseUrl, { store: blobStore(), log: (message, details) => log.info(details ?? {}, message) });
   if (applied.length) log.info({ applied }, 'migrations applied');
   await loadSigningSecret();
+  // The first request to a store is the slow one (an S3 client resolves its credentials and
+  // connects): make it now, not in the first /ready or upload. A store that is down is no
+  // reason not to start: /ready says so, uploads are refused until it is back.
+  await blobStore()
+    .check()
+    .catch((error: unknown) => log.warn({ err: (error as Error).message }, 'the blob store does not accept writes (yet)'));
   const api = await startApiServer(config.port, config.host);
   const stopMetrics = startMetricsPush('api');
   log.info({ port: api.port, host: config.host }, `api listening on http://${config.host}:${api.port}/graphql`);
