@@ -258,6 +258,20 @@ describe('an image-resize task, upload to result', () => {
     expect(response.headers.get('content-type')).toBe('image/webp');
   });
 
+  it('accepts a TIFF whose directory lies past the checked head (checked on the stored blob), and refuses a fake one leaving no blob', async () => {
+    const tiff = await sharp({ create: { width: 800, height: 600, channels: 3, background: '#888' } }).tiff({ compression: 'none' }).toBuffer();
+    expect(tiff.readUInt32LE(4)).toBeGreaterThan(256 * 1024); // the IFD is at the end
+    const id = await createTask(alice, tiff, { width: 80, format: 'PNG' }, true);
+    const done = (await settled(alice, id)).data!.task;
+    expect(done).toMatchObject({ status: 'DONE', source: { format: 'TIFF', width: 800, height: 600 }, result: { width: 80, height: 60 } });
+    // The same header with garbage where the directory should be: refused after the put, and the blob removed.
+    const blobsBefore = await infra.blobKeys();
+    const fake = Buffer.concat([tiff.subarray(0, 8), Buffer.alloc(400 * 1024, 7)]);
+    const refused = await create(alice, fake, { width: 10 });
+    expect(refused.data?.createTask).toMatchObject({ __typename: 'InvalidImage' });
+    expect(await infra.blobKeys()).toEqual(blobsBefore);
+  });
+
   it('auto-orients from EXIF end to end', async () => {
     const id = await createTask(alice, await rotatedJpeg(200, 100), { height: 50 }, true);
     const done = (await settled(alice, id)).data!.task;

@@ -48,7 +48,8 @@ export async function storeUpload(
         ended = true;
         break;
       }
-      const chunk = Buffer.from(next.value as Uint8Array);
+      const value = next.value as Uint8Array;
+      const chunk = Buffer.from(value.buffer, value.byteOffset, value.byteLength); // a view, not a copy
       head.push(chunk);
       headBytes += chunk.length;
       if (headBytes > limits.maxBytes) throw tooLarge(headBytes, limits.maxBytes);
@@ -58,7 +59,7 @@ export async function storeUpload(
     throw error;
   }
   if (headBytes === 0) throw new InvalidImage('the uploaded file is empty');
-  const headBuffer = Buffer.concat(head);
+  const headBuffer = head.length === 1 ? head[0] : Buffer.concat(head);
   let info: ImageInfo | null = null;
   try {
     info = await inspectImage(headBuffer, limits.maxInputPixels);
@@ -77,7 +78,11 @@ export async function storeUpload(
     (async function* () {
       yield headBuffer;
       if (ended) return;
-      for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
+      try {
+        for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
+      } finally {
+        await chunks.return?.(); // a put that failed stops reading the upload
+      }
     })(),
     { objectMode: false },
   );
