@@ -14,4 +14,5 @@ COPY worker ./worker
 USER node
 EXPOSE 4000
 # Overridden per service in compose.yaml; the API applies pending migrations at start.
-CMD ["npm", "run", "api"]
+# Node directly (not npm): the runtime's SIGTERM reaches it. Run with an init (--init).
+CMD ["node", "--import", "tsx", "src/cli/api.ts"]

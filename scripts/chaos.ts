@@ -5,7 +5,8 @@
 // CLIENT KILL its Redis connections, pg_terminate_backend its PostgreSQL sessions, restart
 // the whole service (SIGTERM, start again), cut Redis off for CHAOS_CUT_SECONDS (through a
 // TCP proxy the run owns) during a restart's start-up, and right after a restart before
-// anything was enqueued — then waits for every task to settle and prints
+// anything was enqueued, cut PostgreSQL off (likewise) for as long while the service starts
+// and in the middle of the burst — then waits for every task to settle and prints
 // what happened. Talks only to 127.0.0.1; removes its database and keys and stops every
 // process it started. Exit code 0 when nothing was lost, stuck or completed twice.
 //
@@ -13,7 +14,7 @@
 //   CHAOS_SECONDS (90)        length of the fault phase (one fault every CHAOS_FAULT_EVERY_MS)
 //   CHAOS_FAULT_EVERY_MS (6000)
 //   CHAOS_SETTLE_SECONDS (240) how long to wait for the tasks to settle afterwards
-//   CHAOS_CUT_SECONDS (30)    how long a Redis cut lasts
+//   CHAOS_CUT_SECONDS (30)    how long a Redis or PostgreSQL cut lasts
 //   WORKERS (2), WORKER_NICE (0), LEASE_MS, RECONCILE_INTERVAL_MS, SHUTDOWN_GRACE_MS,
 //   JOB_TIMEOUT_MS, MAX_ATTEMPTS: passed to the deployment (Tasklane's defaults otherwise).
 import { writeFile } from 'node:fs/promises';
@@ -31,6 +32,7 @@ import {
 } from '../test/helpers/faults.ts';
 import { photo } from '../test/helpers/images.ts';
 import { createInfra, type TestInfra } from '../test/helpers/infra.ts';
+import { freePort, tcpProxy, type TcpProxy } from '../test/helpers/outage.ts';
 import { startRedisProxy, type RedisProxy } from '../test/helpers/redis-proxy.ts';
 import { startService, type Service } from '../test/helpers/service.ts';
 import { submit } from '../test/helpers/tasks.ts';
@@ -48,7 +50,65 @@ const CUT_MS = int('CHAOS_CUT_SECONDS', 30) * 1000;
 /** Whatever happens, the run ends (and cleans up) by then. */
 const HARD_LIMIT_MS = CHAOS_MS + SETTLE_MS + 180_000;
 
+// --- PostgreSQL cuts. The deployment reaches PostgreSQL through a TCP proxy of ours
+// (pass-through until cut; the chaos run's own SQL goes direct). A cut refuses new
+// connections and cuts the open ones for CHAOS_CUT_SECONDS; /ready must say 503
+// meanwhile and 200 soon after.
+type PgFaultKind = 'PostgreSQL cut during start-up' | 'PostgreSQL cut mid-burst';
+const PG_FAULTS: PgFaultKind[] = ['PostgreSQL cut during start-up', 'PostgreSQL cut mid-burst'];
+let pgProxy: TcpProxy | undefined;
+/** Per cut: /ready said 503 (never 200) while PostgreSQL was unreachable, and 200 again afterwards. */
+const pgCutsHonest: boolean[] = [];
+
+/** The deployment's DATABASE_URL (through the proxy) and a fixed PORT, so /ready can be asked while it starts. */
+async function pgFaultEnv(infra: TestInfra): Promise<Record<string, string>> {
+  pgProxy = await tcpProxy(Number(new URL(infra.databaseUrl).port || 5432));
+  const viaProxy = new URL(infra.databaseUrl);
+  viaProxy.port = String(pgProxy.port);
+  return { DATABASE_URL: viaProxy.toString(), PORT: String(await freePort()) };
+}
+
+async function readyStatus(url: string): Promise<number | null> {
+  try {
+    return (await fetch(`${url}/ready`, { signal: AbortSignal.timeout(3000) })).status;
+  } catch {
+    return null; // not listening
+  }
+}
+
+/**
+ * Cuts PostgreSQL for CUT_MS (during which `during` runs, e.g. a restart), checking /ready
+ * at `url` meanwhile; then measures how soon /ready says 200 again. Returns the fault's note.
+ */
+async function cutPostgres(url: string, during: () => Promise<void> = async () => {}): Promise<string> {
+  await pgProxy!.down();
+  const cutAt = performance.now();
+  await during();
+  const seen = new Set<number | null>();
+  while (performance.now() - cutAt < CUT_MS) {
+    seen.add(await readyStatus(url));
+    await sleep(500);
+  }
+  await pgProxy!.up();
+  const upAt = performance.now();
+  let backMs = Infinity;
+  while (performance.now() - upAt < 60_000) {
+    if ((await readyStatus(url)) === 200) {
+      backMs = performance.now() - upAt;
+      break;
+    }
+    await sleep(100);
+  }
+  // Not listening for a moment (a process starting) is no lie; 200 while cut off would be.
+  const honest = seen.has(503) && !seen.has(200) && Number.isFinite(backMs);
+  pgCutsHonest.push(honest);
+  const during503 = [...seen].map((status) => status ?? 'no answer').join('/');
+  return `cut ${(CUT_MS / 1000).toFixed(0)} s, /ready ${during503} meanwhile, 200 ${Number.isFinite(backMs) ? `${(backMs / 1000).toFixed(1)} s` : 'never'} after it was back`;
+}
+// --- end of PostgreSQL cuts
+
 type FaultKind =
+  | PgFaultKind
   | 'kill -9 worker'
   | 'flush Redis keys'
   | 'CLIENT KILL'
@@ -64,6 +124,7 @@ const FAULTS: FaultKind[] = [
   'pg_terminate_backend',
   'restart service',
   'Redis cut before the first enqueue',
+  ...PG_FAULTS,
 ];
 
 interface FaultRecord {
@@ -95,12 +156,14 @@ async function main() {
   const sql = (text: string, params?: unknown[]) => infra!.sql(text, params);
   // WORKER_NICE 0 unless asked: on a machine shared with other work, niced workers would
   // measure the neighbours' load, not Tasklane's recovery.
+  const pgEnv = await pgFaultEnv(infra);
   const env = {
     WORKERS: process.env.WORKERS ?? '2',
     WORKER_NICE: process.env.WORKER_NICE ?? '0',
     LOG_LEVEL: 'info',
     REDIS_URL: proxy.url,
     ...pick(process.env, /^(LEASE_MS|RECONCILE_INTERVAL_MS|SHUTDOWN_GRACE_MS|JOB_TIMEOUT_MS|MAX_ATTEMPTS)$/),
+    ...pgEnv,
   };
   say(`database ${new URL(infra.databaseUrl).pathname.slice(1)}, REDIS_PREFIX ${infra.redisPrefix}, ${TASKS} tasks over ${CHAOS_MS / 1000}s, a fault every ${FAULT_EVERY_MS / 1000}s`);
   const start = async () => {
@@ -153,7 +216,8 @@ async function main() {
   // The faults, in turn, while tasks keep coming.
   const faults: FaultRecord[] = [];
   await sleep(5000 + FAULT_EVERY_MS / 2);
-  for (let n = 0; performance.now() - t0 < 5000 + CHAOS_MS; n++) {
+  // Every kind at least once, even when a slow machine stretches the phase.
+  for (let n = 0; n < FAULTS.length || performance.now() - t0 < 5000 + CHAOS_MS; n++) {
     const kind = FAULTS[n % FAULTS.length];
     // The fault's instant is taken before looking: a task that moves on meanwhile is not
     // mistaken for one that never does.
@@ -210,6 +274,22 @@ async function main() {
         }
         break;
       }
+      case 'PostgreSQL cut during start-up': {
+        // Stopped while PostgreSQL is up, started while it is cut off: it must wait, not die.
+        const code = await service.stop('SIGTERM', 40_000);
+        let starting: Promise<Service> | undefined;
+        record.note = await cutPostgres(`http://127.0.0.1:${pgEnv.PORT}`, async () => {
+          starting = start();
+          starting.catch(() => {}); // awaited below
+        });
+        service = await starting!;
+        api = client(service.url, key);
+        record.note = `restarted (exit ${code}) while PostgreSQL was unreachable: ${record.note}`;
+        break;
+      }
+      case 'PostgreSQL cut mid-burst':
+        record.note = await cutPostgres(service.url);
+        break;
     }
     faults.push(record);
     say(`${kind}: ${record.note} (${record.inFlight.size} tasks in flight)`);
@@ -304,7 +384,14 @@ async function main() {
   const logFile = path.join(os.tmpdir(), `${infra.redisPrefix}.log`);
   await writeFile(logFile, outputs.map((o) => o()).join('\n'));
   say(`the deployment's logs: ${logFile}`);
-  const ok = final.lost.length === 0 && final.stuck.length === 0 && final.duplicates.length === 0 && final.orphanImages === 0 && final.broken.length === 0;
+  const ok =
+    final.lost.length === 0 &&
+    final.stuck.length === 0 &&
+    final.duplicates.length === 0 &&
+    final.orphanImages === 0 &&
+    final.broken.length === 0 &&
+    pgCutsHonest.every(Boolean);
+  if (!pgCutsHonest.every(Boolean)) say('NOT OK: /ready was not 503 during a PostgreSQL cut, or not 200 after it');
   say(ok ? 'OK: nothing lost, stuck or completed twice' : 'NOT OK: see the table');
   if (!ok) {
     const sample = [...final.stuck, ...final.duplicates, ...final.broken].slice(0, 5);
@@ -319,8 +406,10 @@ function pick(env: NodeJS.ProcessEnv, pattern: RegExp): Record<string, string> {
 
 async function cleanup() {
   redisProxy?.unblock();
+  await pgProxy?.up().catch(() => {}); // a cut must not outlive the run (the service stops faster with PostgreSQL)
   await service?.stop('SIGTERM', 40_000).catch(() => {});
   await redisProxy?.close();
+  await pgProxy?.close().catch(() => {});
   await infra?.dispose().catch((error) => console.error('cleanup failed:', error));
 }
 

@@ -3,6 +3,7 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { config } from './config.ts';
+import { log } from './log.ts';
 import { PrismaClient } from './generated/prisma/client.ts';
 
 export const pool = new pg.Pool({
@@ -43,4 +44,30 @@ export function isDatabaseUnavailable(error: unknown, depth = 0): boolean {
   if (typeof e.kind === 'string' && UNAVAILABLE_KINDS.has(e.kind)) return true;
   if (typeof e.message === 'string' && UNAVAILABLE_MESSAGE.test(e.message)) return true;
   return ['cause', 'meta', 'driverAdapterError', 'originalError'].some((key) => isDatabaseUnavailable(e[key], depth + 1));
+}
+
+/** Longest pause between two tries of whenDatabaseAvailable: how late a process can notice PostgreSQL is back. */
+const MAX_UNAVAILABLE_RETRY_MS = 2000;
+
+/**
+ * Runs `work` until it succeeds, waiting out PostgreSQL being unreachable (a process started
+ * while it is down, restarted, or cut off): tried again after 250 ms, doubling up to 2 s, for
+ * as long as it takes. Any other error is thrown at once. Start-up steps go through this, so
+ * a process waits for the database instead of dying and being restarted in a loop.
+ */
+export async function whenDatabaseAvailable<T>(what: string, work: () => Promise<T>): Promise<T> {
+  const since = Date.now();
+  for (let attempt = 1, delay = 250; ; attempt++) {
+    try {
+      const result = await work();
+      if (attempt > 1) log.info({ waitedMs: Date.now() - since }, `${what}: PostgreSQL is back`);
+      return result;
+    } catch (error) {
+      if (!isDatabaseUnavailable(error)) throw error;
+      // The first failure, then one line about every 20 s: an outage is not a log flood.
+      if (attempt % 10 === 1) log.warn({ err: (error as Error).message, attempt }, `${what}: PostgreSQL is unavailable; waiting for it`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, MAX_UNAVAILABLE_RETRY_MS);
+    }
+  }
 }

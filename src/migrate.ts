@@ -19,6 +19,15 @@ import type { BlobStore } from './storage/index.ts';
 const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../prisma/migrations');
 // Arbitrary constant shared by every Tasklane process: "the migration lock".
 const MIGRATION_LOCK_KEY = 72_616_001;
+/** An unreachable server is an error (which callers may wait out), not a connect() hanging forever. */
+const CONNECT_TIMEOUT_MS = 5000;
+function client(connectionString: string): pg.Client {
+  const c = new pg.Client({ connectionString, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  // A connection cut between two statements is an 'error' event, which unheard would end the
+  // process; the next statement fails with it instead.
+  c.on('error', () => {});
+  return c;
+}
 
 export interface MigrateOptions {
   /**
@@ -45,7 +54,7 @@ export async function ensureDatabase(databaseUrl: string): Promise<void> {
   const url = new URL(databaseUrl);
   const name = decodeURIComponent(url.pathname.slice(1));
   if (!name) throw new Error('DATABASE_URL names no database');
-  const probe = new pg.Client({ connectionString: databaseUrl });
+  const probe = client(databaseUrl);
   try {
     await probe.connect();
     return;
@@ -55,7 +64,7 @@ export async function ensureDatabase(databaseUrl: string): Promise<void> {
     await probe.end().catch(() => {});
   }
   url.pathname = '/postgres';
-  const admin = new pg.Client({ connectionString: url.toString() });
+  const admin = client(url.toString());
   await admin.connect();
   try {
     await admin.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
@@ -68,12 +77,12 @@ export async function ensureDatabase(databaseUrl: string): Promise<void> {
 
 export async function migrate(databaseUrl: string, options: MigrateOptions = {}): Promise<string[]> {
   await ensureDatabase(databaseUrl);
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
+  const db = client(databaseUrl);
+  await db.connect();
   const applied: string[] = [];
   try {
-    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
-    await client.query(`CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+    await db.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    await db.query(`CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
       "id" VARCHAR(36) PRIMARY KEY NOT NULL,
       "checksum" VARCHAR(64) NOT NULL,
       "finished_at" TIMESTAMPTZ,
@@ -83,7 +92,7 @@ export async function migrate(databaseUrl: string, options: MigrateOptions = {})
       "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(),
       "applied_steps_count" INTEGER NOT NULL DEFAULT 0
     )`);
-    const done = await client.query<{ migration_name: string; checksum: string }>(
+    const done = await db.query<{ migration_name: string; checksum: string }>(
       `SELECT migration_name, checksum FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
     );
     const doneByName = new Map(done.rows.map((row) => [row.migration_name, row.checksum]));
@@ -92,7 +101,7 @@ export async function migrate(databaseUrl: string, options: MigrateOptions = {})
       .map((entry) => entry.name)
       .sort();
     const context: DataStepContext = {
-      client,
+      client: db,
       store: () => {
         if (!options.store) throw new Error('this migration moves data into the blob store: pass migrate() a store');
         return options.store;
@@ -111,25 +120,25 @@ export async function migrate(databaseUrl: string, options: MigrateOptions = {})
         continue;
       }
       const id = randomUUID();
-      await client.query('BEGIN');
+      await db.query('BEGIN');
       try {
-        await client.query(sql);
-        await client.query(
+        await db.query(sql);
+        await db.query(
           `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, finished_at, applied_steps_count)
            VALUES ($1, $2, $3, now(), now(), 1)`,
           [id, checksum, name],
         );
-        await client.query('COMMIT');
+        await db.query('COMMIT');
       } catch (error) {
-        await client.query('ROLLBACK');
+        await db.query('ROLLBACK');
         throw new Error(`migration ${name} failed: ${(error as Error).message}`);
       }
       applied.push(name);
       await runDataStep(name, names[index + 1], doneByName, context);
     }
   } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => {});
-    await client.end();
+    await db.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => {});
+    await db.end();
   }
   return applied;
 }

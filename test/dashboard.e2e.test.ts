@@ -2,17 +2,16 @@
 // running service. A person pastes a key, uploads an image and watches the task reach DONE
 // and its thumbnail appear without reloading; tasks created elsewhere (REST) appear live
 // too, a failed task shows its error, and the delete button deletes.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium, type Browser } from './helpers/browser.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { startService, type Service } from './helpers/service.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
 /** Where the screenshot of the finished dashboard goes (kept for the report and README). */
 const SCREENSHOT = process.env.DASHBOARD_SCREENSHOT ?? path.join(os.tmpdir(), 'tasklane-dashboard.png');
 
@@ -22,40 +21,23 @@ let service: Service;
 let port: string;
 let key: string;
 let jpeg: Buffer;
-let profile: string;
-let context: BrowserContext;
+let browser: Browser;
 let page: Page;
 const consoleErrors: string[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
   infra = await createInfra('dashboard');
   port = String(await freePort());
   [service, jpeg] = await Promise.all([startService(infra, { WORKERS: '1', PORT: port }), photo(1600, 1200)]);
   key = await infra.createKey('dashboard');
-  profile = mkdtempSync(path.join(os.tmpdir(), 'tasklane-chromium-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--disable-quic',
-      '--no-first-run',
-    ],
-    viewport: { width: 1200, height: 640 },
-  });
-  page = context.pages()[0] ?? (await context.newPage());
+  browser = await launchChromium({ width: 1200, height: 640 });
+  page = browser.page;
   page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
   page.on('pageerror', (error) => consoleErrors.push(error.message));
 });
 
 afterAll(async () => {
-  await context?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
+  await browser?.close();
   await service?.stop();
   await infra?.dispose();
 });

@@ -62,6 +62,12 @@ async function answer(response: Response): Promise<Answer> {
 
 const auth = () => ({ authorization: `Bearer ${key}` });
 
+/**
+ * The Accept of GraphQL over HTTP's own media type: a request error (parse, validation,
+ * variables) is a 400 there; with application/json (or no Accept) the spec asks for 200.
+ */
+const GRAPHQL_RESPONSE = { accept: 'application/graphql-response+json' };
+
 function post(body: unknown, headers: Record<string, string> = {}) {
   return yoga.fetch('http://edge/graphql', {
     method: 'POST',
@@ -71,12 +77,12 @@ function post(body: unknown, headers: Record<string, string> = {}) {
 }
 
 /** A GraphQL multipart request (operations, map, files) as a client library sends it. */
-function multipart(operations: string, map: string, files: Record<string, Uint8Array> = {}) {
+function multipart(operations: string, map: string, files: Record<string, Uint8Array> = {}, headers: Record<string, string> = {}) {
   const form = new FormData();
   form.append('operations', operations);
   form.append('map', map);
   for (const [name, bytes] of Object.entries(files)) form.append(name, new Blob([bytes as Uint8Array<ArrayBuffer>]), 'upload.bin');
-  return yoga.fetch('http://edge/graphql', { method: 'POST', headers: auth(), body: form });
+  return yoga.fetch('http://edge/graphql', { method: 'POST', headers: { ...auth(), ...headers }, body: form });
 }
 
 const CREATE = `mutation ($input: CreateTaskInput!) {
@@ -152,14 +158,14 @@ describe('request size and list arguments', () => {
     // ~9,000 items fit in this test's MAX_REQUEST_BYTES (150,000 in the default 1 MiB).
     const statuses = Array.from({ length: 9000 }, () => 'DONE');
     const started = performance.now();
-    const variable = await answer(await post({ query: LIST, variables: { s: statuses } }));
+    const variable = await answer(await post({ query: LIST, variables: { s: statuses } }, GRAPHQL_RESPONSE));
     const ms = performance.now() - started;
     expect(variable).toEqual({
       status: 400,
       body: { errors: [{ message: '$s has 9000 items, more than the 100 a list may hold', extensions: { code: 'BAD_USER_INPUT' } }] },
     });
     console.info(`[measure] a 9,000-item status list refused in-process in ${ms.toFixed(1)} ms`);
-    const literal = await answer(await post({ query: `{ tasks(status: [${Array(101).fill('DONE').join(' ')}]) { edges { cursor } } }` }));
+    const literal = await answer(await post({ query: `{ tasks(status: [${Array(101).fill('DONE').join(' ')}]) { edges { cursor } } }` }, GRAPHQL_RESPONSE));
     expect(literal.status).toBe(400);
     expect(literal.body.errors).toMatchObject([
       { message: 'A list has 101 items, more than the 100 a list may hold', extensions: { code: 'BAD_USER_INPUT' } },
@@ -206,7 +212,7 @@ describe('refusals: a code, a short message, nothing internal', () => {
 
   it('a file mapped onto a variable that is not a File: BAD_USER_INPUT with a short message', async () => {
     const operations = JSON.stringify({ query: 'query ($id: ID!) { task(id: $id) { __typename } }', variables: { id: null } });
-    const response = await answer(await multipart(operations, JSON.stringify({ 0: ['variables.id'] }), { 0: new Uint8Array(64) }));
+    const response = await answer(await multipart(operations, JSON.stringify({ 0: ['variables.id'] }), { 0: new Uint8Array(64) }, GRAPHQL_RESPONSE));
     expect(response).toEqual({
       status: 400,
       body: { errors: [{ message: '$id is a ID: a file may only be given for a File', extensions: { code: 'BAD_USER_INPUT' } }] },
@@ -222,7 +228,7 @@ describe('refusals: a code, a short message, nothing internal', () => {
 
   it('a File variable given something other than a file part: BAD_USER_INPUT, never reaching the resolver', async () => {
     const response = await answer(
-      await post({ query: CREATE, variables: { input: { jobDefinition: 'IMAGE_RESIZE', image: 'aGVsbG8=', resize: { width: 8 } } } }),
+      await post({ query: CREATE, variables: { input: { jobDefinition: 'IMAGE_RESIZE', image: 'aGVsbG8=', resize: { width: 8 } } } }, GRAPHQL_RESPONSE),
     );
     expect(response).toEqual({
       status: 400,
@@ -243,7 +249,7 @@ describe('refusals: a code, a short message, nothing internal', () => {
     const error = vi.spyOn(log, 'error');
     const debug = vi.spyOn(log, 'debug');
     try {
-      const response = await answer(await post({ query: LIST, variables: { s: ['DOEN'] } }));
+      const response = await answer(await post({ query: LIST, variables: { s: ['DOEN'] } }, GRAPHQL_RESPONSE));
       expect(response.status).toBe(400);
       expect(response.body.errors).toMatchObject([{ message: expect.stringMatching(/^Variable "\$s" got invalid value "DOEN"/), extensions: { code: 'BAD_USER_INPUT' } }]);
       expect(await answer(await post({ query: '{ tasks(first: 500) { edges { cursor } } }' }))).toMatchObject({

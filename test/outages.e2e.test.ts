@@ -6,11 +6,12 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { graphql } from './gql/index.ts';
 import { client, until, type Client } from './helpers/client.ts';
-import { auditWhenSettled, flushPrefix, killRedisClients, taskFacts, terminateBackends } from './helpers/faults.ts';
+import { flushPrefix, killRedisClients, taskFacts, terminateBackends } from './helpers/faults.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { privateRedis, tcpProxy, type PrivateRedis, type TcpProxy } from './helpers/outage.ts';
 import { startService, type Service } from './helpers/service.ts';
+import { expectAllDoneOnce as expectAllDoneOnceIn } from './helpers/settled.ts';
 import { submit } from './helpers/tasks.ts';
 
 // Slow by design (each scenario waits out leases and real encodes); generous for a busy machine.
@@ -79,18 +80,7 @@ async function someRunningSomeQueued(ids: string[]) {
   await until(() => statuses(ids), (s) => s.includes('RUNNING') && s.includes('QUEUED'), 120_000, 50);
 }
 
-async function expectAllDoneOnce(ids: string[]) {
-  const result = await auditWhenSettled(sql, ids, 180_000);
-  expect({ lost: result.lost, stuck: result.stuck, duplicates: result.duplicates, broken: result.broken, orphanImages: result.orphanImages }).toEqual({
-    lost: [],
-    stuck: [],
-    duplicates: [],
-    broken: [],
-    orphanImages: 0,
-  });
-  for (const id of ids) expect(result.facts.get(id)!.status, `task ${id}: ${result.facts.get(id)!.events}`).toBe('DONE');
-  return result;
-}
+const expectAllDoneOnce = (ids: string[]) => expectAllDoneOnceIn(sql, ids);
 
 async function readiness(): Promise<{ status: number; body: Record<string, unknown> }> {
   const response = await fetch(`${service.url}/ready`);

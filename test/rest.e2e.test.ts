@@ -185,6 +185,62 @@ describe('REST lifecycle', () => {
     expect(runDeleted).toMatchObject({ status: 409, body: { error: 'InvalidTaskState', status: 'DELETED' } });
   });
 
+  it('walks the OpenAPI links from a real create: each resolves to a real operation that answers', async () => {
+    // Every operation by operationId, with its method, path template and parameter names.
+    const operations = new Map<string, { method: string; template: string; parameters: string[] }>();
+    for (const [template, item] of Object.entries<Record<string, { operationId?: string; parameters?: { name: string }[] }>>(doc.paths)) {
+      const shared = (item.parameters as unknown as { name: string }[] | undefined) ?? [];
+      for (const [method, operation] of Object.entries(item)) {
+        if (!operation?.operationId) continue;
+        operations.set(operation.operationId, { method: method.toUpperCase(), template, parameters: [...shared, ...(operation.parameters ?? [])].map((p) => p.name) });
+      }
+    }
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed JSON
+    const linksOf = (operationId: string, status: string): Record<string, any> => {
+      const { method, template } = operations.get(operationId)!;
+      return doc.paths[template][method.toLowerCase()].responses[status].links ?? {};
+    };
+    /** The request a link describes, from the response it hangs on (only `$response.body#/…` is used). */
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed JSON
+    const follow = (target: any, body: unknown) => {
+      const operation = operations.get(target.operationId);
+      expect(operation, `link to ${target.operationId} names a real operation`).toBeDefined();
+      let path = operation!.template;
+      for (const [name, expression] of Object.entries<string>(target.parameters)) {
+        expect(operation!.parameters, `${target.operationId} takes ${name}`).toContain(name);
+        const pointer = /^\$response\.body#(\/.*)$/.exec(expression);
+        expect(pointer, expression).not.toBeNull();
+        const value = pointer![1].split('/').slice(1).reduce<unknown>((at, part) => (at as Record<string, unknown>)?.[part], body);
+        expect(typeof value, `${expression} resolves`).toBe('string');
+        path = path.replace(`{${name}}`, encodeURIComponent(value as string));
+      }
+      expect(path).not.toMatch(/[{}]/);
+      return { ...operation!, path };
+    };
+
+    const created = await call('POST', '/api/tasks', '/api/tasks', { body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(), width: '40' }) });
+    const id = created.body.id;
+    const fromCreate = linksOf('createTask', '201');
+    const fromRun = linksOf('runTask', '202');
+    expect(Object.values(fromCreate).map((l) => l.operationId).sort()).toEqual(['deleteTask', 'getTask', 'getTaskStatus', 'runTask']);
+    expect(Object.values(fromRun).map((l) => l.operationId).sort()).toEqual(['deleteTask', 'getTask', 'getTaskStatus']);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed JSON
+    const go = async (links: Record<string, any>, operationId: string, from: unknown, expected: number) => {
+      const { method, template, path } = follow(Object.values(links).find((l) => l.operationId === operationId), from);
+      const reply = await call(method, template, path);
+      expect(reply.status, `${operationId} through a link`).toBe(expected);
+      expect(reply.body.id).toBe(id);
+      return { path, reply };
+    };
+    await go(fromCreate, 'getTaskStatus', created.body, 200);
+    expect((await go(fromCreate, 'getTask', created.body, 200)).path).toBe(created.headers.get('location'));
+    const run = (await go(fromCreate, 'runTask', created.body, 202)).reply;
+    await go(fromRun, 'getTaskStatus', run.body, 200);
+    await go(fromRun, 'getTask', run.body, 200);
+    await go(fromRun, 'deleteTask', run.body, 200);
+    expect((await go(fromCreate, 'deleteTask', created.body, 200)).reply.body.status).toBe('DELETED');
+  });
+
   it('reports a failed task with its error', async () => {
     const truncated = jpeg.subarray(0, Math.floor(jpeg.byteLength * 0.5));
     const id = (await call('POST', '/api/tasks', '/api/tasks', { body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(truncated), width: '50' }) })).body.id;
@@ -278,6 +334,26 @@ describe('REST errors', () => {
     expect((await call('POST', '/api/tasks', '/api/tasks', { body: noImage })).body).toMatchObject({ error: 'InvalidInput', field: 'image' });
     const notMultipart = await call('POST', '/api/tasks', '/api/tasks', { body: JSON.stringify({ jobDefinition: 'IMAGE_RESIZE' }) });
     expect(notMultipart.body).toMatchObject({ error: 'InvalidInput' });
+  });
+
+  it('400 InvalidInput naming the field, for an integer field not written as plain decimal digits', async () => {
+    // One rule for every integer field: no spaces, sign, leading zero, fraction, exponent or hex.
+    const notIntegers = [' 10', '10 ', '\t10', '10.0', '0x10', '1e2', '+10', '-5', '010', '１０', '1234567890'];
+    for (const name of ['width', 'height', 'quality']) {
+      for (const value of notIntegers) {
+        const reply = await call('POST', '/api/tasks', '/api/tasks', {
+          body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(), width: '10', [name]: value }),
+        });
+        expect(reply.status, `${name}=${JSON.stringify(value)}`).toBe(400);
+        expect(reply.body, `${name}=${JSON.stringify(value)}`).toMatchObject({ error: 'InvalidInput', field: name });
+      }
+    }
+    // Plain digits still work for each of them.
+    const ok = await call('POST', '/api/tasks', '/api/tasks', {
+      body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(), width: '10', height: '12', quality: '80' }),
+    });
+    expect(ok.status).toBe(201);
+    await call('DELETE', '/api/tasks/{id}', `/api/tasks/${ok.body.id}`);
   });
 
   it('400 InvalidImage for bytes that are not a supported image', async () => {

@@ -97,6 +97,12 @@ async function settled(c: Client, id: string) {
 const counts = () =>
   infra.sql<{ tasks: number; images: number }>(`SELECT (SELECT count(*)::int FROM "Task") AS tasks, (SELECT count(*)::int FROM "Image") AS images`);
 
+/**
+ * The Accept of GraphQL over HTTP's own media type: a request error (parse, validation,
+ * variables) is a 400 there; with application/json (or no Accept) the spec asks for 200.
+ */
+const GRAPHQL_RESPONSE = { accept: 'application/graphql-response+json' };
+
 async function post(url: string, key: string | null, body: unknown, headers: Record<string, string> = {}) {
   const response = await fetch(`${url}/graphql`, {
     method: 'POST',
@@ -453,7 +459,7 @@ describe('plain (non-upload) requests', () => {
   it('refuses the longest status list that fits in MAX_REQUEST_BYTES (130,000 items) before coercing it: BAD_USER_INPUT', async () => {
     expect(bytesOf(130_000)).toBeLessThan(1024 * 1024);
     const started = performance.now();
-    const response = await postChunks(`${service.url}/graphql`, { authorization: `Bearer ${alice.key}`, 'content-type': 'application/json' }, statusList(130_000));
+    const response = await postChunks(`${service.url}/graphql`, { authorization: `Bearer ${alice.key}`, 'content-type': 'application/json', ...GRAPHQL_RESPONSE }, statusList(130_000));
     const ms = performance.now() - started;
     expect([response.status, JSON.parse(response.body)]).toEqual([
       400,
@@ -469,7 +475,7 @@ describe('GraphQL documents', () => {
     body: { errors: [{ message, extensions: { code: 'GRAPHQL_VALIDATION_FAILED', limit } }] },
   });
   const ask = async (query: string, key = alice.key) => {
-    const { status, body } = await post(service.url, key, { query });
+    const { status, body } = await post(service.url, key, { query }, GRAPHQL_RESPONSE);
     return { status, body };
   };
 
@@ -537,7 +543,7 @@ describe('production mode (NODE_ENV=production)', () => {
 
   it('refuses introspection, both __schema and __type', async () => {
     for (const query of [getIntrospectionQuery(), '{ __type(name: "Task") { fields { name } } }']) {
-      const response = await post(url, alice.key, { query });
+      const response = await post(url, alice.key, { query }, GRAPHQL_RESPONSE);
       expect(response.status).toBe(400);
       expect(response.body.errors[0].message).toMatch(/^GraphQL introspection has been disabled/);
     }

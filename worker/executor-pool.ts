@@ -29,6 +29,17 @@ export class TransientJobError extends Error {
   override name = 'TransientJobError';
 }
 
+/** `promise`, or a rejection as soon as `signal` aborts. */
+function unlessAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error('aborted'));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
 export type JobResult = Extract<ExecutorMessage, { type: 'done' }>;
 
 interface Slot {
@@ -106,8 +117,11 @@ export class ExecutorPool {
     const slot = await this.acquire();
     try {
       try {
-        await slot.ready;
+        // A job stopped while its executor still starts (a worker shutting down right after
+        // taking its first job, on a busy host) stops now, not once the executor is up.
+        await unlessAborted(slot.ready, options.signal);
       } catch (error) {
+        if (options.signal?.aborted) throw new Error('aborted');
         this.replace(slot, 'failed to start');
         throw error;
       }

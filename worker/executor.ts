@@ -74,11 +74,12 @@ process.on('message', async (request: ExecutorRequest) => {
 });
 
 // The worker owns us: when it goes, we go. Signals meant for the whole process group
-// (Ctrl-C in a terminal, a SIGTERM fan-out) are the worker's to handle: it decides
+// (Ctrl-C in a terminal, the terminal closing, a SIGTERM fan-out) are the worker's to handle: it decides
 // whether the job finishes or is handed back, and kills us if need be.
 process.on('disconnect', () => process.exit(0));
 process.on('SIGINT', () => {});
 process.on('SIGTERM', () => {});
+process.on('SIGHUP', () => {});
 
 // Only now can a job be received: the pool sends nothing before this, so JOB_TIMEOUT_MS
 // never counts our start-up (loading sharp takes a while on a busy machine).

@@ -14,6 +14,7 @@ import { log } from '../src/log.ts';
 import { claimsWaiting, jobDuration, queueWait, startMetricsPush } from '../src/metrics.ts';
 import { JobConsumer } from '../src/job-queue.ts';
 import { closeRedis } from '../src/redis.ts';
+import { onStopRequest } from '../src/stop-signals.ts';
 import { closeQueue } from '../src/tasks/queue.ts';
 import { publishChange } from '../src/tasks/events.ts';
 import { removeBlobs } from '../src/tasks/images.ts';
@@ -219,8 +220,7 @@ async function main() {
     await prisma.$disconnect();
     process.exit(0);
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  onStopRequest((reason) => void shutdown(reason));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

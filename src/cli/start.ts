@@ -1,14 +1,20 @@
-// `npm start`: the supervisor. Applies migrations, then runs one API process and WORKERS
-// worker processes on this host, restarts any that dies, and on SIGTERM/SIGINT stops
-// them all (each finishes or hands back its work) before exiting.
+// `npm start`: the supervisor. Runs one API process and, once migrations are applied,
+// WORKERS worker processes on this host, and restarts any that dies. Whatever asks it to
+// stop (SIGTERM, SIGINT, SIGHUP, npm going away: src/stop-signals.ts) stops them all (each
+// finishes or hands back its work) before it exits; and should it be SIGKILLed, its
+// children stop by themselves (their IPC channel closes).
+// Started while PostgreSQL is unreachable, it waits for it (the API answers /ready 503
+// meanwhile) instead of failing.
 process.title = 'tasklane';
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { config } from '../config.ts';
+import { whenDatabaseAvailable } from '../db.ts';
 import { log } from '../log.ts';
 import { migrate } from '../migrate.ts';
 import { blobStore } from '../blobs.ts';
+import { onStopRequest, type StopReason } from '../stop-signals.ts';
 
 const API = fileURLToPath(new URL('./api.ts', import.meta.url));
 const WORKER = fileURLToPath(new URL('../../worker/index.ts', import.meta.url));
@@ -26,6 +32,7 @@ const children = new Set<Child>();
 let stopping = false;
 
 function spawn(role: Child['role'], script: string): void {
+  if (stopping) return;
   const child: Child = { role, script, process: fork(script, [], { stdio: 'inherit' }), startedAt: Date.now() };
   children.add(child);
   child.process.on('exit', (code, signal) => {
@@ -37,36 +44,38 @@ function spawn(role: Child['role'], script: string): void {
   });
 }
 
-async function main() {
-  const applied = await migrate(config.databaseUrl, { store: blobStore(), log: (message, details) => log.info(details ?? {}, message) });
-  if (applied.length) log.info({ applied }, 'migrations applied');
-  spawn('api', API);
-  for (let i = 0; i < config.workers; i++) spawn('worker', WORKER);
-  log.info({ workers: config.workers }, 'tasklane started');
+function shutdown(reason: StopReason | 'start-up failed', exitCode = 0) {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal: reason, children: children.size }, 'stopping all processes');
+  for (const child of children) child.process.kill('SIGTERM');
+  // Each child has SHUTDOWN_GRACE_MS to finish; past that (plus a margin) it is killed.
+  const force = setTimeout(() => {
+    for (const child of children) child.process.kill('SIGKILL');
+  }, config.shutdownGraceMs + 5000);
+  const check = setInterval(() => {
+    if (children.size === 0) {
+      clearInterval(check);
+      clearTimeout(force);
+      log.info('all processes stopped');
+      process.exit(exitCode);
+    }
+  }, 50);
+}
 
-  const shutdown = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal, children: children.size }, 'stopping all processes');
-    for (const child of children) child.process.kill('SIGTERM');
-    // Each child has SHUTDOWN_GRACE_MS to finish; past that (plus a margin) it is killed.
-    const force = setTimeout(() => {
-      for (const child of children) child.process.kill('SIGKILL');
-    }, config.shutdownGraceMs + 5000);
-    const check = setInterval(() => {
-      if (children.size === 0) {
-        clearInterval(check);
-        clearTimeout(force);
-        log.info('all processes stopped');
-        process.exit(0);
-      }
-    }, 50);
-  };
-  process.on('SIGTERM', shutdown);
-  process.on('SIGINT', shutdown);
+async function main() {
+  // First of all: a stop request while waiting for PostgreSQL must work too.
+  onStopRequest(shutdown);
+  // The API listens at once (its /ready says 503 until PostgreSQL answers and the schema is
+  // current); workers start once the migrations are applied.
+  spawn('api', API);
+  const applied = await whenDatabaseAvailable('migrations', () => migrate(config.databaseUrl, { store: blobStore(), log: (message, details) => log.info(details ?? {}, message) }));
+  if (applied.length) log.info({ applied }, 'migrations applied');
+  for (let i = 0; i < config.workers; i++) spawn('worker', WORKER);
+  if (!stopping) log.info({ workers: config.workers }, 'tasklane started');
 }
 
 main().catch((error) => {
   log.fatal({ err: error }, 'tasklane failed to start');
-  process.exit(1);
+  shutdown('start-up failed', 1);
 });

@@ -7,8 +7,9 @@
 //   is not JSON, …): passed through with a code, logged at debug — it is the client's fault.
 // - Anything else is unexpected: "Unexpected error." to the client (never a stack, SQL or a
 //   library's internals, whatever NODE_ENV), the details in the log at error level.
-import { GraphQLError } from 'graphql';
-import { maskError as defaultMaskError } from 'graphql-yoga';
+// - The HTTP status of a request error (requestErrorStatus, below): as GraphQL over HTTP says.
+import { GraphQLError, type ExecutionResult } from 'graphql';
+import { maskError as defaultMaskError, type Plugin } from 'graphql-yoga';
 import { isDatabaseUnavailable } from '../db.ts';
 import { exposeDomainError } from '../graphql/errors.ts';
 import { log } from '../log.ts';
@@ -69,4 +70,31 @@ export function maskError(error: unknown, message: string, isDev?: boolean): Err
   // Never the development variant (it adds the original message and stack, e.g. SQL).
   void isDev;
   return defaultMaskError(error, message, false);
+}
+
+/** The codes of a GraphQL request error: the document does not parse or validate, or the variables do not coerce. */
+const REQUEST_ERROR_CODES = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_USER_INPUT']);
+
+/**
+ * The status of a well-formed request that fails before execution (a request error: no
+ * `data` in the result), as GraphQL over HTTP asks: 200 when the client accepts
+ * `application/json` (also without an Accept header), 400 for
+ * `application/graphql-response+json`. yoga does so for parse and validation errors
+ * (`http.spec`) but gives variable coercion failures a 400 for both; our own refusals of
+ * the same kind (GRAPHQL_MAX_TOKENS, MAX_LIST_ITEMS, a misplaced file) come out here too.
+ * What is not a request error keeps its own status whatever the Accept header: a body that
+ * is not a GraphQL request (BAD_REQUEST 400), 401, 413, 429, 503.
+ */
+export function requestErrorStatus(): Plugin {
+  return {
+    onResultProcess({ result }) {
+      if (Array.isArray(result) || !result || typeof result !== 'object' || !('errors' in result) || 'data' in result) return;
+      for (const error of (result as ExecutionResult).errors ?? []) {
+        if (!REQUEST_ERROR_CODES.has(error.extensions?.code as string)) continue;
+        // The errors are fresh per request (graphql-js, yoga and our plugins make them).
+        const extensions = error.extensions as Record<string, unknown>;
+        extensions.http = { ...(extensions.http as object | undefined), status: 400, spec: true };
+      }
+    },
+  };
 }

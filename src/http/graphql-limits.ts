@@ -1,7 +1,9 @@
 // Limits on the GraphQL documents clients may send, tuned to our schema, and what
 // production hides. Each refusal is a GraphQL error naming the limit's variable:
 // - tokens (GRAPHQL_MAX_TOKENS), counted while lexing, before any parse tree is built;
-// - depth, aliases, directives and cost (graphql-armor), as validation errors (HTTP 400).
+// - depth, aliases, directives and cost (graphql-armor), as validation errors.
+// Each is a request error: HTTP 200 for application/json, 400 for
+// application/graphql-response+json (requestErrorStatus in errors.ts).
 // Measured on our schema (SECURITY.md): the standard introspection query (GraphiQL,
 // codegen) is 15 deep and ~185 tokens; our own operations are at most 5 deep, ~70 tokens;
 // the largest legitimate query (one page of 100 tasks with every field) costs ~19,800.
@@ -38,7 +40,7 @@ import { isUploadedFile } from '../graphql/builder.ts';
 
 type GraphQLArmorConfig = NonNullable<Parameters<typeof EnvelopArmorPlugin>[0]>;
 
-/** A validation-stage refusal: reported like any invalid document (HTTP 400). */
+/** A validation-stage refusal: reported like any invalid document. */
 const refuse = (variable: string) => (context: ValidationContext | null, error: GraphQLError) => {
   const message = `${error.message.replace(/^Syntax Error: /, '').replace(/\.$/, '')} (${variable})`;
   context?.reportError(new GraphQLError(message, { extensions: { code: 'GRAPHQL_VALIDATION_FAILED', limit: variable } }));
@@ -64,7 +66,7 @@ export function tokenLimit(max: number): Plugin {
     onParse({ params }) {
       if (exceedsTokens(params.source, max)) {
         throw new GraphQLError(`The query has more than ${max} tokens (GRAPHQL_MAX_TOKENS)`, {
-          extensions: { code: 'GRAPHQL_VALIDATION_FAILED', limit: 'GRAPHQL_MAX_TOKENS', http: { status: 400 } },
+          extensions: { code: 'GRAPHQL_VALIDATION_FAILED', limit: 'GRAPHQL_MAX_TOKENS' },
         });
       }
     },
@@ -146,10 +148,10 @@ const listLiteralLimit = (context: ValidationContext): ASTVisitor => ({
   },
 });
 
-/** MAX_LIST_ITEMS and files only where a File goes, before any coercion; BAD_USER_INPUT (HTTP 400). */
+/** MAX_LIST_ITEMS and files only where a File goes, before any coercion; BAD_USER_INPUT (a request error: errors.ts sets its status). */
 export function inputLimits(): Plugin {
   const refusal = (message: string): ExecutionResult => ({
-    errors: [new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } })],
+    errors: [new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT' } })],
   });
   return {
     onValidate: ({ addValidationRule }) => addValidationRule(listLiteralLimit),

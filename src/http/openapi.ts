@@ -32,6 +32,24 @@ const common = {
   '404': errorBody(['TaskDoesNotExist'], 'No task with this id belongs to the caller'),
   '429': rateLimited,
 };
+/**
+ * Links (OpenAPI 3.1 §4.8.20): from a response holding a task's `id`, the operations that
+ * take it, so that stateful API testers and generated clients can walk the lifecycle. The
+ * id is read from the body; after a create, `Location` is the same task's path.
+ */
+const link = (operationId: string, description: string) => ({
+  operationId,
+  parameters: { id: '$response.body#/id' },
+  description,
+});
+const taskLinks = {
+  GetTaskStatus: link('getTaskStatus', 'Follow the status and progress of this task (GET /api/tasks/{id}/status)'),
+  GetTask: link('getTask', 'Fetch this task (GET /api/tasks/{id}, the Location of a create)'),
+  RunTask: link('runTask', 'Run this task: CREATED → QUEUED (POST /api/tasks/{id}/run)'),
+  DeleteTask: link('deleteTask', 'Delete this task (DELETE /api/tasks/{id})'),
+};
+const afterRun = { GetTaskStatus: taskLinks.GetTaskStatus, GetTask: taskLinks.GetTask, DeleteTask: taskLinks.DeleteTask };
+
 const dateTime = { type: 'string', format: 'date-time' };
 const nullable = (schema: Record<string, unknown>) => ({ oneOf: [schema, { type: 'null' }] });
 
@@ -78,6 +96,7 @@ export const openApiDocument = {
             description: 'Created',
             headers: { Location: { description: 'The new task: /api/tasks/{id}', schema: { type: 'string' } } },
             content: { 'application/json': { schema: ref('Created') } },
+            links: taskLinks,
           },
           '400': errorBody(
             ['WrongJobDefinitionValue', 'InvalidInput', 'InvalidImage'],
@@ -117,7 +136,7 @@ export const openApiDocument = {
         operationId: 'runTask',
         summary: 'CREATED → QUEUED',
         responses: {
-          '202': { description: 'Queued; the task as it is now', content: { 'application/json': { schema: ref('Task') } } },
+          '202': { description: 'Queued; the task as it is now', content: { 'application/json': { schema: ref('Task') } }, links: afterRun },
           ...common,
           '409': errorBody(['InvalidTaskState'], 'The task is not CREATED (`status` says what it is)'),
         },

@@ -85,10 +85,19 @@ function field(form: FormData, name: string): string | null {
   return value.trim() === '' ? null : value.trim();
 }
 
+/**
+ * The one reading of every integer form field: decimal digits only, exactly as sent — no
+ * sign, spaces, leading zeros, fraction, exponent or hex (`" 10"`, `10.0`, `1e2`, `0x10` are
+ * refused, naming the field), at most 9 digits so that the number is exact. An empty field
+ * is an absent one (an HTML form sends its empty inputs). The range is the service's to check.
+ */
+const INTEGER = /^(0|[1-9][0-9]{0,8})$/;
+
 function integerField(form: FormData, name: string): number | null {
-  const value = field(form, name);
-  if (value === null) return null;
-  if (!/^-?\d{1,9}$/.test(value)) throw new InvalidInput(`${name} must be an integer, got "${value.slice(0, 32)}"`, name);
+  const value = form.get(name);
+  if (value === null || value === '') return null;
+  if (typeof value !== 'string') throw new InvalidInput(`${name} must be a plain form field, not a file`, name);
+  if (!INTEGER.test(value)) throw new InvalidInput(`${name} must be a whole number written in decimal digits only, got ${JSON.stringify(value.slice(0, 32))}`, name);
   return Number(value);
 }
 

@@ -22,10 +22,16 @@ export function health(): Response {
 }
 
 /**
- * 200 when this process can do its work: PostgreSQL answers, it can put jobs on the
- * queue (a command through the very queue client that enqueues, which is replaced when it
- * could not connect; a Redis that answers PING is not enough), and the blob store accepts
- * a write. Else 503 naming the culprit.
+ * Set while the process starts (waiting for PostgreSQL, applying migrations): /ready says
+ * 503 with this reason, and every route but /health and /ready answers 503 (server.ts).
+ */
+export const startup: { pending: string | null } = { pending: null };
+
+/**
+ * 200 when this process can do its work: start-up is over, PostgreSQL answers, it can put
+ * jobs on the queue (a command through the very queue client that enqueues, which is
+ * replaced when it could not connect; a Redis that answers PING is not enough), and the
+ * blob store accepts a write. Else 503 naming the culprit.
  */
 export async function ready(): Promise<Response> {
   const [database, queue, storage] = await Promise.allSettled([
@@ -38,8 +44,8 @@ export async function ready(): Promise<Response> {
     redis: queue.status === 'fulfilled' ? 'ok' : String(queue.reason?.message ?? queue.reason),
     storage: storage.status === 'fulfilled' ? 'ok' : String(storage.reason?.message ?? storage.reason),
   };
-  const ok = report.postgres === 'ok' && report.redis === 'ok' && report.storage === 'ok';
-  return new Response(JSON.stringify({ ready: ok, ...report }), {
+  const ok = report.postgres === 'ok' && report.redis === 'ok' && report.storage === 'ok' && !startup.pending;
+  return new Response(JSON.stringify({ ready: ok, ...report, ...(startup.pending ? { starting: startup.pending } : {}) }), {
     status: ok ? 200 : 503,
     headers: { 'content-type': 'application/json' },
   });

@@ -10,6 +10,7 @@ import { log } from '../log.ts';
 import { authenticate, bearerKey } from '../tasks/keys.ts';
 import type { Context } from '../graphql/builder.ts';
 import { RATE_LIMITED, rateLimitedError, takeRequest } from './rate-limit.ts';
+import { startup } from './routes.ts';
 import { closeSseStreams, maybeSseSubscription, serveSseSubscription } from './sse-subscriptions.ts';
 import { yoga } from './yoga.ts';
 
@@ -33,6 +34,12 @@ type EnvelopedRoot = { execute: (args: ExecutionArgs) => any; subscribe: (args: 
 
 export async function startApiServer(port: number, host: string): Promise<ApiServer> {
   const server = createServer((request, response) => {
+    // Still starting (waiting for PostgreSQL, migrating): only the probes are answered.
+    if (startup.pending && !/^\/(health|ready)(\?|$)/.test(request.url ?? '')) {
+      response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '5' });
+      response.end(JSON.stringify({ errors: [{ message: `the service is starting (${startup.pending}); try again shortly`, extensions: { code: 'SERVICE_UNAVAILABLE' } }] }));
+      return;
+    }
     // A response sent before the body was read (413, 401, 429 on an upload) leaves the
     // client still writing: Node would read and discard the rest, however long. Give the
     // client a moment to read the answer, then cut the connection.
@@ -57,6 +64,11 @@ export async function startApiServer(port: number, host: string): Promise<ApiSer
       // Forbidden, which its client (and so Apollo's and urql's) retries five times with
       // backoff; 4401 Unauthorized is final for them, and says what is wrong.
       onConnect: async (ctx) => {
+        if (startup.pending) {
+          // 1013 Try Again Later (RFC 6455's registry): graphql-ws clients reconnect.
+          ctx.extra.socket.close(1013, 'the service is starting; try again shortly');
+          return false;
+        }
         const given = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
         if (await authenticate(bearerKey(typeof given === 'string' ? given : null))) return true;
         ctx.extra.socket.close(CloseCode.Unauthorized, 'Unauthorized: a valid API key is required');

@@ -10,7 +10,8 @@ import type { Context } from '../graphql/builder.ts';
 import { log } from '../log.ts';
 import { authenticate, bearerKey } from '../tasks/keys.ts';
 import { dashboard } from './dashboard.ts';
-import { maskError } from './errors.ts';
+import { graphiqlOptions, renderGraphiQL } from './graphiql.ts';
+import { maskError, requestErrorStatus } from './errors.ts';
 import { documentLimits, hideSchemaHints } from './graphql-limits.ts';
 import { graphqlMetricsPlugin, httpMetricsPlugin, metrics } from './metrics.ts';
 import { countedRequests, rateLimitedError, rateLimitedResponse, takeRequest } from './rate-limit.ts';
@@ -83,24 +84,24 @@ const keyedRoutes: Plugin = {
 const refuseBody = (url: URL, message: string) =>
   isRest(url) ? problem(413, 'PayloadTooLarge', message) : payloadTooLargeResponse(message);
 
+export const UNAUTHENTICATED_MESSAGE = 'a valid API key is required: send Authorization: Bearer <key>';
+
+const unauthenticated = () =>
+  new GraphQLError(UNAUTHENTICATED_MESSAGE, {
+    extensions: { code: 'UNAUTHENTICATED', http: { status: 401, headers: { 'www-authenticate': 'Bearer' } } },
+  });
+
 /**
- * A document that does not validate (unknown field, enum value, …) is a bad request:
- * HTTP 400 whatever the Accept header, as GraphQL over HTTP specifies for its own type.
+ * The key before the document: a request without a valid one gets 401 before its document
+ * is parsed or validated, so an unauthenticated client learns nothing about the schema
+ * (no "Did you mean …", no validation errors). (WebSocket: checked on connect, server.ts.)
  */
-const validationIsBadRequest: Plugin = {
-  onValidate() {
-    return ({ result }) => {
-      for (const error of result) {
-        // `spec: false` tells yoga this 400 holds for application/json too (its default is 200 there).
-        const extensions = error.extensions as Record<string, unknown>;
-        extensions.code ??= 'GRAPHQL_VALIDATION_FAILED';
-        extensions.http = { ...(extensions.http as object | undefined), status: 400, spec: false };
-      }
-    };
+const authenticateFirst: Plugin = {
+  async onParams({ request, setResult }) {
+    const caller = await authenticate(requestKey(request, new URL(request.url)));
+    if (!caller) setResult({ errors: [unauthenticated()] });
   },
 };
-
-export const UNAUTHENTICATED_MESSAGE = 'a valid API key is required: send Authorization: Bearer <key>';
 
 export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
   schema,
@@ -117,21 +118,9 @@ export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, C
     warn: (...args) => log.warn(args),
     error: (...args) => log.error(args),
   },
-  graphiql: config.production
-    ? false
-    : {
-        title: 'Tasklane',
-        headers: JSON.stringify({ Authorization: 'Bearer <your API key: npm run key -- create me>' }),
-        defaultQuery: `# Put your API key in the Headers tab below, then run an operation.
-query RecentTasks {
-  tasks(first: 10) { edges { node { id status progress error result { url width height } } } }
-}
-
-subscription Dashboard {
-  tasksUpdated { id status progress version }
-}
-`,
-      },
+  // Our own assets, no CDN (graphiql.ts); off in production.
+  graphiql: config.production ? false : graphiqlOptions,
+  renderGraphiQL,
   maskedErrors: { maskError },
   context: async ({ request, connectionParams }): Promise<Context> => {
     const fromWebSocket = connectionParams?.authorization ?? connectionParams?.Authorization;
@@ -140,25 +129,23 @@ subscription Dashboard {
       bearerKey(request.headers.get('authorization')) ??
       new URL(request.url).searchParams.get('token'); // EventSource cannot send headers
     const caller = await authenticate(key);
-    if (!caller) {
-      throw new GraphQLError(UNAUTHENTICATED_MESSAGE, {
-        extensions: { code: 'UNAUTHENTICATED', http: { status: 401, headers: { 'www-authenticate': 'Bearer' } } },
-      });
-    }
+    if (!caller) throw unauthenticated();
     return { caller, loaders: createLoaders() };
   },
   // Order matters: open routes, then the rate limit, then the body limit (it wraps the body
-  // every later reader sees: REST, the GraphQL parsers), then document limits and
-  // production's hiding of schema hints.
+  // every later reader sees: REST, the GraphQL parsers), then the key (before any document
+  // is looked at), document limits, production's hiding of schema hints, and the status of
+  // request errors.
   plugins: [
     httpMetricsPlugin(),
     openRoutes,
     rateLimit,
     requestBody(refuseBody),
     keyedRoutes,
+    authenticateFirst,
     ...documentLimits(),
     ...(config.production ? [hideSchemaHints()] : []),
-    validationIsBadRequest,
+    requestErrorStatus(),
     graphqlMetricsPlugin(),
     // Last: it replaces the subscribe function (identical subscriptions share one stream).
     sharedSubscriptions(),

@@ -75,9 +75,19 @@ export function startReconciler(intervalMs = config.reconcileIntervalMs): () => 
   let stopped = false;
   let running: Promise<unknown> = Promise.resolve();
   let timer: NodeJS.Timeout;
+  // During an outage every sweep fails the same way: say so on the first failure, then once a
+  // minute, and say when sweeps work again — not once per interval per worker.
+  let failures = 0;
+  const everyNth = Math.max(1, Math.round(60_000 / intervalMs));
   const tick = () => {
     running = sweep()
-      .catch((error) => log.warn({ err: (error as Error).message }, 'reconciler sweep failed'))
+      .then(() => {
+        if (failures) log.info({ failures }, 'reconciler sweeps work again');
+        failures = 0;
+      })
+      .catch((error) => {
+        if (failures++ % everyNth === 0) log.warn({ err: (error as Error).message, failures }, 'reconciler sweep failed');
+      })
       .finally(() => {
         if (!stopped) timer = setTimeout(tick, intervalMs);
       });

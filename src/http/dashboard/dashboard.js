@@ -14,6 +14,9 @@ const tasks = new Map(); // id → task (newest version seen)
 const rows = new Map(); // id → <tr>
 let key = '';
 let events = null;
+/** Delay before the next attempt after the server refused the stream (doubles, capped). */
+let retryDelayMs = 1000;
+let retryTimer = null;
 
 function setConnection(state, text) {
   const badge = $('#connection');
@@ -136,6 +139,7 @@ function subscribe() {
   // EventSource cannot send headers: the key goes as ?token=.
   events = new EventSource(`/graphql?query=${encodeURIComponent(query)}&token=${encodeURIComponent(key)}`);
   events.addEventListener('open', () => {
+    retryDelayMs = 1000;
     setConnection('live', 'live');
     // (Re)connected: changes made while we were away are fetched once.
     loadRecent().catch((error) => setConnection('error', error.message));
@@ -150,8 +154,16 @@ function subscribe() {
     update(message.data.tasksUpdated);
   });
   events.addEventListener('error', () => {
-    if (events.readyState === EventSource.CLOSED) setConnection('error', 'disconnected');
-    else setConnection('disconnected', 'reconnecting…');
+    if (events.readyState !== EventSource.CLOSED) {
+      setConnection('disconnected', 'reconnecting…'); // the browser retries by itself
+      return;
+    }
+    // An HTTP error answer (a 503 while the API starts or the database is away, a 502 from a
+    // proxy) ends an EventSource for good: try again ourselves, backing off.
+    setConnection('disconnected', `reconnecting in ${Math.round(retryDelayMs / 1000)} s…`);
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(subscribe, retryDelayMs);
+    retryDelayMs = Math.min(retryDelayMs * 2, 15_000);
   });
 }
 
