@@ -6,6 +6,8 @@ export default defineConfig({
   resolve: { alias: { graphql: 'graphql/index.js' } },
   test: {
     include: ['test/**/*.test.ts'],
+    // TEST_STORAGE=s3 runs every test on an S3 blob store (one s3rver for the run) instead of disk.
+    globalSetup: ['test/helpers/global-setup.ts'],
     // End-to-end files start real processes; two at a time suits a 2-core machine.
     maxWorkers: 2,
     fileParallelism: true,

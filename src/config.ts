@@ -209,6 +209,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     storage: loadStorage(env),
     /** STORAGE_TIMEOUT_MS (10000): limit of one store request, and of socket inactivity while streaming. */
     storageTimeoutMs: read(env, 'STORAGE_TIMEOUT_MS', integer(100, 600_000), 10_000),
+    /**
+     * IMAGE_DOWNLOADS (proxy): how /images/<id> serves bytes. proxy: streamed through the API;
+     * redirect: 302 to a presigned store URL (s3 only; the disk store always proxies), which
+     * takes the API out of the data path.
+     */
+    imageDownloads: read(env, 'IMAGE_DOWNLOADS', oneOf(['proxy', 'redirect'] as const), 'proxy'),
     /** LOG_LEVEL (info): fatal, error, warn, info, debug, trace or silent. */
     logLevel: read(env, 'LOG_LEVEL', oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const), 'info'),
     /** NODE_ENV (development): production hides schema hints (suggestions, introspection). */

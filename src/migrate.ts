@@ -3,11 +3,18 @@
 // session advisory lock so only one process migrates at a time, applies each pending
 // migration.sql in a transaction and records it in _prisma_migrations with Prisma's
 // checksum (sha-256 hex of the file), so Prisma's own CLI agrees with what we did.
+//
+// Some schema changes need code between two migrations (moving data out of PostgreSQL):
+// DATA_STEPS names such a step by the migration it follows. It runs after that migration
+// is applied and before the next one is, outside any migration's transaction, under the
+// same lock; it must be idempotent, since an interrupted run repeats it at the next start.
 import { createHash, randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { moveImageBytesToStore } from './migrate-images.ts';
+import type { BlobStore } from './storage/index.ts';
 
 const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../prisma/migrations');
 // Arbitrary constant shared by every Tasklane process: "the migration lock".
@@ -21,6 +28,27 @@ function client(connectionString: string): pg.Client {
   c.on('error', () => {});
   return c;
 }
+
+export interface MigrateOptions {
+  /**
+   * The blob store, for data steps that write to it. Needed only when such a step finds
+   * work to do (an empty database never does); its absence then fails the migration.
+   */
+  store?: BlobStore;
+  /** Progress of data steps. */
+  log?: (message: string, details?: Record<string, unknown>) => void;
+}
+
+export interface DataStepContext {
+  client: pg.Client;
+  store: () => BlobStore;
+  log: (message: string, details?: Record<string, unknown>) => void;
+}
+
+/** Code that runs after the named migration and before the next one (see the top of this file). */
+const DATA_STEPS: Record<string, (context: DataStepContext) => Promise<void>> = {
+  '20261130150000_image_storage_key': moveImageBytesToStore,
+};
 
 export async function ensureDatabase(databaseUrl: string): Promise<void> {
   const url = new URL(databaseUrl);
@@ -47,7 +75,7 @@ export async function ensureDatabase(databaseUrl: string): Promise<void> {
   }
 }
 
-export async function migrate(databaseUrl: string): Promise<string[]> {
+export async function migrate(databaseUrl: string, options: MigrateOptions = {}): Promise<string[]> {
   await ensureDatabase(databaseUrl);
   const db = client(databaseUrl);
   await db.connect();
@@ -72,7 +100,15 @@ export async function migrate(databaseUrl: string): Promise<string[]> {
       .filter((entry) => entry.isDirectory())
       .map((entry) => entry.name)
       .sort();
-    for (const name of names) {
+    const context: DataStepContext = {
+      client: db,
+      store: () => {
+        if (!options.store) throw new Error('this migration moves data into the blob store: pass migrate() a store');
+        return options.store;
+      },
+      log: options.log ?? (() => {}),
+    };
+    for (const [index, name] of names.entries()) {
       const sql = await readFile(path.join(MIGRATIONS_DIR, name, 'migration.sql'), 'utf8');
       const checksum = createHash('sha256').update(sql).digest('hex');
       const previous = doneByName.get(name);
@@ -80,6 +116,7 @@ export async function migrate(databaseUrl: string): Promise<string[]> {
         if (previous !== checksum) {
           throw new Error(`migration ${name} was modified after it was applied (checksum differs)`);
         }
+        await runDataStep(name, names[index + 1], doneByName, context);
         continue;
       }
       const id = randomUUID();
@@ -97,10 +134,22 @@ export async function migrate(databaseUrl: string): Promise<string[]> {
         throw new Error(`migration ${name} failed: ${(error as Error).message}`);
       }
       applied.push(name);
+      await runDataStep(name, names[index + 1], doneByName, context);
     }
   } finally {
     await db.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => {});
     await db.end();
   }
   return applied;
+}
+
+/** The data step after `name`, unless the migration after it is applied already (then it ran). */
+async function runDataStep(name: string, next: string | undefined, done: Map<string, string>, context: DataStepContext) {
+  const step = DATA_STEPS[name];
+  if (!step || (next !== undefined && done.has(next))) return;
+  try {
+    await step(context);
+  } catch (error) {
+    throw new Error(`data step after migration ${name} failed: ${(error as Error).message}`, { cause: error });
+  }
 }

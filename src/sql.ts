@@ -1,7 +1,6 @@
 // Raw SQL on the hot path: the statements every task runs through (src/tasks/store.ts)
 // go straight to node-postgres, on the same pool as Prisma. Prisma's query pipeline cost
-// more CPU than the statements themselves — with image bytes most of all (measured in
-// bench/RESULTS.md) — and these statements are hand-written SQL anyway.
+// more CPU than the statements themselves, and these statements are hand-written SQL anyway.
 //
 // `sql` is a tagged template like Prisma.sql: values become $n parameters, nested
 // fragments are spliced in. Parameters go over the wire untyped (text, or binary for
@@ -67,11 +66,13 @@ const COPY_TIMEOUT_MS = 30_000;
  * `COPY … TO STDOUT (FORMAT binary)`: they arrive as they are. In a query result node-postgres
  * receives a bytea as hex text twice its size and decodes it; for a 780 KB photo that cost
  * 3.5 ms of CPU against 1 ms this way (and PostgreSQL's hex encoding on its side).
- * COPY takes no parameters, so only a checked UUID is ever spliced in.
+ * COPY takes no parameters, so only a checked UUID is ever spliced in. `on` is a pool (a
+ * connection is taken for the COPY) or a connected client (used as it is).
  */
-export async function readBytes(pool: pg.Pool, table: string, column: string, id: string): Promise<Buffer | null> {
+export async function readBytes(on: pg.Pool | pg.Client, table: string, column: string, id: string): Promise<Buffer | null> {
   if (!isUuid(id)) throw new Error(`not a UUID: ${id}`);
-  const client = await pool.connect();
+  const pooled = on instanceof pg.Pool;
+  const client = pooled ? await on.connect() : on;
   let broken: Error | undefined;
   try {
     const data = await new Promise<Buffer>((resolve, reject) => {
@@ -91,7 +92,7 @@ export async function readBytes(pool: pg.Pool, table: string, column: string, id
     broken ??= error instanceof Error && !('code' in error) ? error : undefined; // a connection problem: discard it
     throw error;
   } finally {
-    client.release(broken);
+    if (pooled) (client as pg.PoolClient).release(broken);
   }
 }
 

@@ -1,6 +1,7 @@
 // The core, end to end: real `npm start` processes (supervisor, API, workers) on a fresh
 // database and Redis prefix, driven over HTTP like a client would.
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { graphql } from './gql/index.ts';
@@ -105,8 +106,8 @@ describe('processes', () => {
   it('answers /health and /ready, and names its processes', async () => {
     expect((await fetch(`${service.url}/health`)).status).toBe(200);
     const ready = await fetch(`${service.url}/ready`);
-    expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ ready: true, postgres: 'ok', redis: 'ok' });
+    expect(ready.status, await ready.clone().text()).toBe(200);
+    expect(await ready.json()).toEqual({ ready: true, postgres: 'ok', redis: 'ok', storage: 'ok' });
     const titles = execFileSync('ps', ['-o', 'args=', '--ppid', String(service.child.pid)]).toString();
     expect(titles).toMatch(/tasklane-api/);
     expect(titles.match(/tasklane-worker/g)).toHaveLength(2);
@@ -190,6 +191,64 @@ describe('an image-resize task, upload to result', () => {
     expect(noAuth.status).toBe(401);
   });
 
+  it('serves downloads from the blob store: ETag/304, Range/206/416, HEAD, caching for the URL\'s lifetime', async () => {
+    const id = await createTask(alice, await photo(300, 200), { width: 120 }, true);
+    const done = (await settled(alice, id)).data!.task;
+    if (done.__typename !== 'Task') throw new Error('not a task');
+    const url = `${service.url}${done.result!.url}`;
+    const [row] = await infra.sql<{ storageKey: string; sha256: string }>(`SELECT "storageKey", "sha256" FROM "Image" WHERE id = $1`, [done.result!.id]);
+    expect(row.storageKey).toBe(`images/${done.result!.id}`);
+    expect(await infra.blobKeys()).toContain(row.storageKey);
+
+    const whole = await fetch(url);
+    const bytes = Buffer.from(await whole.arrayBuffer());
+    expect(whole.status).toBe(200);
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(row.sha256);
+    const etag = whole.headers.get('etag')!;
+    expect(etag).toBe(`"${row.sha256}"`); // strong
+    expect(whole.headers.get('accept-ranges')).toBe('bytes');
+    expect(whole.headers.get('content-length')).toBe(String(done.result!.byteSize));
+    const cache = whole.headers.get('cache-control')!;
+    const maxAge = Number(/max-age=(\d+)/.exec(cache)?.[1]);
+    const exp = Number(new URL(url).searchParams.get('exp'));
+    expect(cache).toMatch(/^private, max-age=\d+, immutable$/);
+    expect(maxAge).toBeGreaterThan(0);
+    expect(maxAge).toBeLessThanOrEqual(exp - Math.floor(Date.now() / 1000) + 1); // never past the URL's expiry
+
+    const notModified = await fetch(url, { headers: { 'if-none-match': etag } });
+    expect(notModified.status).toBe(304);
+    expect(notModified.headers.get('etag')).toBe(etag);
+    expect((await fetch(url, { headers: { 'if-none-match': '"other"' } })).status).toBe(200);
+
+    const part = await fetch(url, { headers: { range: 'bytes=10-19' } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 10-19/${bytes.length}`);
+    expect(Buffer.from(await part.arrayBuffer())).toEqual(bytes.subarray(10, 20));
+    const tail = await fetch(url, { headers: { range: 'bytes=-5' } });
+    expect(tail.status).toBe(206);
+    expect(Buffer.from(await tail.arrayBuffer())).toEqual(bytes.subarray(bytes.length - 5));
+    const open = await fetch(url, { headers: { range: `bytes=${bytes.length - 3}-` } });
+    expect(Buffer.from(await open.arrayBuffer())).toEqual(bytes.subarray(bytes.length - 3));
+    for (const range of [`bytes=${bytes.length}-`, 'bytes=5-2', 'pages=1-2']) {
+      const refused = await fetch(url, { headers: { range } });
+      expect(refused.status, range).toBe(416);
+      expect(refused.headers.get('content-range')).toBe(`bytes */${bytes.length}`);
+    }
+    // If-Range with another validator: the whole image.
+    expect((await fetch(url, { headers: { range: 'bytes=0-1', 'if-range': '"other"' } })).status).toBe(200);
+
+    const head = await fetch(url, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('content-length')).toBe(String(bytes.length));
+    expect(head.headers.get('content-type')).toBe('image/jpeg');
+    expect(head.headers.get('etag')).toBe(etag);
+
+    // With the owner's key (no expiring URL): revalidate every time.
+    const byKey = await fetch(`${service.url}/images/${done.result!.id}`, { headers: { authorization: `Bearer ${alice.key}` } });
+    expect(byKey.headers.get('cache-control')).toBe('private, no-cache');
+    expect(Buffer.from(await byKey.arrayBuffer())).toEqual(bytes);
+  });
+
   it('creates and runs in one call, converting the format', async () => {
     const id = await createTask(alice, await photo(640, 480, 'png'), { width: 64, height: 64, format: 'WEBP', fit: 'CONTAIN' }, true);
     const done = (await settled(alice, id)).data!.task;
@@ -197,6 +256,20 @@ describe('an image-resize task, upload to result', () => {
     if (done.__typename !== 'Task') throw new Error('not a task');
     const response = await fetch(`${service.url}${done.result!.url}`);
     expect(response.headers.get('content-type')).toBe('image/webp');
+  });
+
+  it('accepts a TIFF whose directory lies past the checked head (checked on the stored blob), and refuses a fake one leaving no blob', async () => {
+    const tiff = await sharp({ create: { width: 800, height: 600, channels: 3, background: '#888' } }).tiff({ compression: 'none' }).toBuffer();
+    expect(tiff.readUInt32LE(4)).toBeGreaterThan(256 * 1024); // the IFD is at the end
+    const id = await createTask(alice, tiff, { width: 80, format: 'PNG' }, true);
+    const done = (await settled(alice, id)).data!.task;
+    expect(done).toMatchObject({ status: 'DONE', source: { format: 'TIFF', width: 800, height: 600 }, result: { width: 80, height: 60 } });
+    // The same header with garbage where the directory should be: refused after the put, and the blob removed.
+    const blobsBefore = await infra.blobKeys();
+    const fake = Buffer.concat([tiff.subarray(0, 8), Buffer.alloc(400 * 1024, 7)]);
+    const refused = await create(alice, fake, { width: 10 });
+    expect(refused.data?.createTask).toMatchObject({ __typename: 'InvalidImage' });
+    expect(await infra.blobKeys()).toEqual(blobsBefore);
   });
 
   it('auto-orients from EXIF end to end', async () => {
@@ -263,10 +336,12 @@ describe('errors, as typed union members', () => {
     ['a corrupt PNG header', Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.alloc(100, 1)])],
   ])('InvalidImage for %s, and nothing is stored', async (_, bytes) => {
     const before = await infra.sql(`SELECT (SELECT count(*) FROM "Task") AS tasks, (SELECT count(*) FROM "Image") AS images`);
+    const blobsBefore = await infra.blobKeys();
     const response = await create(alice, bytes, { width: 10 });
     expect(response.data?.createTask.__typename).toBe('InvalidImage');
     expect((response.data?.createTask as { message: string }).message).toMatch(/not a supported raster image|unreadable/);
     expect(await infra.sql(`SELECT (SELECT count(*) FROM "Task") AS tasks, (SELECT count(*) FROM "Image") AS images`)).toEqual(before);
+    expect(await infra.blobKeys()).toEqual(blobsBefore); // a refused image leaves no blob
   });
 
   it('refuses an unknown jobDefinition by schema validation (a request error: 400 for application/graphql-response+json, 200 for application/json)', async () => {
@@ -340,6 +415,7 @@ describe('concurrency', () => {
     const images = await infra.sql(`SELECT id FROM "Image" i WHERE NOT EXISTS (
       SELECT 1 FROM "Task" t WHERE t."sourceImageId" = i.id OR t."resultImageId" = i.id)`);
     expect(images).toEqual([]); // no orphaned image, whichever finished first
+    expect(await infra.orphanBlobs()).toEqual([]); // nor a blob: the discarded result's was deleted
     // Deleting again is harmless and changes nothing.
     expect((await alice.request(DeleteTask, { id })).data?.deleteTask).toMatchObject({ status: 'DELETED' });
   });
@@ -353,6 +429,9 @@ describe('concurrency', () => {
     expect((await fetch(`${service.url}${done.source!.url}`)).status).toBe(404);
     const rows = await infra.sql(`SELECT id FROM "Image" WHERE id = ANY($1::uuid[])`, [[done.result!.id, done.source!.id]]);
     expect(rows).toEqual([]);
+    const blobs = await infra.blobKeys();
+    expect(blobs).not.toContain(`images/${done.result!.id}`);
+    expect(blobs).not.toContain(`images/${done.source!.id}`);
   });
 });
 

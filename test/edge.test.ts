@@ -23,6 +23,7 @@ beforeAll(async () => {
   infra = await createInfra('edge');
   // The configuration is read when src/ is first imported.
   Object.assign(process.env, {
+    ...infra.storageEnv,
     DATABASE_URL: infra.databaseUrl,
     REDIS_PREFIX: infra.redisPrefix,
     LOG_LEVEL: 'silent',

@@ -1,14 +1,30 @@
 // Drift check: the hand-written SQL migrations, applied to an empty database, must give
 // exactly the data model of prisma/schema.prisma (tables, columns, types, nullability,
 // defaults, enums, indexes, foreign keys). Also: the migrator records what Prisma records.
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { get_dmmf } from '@prisma/prisma-schema-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate } from '../src/migrate.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
-import { ROOT } from './helpers/service.ts';
+import { ROOT, startService, type Service } from './helpers/service.ts';
+import { client, until } from './helpers/client.ts';
+import { photo } from './helpers/images.ts';
+import { graphql } from './gql/index.ts';
+import { StorageUnavailable, type BlobStore } from '../src/storage/index.ts';
+
+const RunTask = graphql(`
+  mutation UpgradeRunTask($id: ID!) {
+    runTask(id: $id) { __typename ... on Task { id status } }
+  }
+`);
+
+const UpgradeTask = graphql(`
+  query UpgradeTask($id: ID!) {
+    task(id: $id) { __typename ... on Task { id status error result { width } } }
+  }
+`);
 
 interface DmmfField {
   name: string;
@@ -211,10 +227,110 @@ describe('migrations', () => {
     expect(rows).toEqual(expected);
   });
 
-  it('store image bytes out of line and uncompressed (they are compressed formats already)', async () => {
-    const rows = await infra.sql<{ storage: string }>(
-      `SELECT attstorage AS storage FROM pg_attribute WHERE attrelid = '"Image"'::regclass AND attname = 'data'`,
+});
+
+describe('the upgrade that moves image bytes out of PostgreSQL', () => {
+  // The migrations before the blob store, applied and recorded as the migrator did then.
+  const OLD = readdirSync(path.join(ROOT, 'prisma/migrations'), { withFileTypes: true })
+    .filter((e) => e.isDirectory() && e.name < '20261130150000_image_storage_key')
+    .map((e) => e.name)
+    .sort();
+  let infra: TestInfra;
+  let service: Service | undefined;
+  beforeAll(async () => {
+    infra = await createInfra('upgrade');
+  });
+  afterAll(async () => {
+    await service?.stop();
+    await infra?.dispose();
+  });
+
+  it('moves every image into the blob store, survives an interruption, and npm start serves them byte-identical', async () => {
+    await infra.sql(`CREATE TABLE "_prisma_migrations" (
+      "id" VARCHAR(36) PRIMARY KEY NOT NULL, "checksum" VARCHAR(64) NOT NULL, "finished_at" TIMESTAMPTZ,
+      "migration_name" VARCHAR(255) NOT NULL, "logs" TEXT, "rolled_back_at" TIMESTAMPTZ,
+      "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(), "applied_steps_count" INTEGER NOT NULL DEFAULT 0)`);
+    for (const name of OLD) {
+      const sql = readFileSync(path.join(ROOT, 'prisma/migrations', name, 'migration.sql'));
+      await infra.sql(sql.toString());
+      await infra.sql(
+        `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, finished_at, applied_steps_count) VALUES (gen_random_uuid(), $1, $2, now(), 1)`,
+        [createHash('sha256').update(sql).digest('hex'), name],
+      );
+    }
+    // Images with their bytes in "Image"."data", inserted the old way: sources through the
+    // old tasklane_insert_task, one result the way the old complete() wrote it.
+    const images = new Map<string, Buffer>();
+    const formats = [
+      ['jpeg', 'JPEG', 640, 480],
+      ['png', 'PNG', 300, 200],
+      ['webp', 'WEBP', 120, 90],
+      ['jpeg', 'JPEG', 1600, 1200], // over the old inline-claim size: read with COPY
+      ['gif', 'GIF', 40, 30],
+    ] as const;
+    let lastTask = '';
+    const tasks: string[] = [];
+    for (const [ext, format, width, height] of formats) {
+      const bytes = await photo(width, height, ext);
+      const imageId = randomUUID();
+      lastTask = randomUUID();
+      await infra.sql(
+        `SELECT * FROM "tasklane_insert_task"($1::uuid, $2::uuid, 'olga', ARRAY['CREATED','QUEUED','RUNNING']::"TaskStatus"[], 1000,
+          $3::"ImageFormat", $4::int, $5::int, $6::bytea, 'IMAGE_RESIZE'::"JobDefinition", $7::jsonb, false)`,
+        [lastTask, imageId, format, width, height, bytes, JSON.stringify({ width: 10, height: null, fit: 'COVER', format, quality: null, withoutEnlargement: false })],
+      );
+      images.set(imageId, bytes);
+      tasks.push(lastTask);
+    }
+    const resultId = randomUUID();
+    const result = await photo(10, 8);
+    await infra.sql(`INSERT INTO "Image" ("id", "ownerId", "format", "width", "height", "byteSize", "data") VALUES ($1, 'olga', 'JPEG', 10, 8, $2, $3)`, [
+      resultId,
+      result.length,
+      result,
+    ]);
+    await infra.sql(`UPDATE "Task" SET "status" = 'DONE', "resultImageId" = $1, "progress" = 1, "finishedAt" = now() WHERE "id" = $2`, [resultId, lastTask]);
+    images.set(resultId, result);
+
+    // Interrupted: the store fails after two puts. The column is there, some bytes moved,
+    // the next migration (which drops "data") not applied.
+    let puts = 0;
+    const failing: BlobStore = Object.create(infra.blobStore, {
+      put: {
+        value: (...args: Parameters<BlobStore['put']>) => {
+          if (++puts > 2) return Promise.reject(new StorageUnavailable('the store went away'));
+          return infra.blobStore.put(...args);
+        },
+      },
+    });
+    await expect(migrate(infra.databaseUrl, { store: failing })).rejects.toThrow(/data step after migration 20261130150000_image_storage_key failed: the store went away/);
+    const moved = await infra.sql<{ n: number }>(`SELECT count(*)::int AS n FROM "Image" WHERE "storageKey" IS NOT NULL`);
+    expect(moved).toEqual([{ n: 2 }]);
+    expect(await infra.sql(`SELECT 1 FROM "_prisma_migrations" WHERE migration_name = '20261130160000_image_bytes_in_store'`)).toEqual([]);
+
+    // npm start finishes the upgrade.
+    service = await startService(infra, { WORKERS: '1' });
+    expect(service.output()).toMatch(/migrations applied/);
+    const columns = await infra.sql<{ column_name: string }>(
+      `SELECT column_name FROM information_schema.columns WHERE table_name = 'Image' ORDER BY column_name`,
     );
-    expect(rows).toEqual([{ storage: 'e' }]);
+    expect(columns.map((c) => c.column_name)).not.toContain('data');
+    expect(await infra.blobKeys()).toEqual([...images.keys()].map((id) => `images/${id}`).sort());
+
+    const key = await infra.createKey('olga');
+    for (const [id, bytes] of images) {
+      const response = await fetch(`${service.url}/images/${id}`, { headers: { authorization: `Bearer ${key}` } });
+      expect(response.status, id).toBe(200);
+      expect(Buffer.from(await response.arrayBuffer()).equals(bytes), id).toBe(true);
+      expect(response.headers.get('etag')).toBe(`"${createHash('sha256').update(bytes).digest('hex')}"`);
+    }
+    // And a migrated task still runs: the worker reads its moved source from the store.
+    const c = client(service.url, key);
+    expect((await c.request(RunTask, { id: tasks[0] })).data?.runTask).toMatchObject({ status: 'QUEUED' });
+    const done = await until(
+      async () => (await c.request(UpgradeTask, { id: tasks[0] })).data?.task,
+      (task) => task?.__typename === 'Task' && (task.status === 'DONE' || task.status === 'FAILED'),
+    );
+    expect(done).toMatchObject({ status: 'DONE', result: { width: 10 } });
   });
 });

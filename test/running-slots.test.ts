@@ -22,6 +22,7 @@ beforeAll(async () => {
   await migrate(infra.databaseUrl);
   // The modules read their configuration when first imported.
   Object.assign(process.env, {
+    ...infra.storageEnv,
     DATABASE_URL: infra.databaseUrl,
     REDIS_PREFIX: infra.redisPrefix,
     MAX_RUNNING_TASKS_PER_KEY: String(CAP),

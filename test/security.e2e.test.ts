@@ -3,7 +3,7 @@
 // test/core.e2e.test.ts already covers: foreign ids on task/runTask/deleteTask/list/image by
 // key, tampered signature, no auth, SVG/PDF/text/corrupt as InvalidImage, truncated JPEG.
 import { execFileSync } from 'node:child_process';
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { getIntrospectionQuery } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -383,10 +383,12 @@ describe('uploads', () => {
 
   it('a pixel bomb that reached a worker anyway (stored directly) fails once, at once, without decoding', async () => {
     const bomb = pngBomb(12_000, 12_000, true);
+    const imageId = randomUUID();
+    const stored = await infra.blobStore.put(`images/${imageId}`, bomb, { contentType: 'image/png' });
     const [imageRow] = await infra.sql<{ id: string }>(
-      `INSERT INTO "Image" ("id", "ownerId", "format", "width", "height", "byteSize", "data")
-       VALUES (gen_random_uuid(), 'alice', 'PNG', 100, 100, $1, $2) RETURNING id`,
-      [bomb.byteLength, bomb],
+      `INSERT INTO "Image" ("id", "ownerId", "format", "width", "height", "byteSize", "storageKey", "sha256")
+       VALUES ($1, 'alice', 'PNG', 100, 100, $2, $3, $4) RETURNING id`,
+      [imageId, bomb.byteLength, `images/${imageId}`, stored.sha256],
     );
     const [taskRow] = await infra.sql<{ id: string }>(
       `INSERT INTO "Task" ("id", "status", "jobDefinition", "params", "ownerId", "sourceImageId", "version", "updatedAt")

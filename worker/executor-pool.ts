@@ -20,6 +20,14 @@ export class ExecutorCrashed extends Error {
 export class PermanentJobError extends Error {
   override name = 'PermanentJobError';
 }
+/** The source image is not in the store (its task was deleted meanwhile). */
+export class SourceGone extends Error {
+  override name = 'SourceGone';
+}
+/** The job failed for a reason that may pass (the blob store unreachable): worth a retry. */
+export class TransientJobError extends Error {
+  override name = 'TransientJobError';
+}
 
 /** `promise`, or a rejection as soon as `signal` aborts. */
 function unlessAborted<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
@@ -55,8 +63,9 @@ export class ExecutorPool {
   }
 
   private spawn(slot: Slot) {
-    // Inherits the parent's execArgv (the TypeScript loader); IPC keeps Buffers binary.
-    const child = fork(EXECUTOR, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // Inherits the parent's execArgv (the TypeScript loader) and environment (the store's
+    // configuration). IPC carries keys, parameters and metadata only.
+    const child = fork(EXECUTOR, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     slot.child = child;
     slot.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => done(new ExecutorCrashed(`the executor did not start in ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
@@ -130,7 +139,10 @@ export class ExecutorPool {
         const onMessage = (message: ExecutorMessage) => {
           if (message.type === 'progress') options.onProgress?.(message.progress, message.stage);
           else if (message.type === 'done') finish(null, message);
-          else if (message.type === 'error') finish(message.permanent ? new PermanentJobError(message.message) : new ExecutorCrashed(message.message));
+          else if (message.type === 'error') {
+            const Kind = { permanent: PermanentJobError, gone: SourceGone, transient: TransientJobError }[message.kind];
+            finish(new Kind(message.message));
+          }
         };
         const onExit = (code: number | null, signal: string | null) => {
           this.replace(slot, 'died');

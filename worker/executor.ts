@@ -1,23 +1,34 @@
 // A child process of a worker that runs one job at a time, so the worker can stop work
 // for real (SIGKILL) on a timeout: libvips' own timeout does not stop every encoder.
-// Speaks a tiny IPC protocol: {bytes, params, maxInputPixels, maxOutputPixels} in; progress, then the
-// result or an error out.
+// It reads the source from the blob store itself (disk: the file, handed to sharp; s3: a
+// stream) and writes the result there itself: the worker sends keys and parameters and
+// gets back metadata, never bytes.
+import { blobStore, imageContentType } from '../src/blobs.ts';
 import { InvalidResizeParams, resizeImage, UnsupportedImage, type ResizeParams } from '../src/jobs/image-resize.ts';
+import { BlobNotFound, StorageUnavailable } from '../src/storage/index.ts';
 
 process.title = 'tasklane-executor';
 
 export interface ExecutorRequest {
-  bytes: Uint8Array;
+  sourceKey: string;
+  /** Where the result goes; the worker records it (or deletes it if the task was lost). */
+  resultKey: string;
   params: ResizeParams;
   maxInputPixels: number;
   maxOutputPixels: number;
 }
 
+/**
+ * permanent: the image or parameters are bad, a retry cannot help; gone: the source blob
+ * is not there (its task was deleted); transient: anything else (the store unreachable).
+ */
+export type ExecutorErrorKind = 'permanent' | 'gone' | 'transient';
+
 export type ExecutorMessage =
   | { type: 'ready'; pid: number }
   | { type: 'progress'; stage: string; progress: number }
-  | { type: 'done'; data: Uint8Array; format: ResizeParams['format']; width: number; height: number }
-  | { type: 'error'; permanent: boolean; message: string };
+  | { type: 'done'; format: ResizeParams['format']; width: number; height: number; byteSize: number; sha256: string }
+  | { type: 'error'; kind: ExecutorErrorKind; message: string };
 
 const send = (message: ExecutorMessage) => process.send?.(message);
 
@@ -28,21 +39,37 @@ const send = (message: ExecutorMessage) => process.send?.(message);
  */
 const QUIET_START_MS = 50;
 
+async function openSource(key: string) {
+  const store = blobStore();
+  const file = store.localPath(key);
+  if (file === null) return (await store.open(key)).stream;
+  if (!(await store.stat(key))) throw new BlobNotFound(key);
+  return file;
+}
+
 process.on('message', async (request: ExecutorRequest) => {
   const started = performance.now();
   try {
-    const result = await resizeImage(request.bytes, request.params, {
+    const source = await openSource(request.sourceKey);
+    const result = await resizeImage(source, request.params, {
       maxInputPixels: request.maxInputPixels,
       maxOutputPixels: request.maxOutputPixels,
       onStage: (stage, progress) => {
         if (performance.now() - started >= QUIET_START_MS) send({ type: 'progress', stage, progress });
       },
     });
-    send({ type: 'done', data: result.data, format: result.format, width: result.width, height: result.height });
+    const stored = await blobStore().put(request.resultKey, result.data, { contentType: imageContentType(result.format) });
+    send({ type: 'done', format: result.format, width: result.width, height: result.height, byteSize: stored.byteSize, sha256: stored.sha256 });
   } catch (error) {
     // Bad bytes or bad parameters fail the same way every time: never worth a retry.
-    const permanent = error instanceof UnsupportedImage || error instanceof InvalidResizeParams;
-    send({ type: 'error', permanent, message: (error as Error).message });
+    const kind: ExecutorErrorKind =
+      error instanceof UnsupportedImage || error instanceof InvalidResizeParams
+        ? 'permanent'
+        : error instanceof BlobNotFound
+          ? 'gone'
+          : 'transient';
+    const message = error instanceof StorageUnavailable ? `blob store unavailable: ${error.message}` : (error as Error).message;
+    send({ type: 'error', kind, message });
   }
 });
 

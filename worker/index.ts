@@ -3,8 +3,10 @@
 // because every write is fenced by the delivery's attempt number (see src/tasks/store.ts).
 process.title = 'tasklane-worker';
 
+import { randomUUID } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import os from 'node:os';
+import { imageKey } from '../src/blobs.ts';
 import { config } from '../src/config.ts';
 import { prisma } from '../src/db.ts';
 import type { ResizeParams } from '../src/jobs/image-resize.ts';
@@ -15,11 +17,12 @@ import { closeRedis } from '../src/redis.ts';
 import { onStopRequest } from '../src/stop-signals.ts';
 import { closeQueue } from '../src/tasks/queue.ts';
 import { publishChange } from '../src/tasks/events.ts';
+import { removeBlobs } from '../src/tasks/images.ts';
 import { retryDelayMs } from '../src/tasks/lifecycle.ts';
 import { startReconciler } from '../src/tasks/reconciler.ts';
 import { wakeWaiting } from '../src/tasks/running-slots.ts';
 import * as store from '../src/tasks/store.ts';
-import { ExecutorCrashed, ExecutorPool, JobTimedOut, PermanentJobError } from './executor-pool.ts';
+import { ExecutorCrashed, ExecutorPool, JobTimedOut, PermanentJobError, SourceGone } from './executor-pool.ts';
 import { startLivenessCheck } from './liveness.ts';
 
 /** Progress writes are throttled: at most one per task per this many ms. */
@@ -83,32 +86,45 @@ export async function runJob(taskId: string): Promise<void> {
     }
   };
 
+  // The result's blob: written by the executor, recorded by complete(). Until complete()
+  // has answered, a failure means no row points at it (so it is deleted); if complete()
+  // itself fails it is unknown whether the row committed, and the blob stays.
+  const resultId = randomUUID();
+  const resultKey = imageKey(resultId);
+  let resultUnrecorded = false;
   try {
-    const source = await store.readSource(claimed);
-    if (!source) {
-      await publish(await store.fail(taskId, 'the source image is gone', attempt));
-      outcome = 'failed';
-      return;
-    }
+    if (!claimed.sourceKey) throw new SourceGone('the source image is gone');
     await progress(0.05);
+    resultUnrecorded = true;
     const result = await executors().run(
       {
-        bytes: source,
+        sourceKey: claimed.sourceKey,
+        resultKey,
         params: task.params as unknown as ResizeParams,
         maxInputPixels: config.maxInputPixels,
         maxOutputPixels: config.maxOutputPixels,
       },
       { timeoutMs: config.jobTimeoutMs, onProgress: (value) => void progress(value), signal: abort.signal },
     );
-    await progress(0.9); // stored next
-    const done = await publish(await store.complete(taskId, attempt, result));
+    await progress(0.9); // recorded next
+    resultUnrecorded = false;
+    const image = { id: resultId, storageKey: resultKey, format: result.format, width: result.width, height: result.height, byteSize: result.byteSize, sha256: result.sha256 };
+    const done = await publish(await store.complete(taskId, attempt, image));
     const ms = Math.round(performance.now() - started);
     outcome = done ? 'done' : 'discarded';
-    if (done) log.info({ taskId, attempt, ms, bytes: result.data.byteLength }, 'job done');
-    else log.info({ taskId, attempt }, 'job result discarded: the task was deleted or taken over meanwhile');
+    if (done) log.info({ taskId, attempt, ms, bytes: result.byteSize }, 'job done');
+    else {
+      log.info({ taskId, attempt }, 'job result discarded: the task was deleted or taken over meanwhile');
+      await removeBlobs([resultKey]);
+    }
   } catch (error) {
     const message = (error as Error).message;
-    if (abort.signal.aborted && !shuttingDown) {
+    if (resultUnrecorded) await removeBlobs([resultKey]); // the executor may have written it before it stopped
+    if (error instanceof SourceGone) {
+      // Only a delete removes a source: the task is DELETED already, or this fails it.
+      await publish(await store.fail(taskId, message, attempt));
+      outcome = 'failed';
+    } else if (abort.signal.aborted && !shuttingDown) {
       log.info({ taskId, attempt }, 'job stopped: this delivery no longer owns the task');
     } else if (shuttingDown && abort.signal.aborted) {
       await publish(await store.handBack(taskId, attempt));
@@ -119,7 +135,7 @@ export async function runJob(taskId: string): Promise<void> {
       outcome = 'failed';
       log.warn({ taskId, attempt, err: message }, 'job failed');
     } else {
-      // Transient (executor crash, lost connection): retry with backoff, up to MAX_ATTEMPTS.
+      // Transient (executor crash, store or database unreachable): retry with backoff, up to MAX_ATTEMPTS.
       const reason = error instanceof ExecutorCrashed ? message : `transient error: ${message}`;
       const task =
         attempt >= config.maxAttempts

@@ -9,6 +9,7 @@ import { loadSigningSecret } from '../image-urls.ts';
 import { log } from '../log.ts';
 import { startMetricsPush } from '../metrics.ts';
 import { migrate } from '../migrate.ts';
+import { blobStore } from '../blobs.ts';
 import { closeRedis } from '../redis.ts';
 import { onStopRequest } from '../stop-signals.ts';
 import { closeQueue } from '../tasks/queue.ts';
@@ -21,9 +22,15 @@ async function main() {
   let stopMetrics: (() => Promise<void>) | undefined;
   onStopRequest((signal) => void shutdown(signal, api, () => stopMetrics?.()));
 
-  const applied = await whenDatabaseAvailable('migrations', () => migrate(config.databaseUrl));
+  const applied = await whenDatabaseAvailable('migrations', () => migrate(config.databaseUrl, { store: blobStore(), log: (message, details) => log.info(details ?? {}, message) }));
   if (applied.length) log.info({ applied }, 'migrations applied');
   await whenDatabaseAvailable('signing secret', loadSigningSecret);
+  // The first request to a store is the slow one (an S3 client resolves its credentials and
+  // connects): make it now, not in the first /ready or upload. A store that is down is no
+  // reason not to start: /ready says so, uploads are refused until it is back.
+  await blobStore()
+    .check()
+    .catch((error: unknown) => log.warn({ err: (error as Error).message }, 'the blob store does not accept writes (yet)'));
   startup.pending = null;
   stopMetrics = startMetricsPush('api');
   log.info({ port: api.port, host: config.host }, `api listening on http://${config.host}:${api.port}/graphql`);

@@ -4,6 +4,7 @@
 import { config } from '../config.ts';
 import { prisma } from '../db.ts';
 import { migrate } from '../migrate.ts';
+import { blobStore } from '../blobs.ts';
 import { closeRedis } from '../redis.ts';
 import { createKey, revokeKeys } from '../tasks/keys.ts';
 
@@ -15,7 +16,7 @@ async function main(): Promise<number> {
     console.error(usage);
     return 64; // EX_USAGE
   }
-  await migrate(config.databaseUrl);
+  await migrate(config.databaseUrl, { store: blobStore() });
   if (command === 'create') {
     const key = await createKey(name);
     console.error(`Created an API key for "${name}". It is shown once; keep it secret:`);

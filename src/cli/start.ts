@@ -13,6 +13,7 @@ import { config } from '../config.ts';
 import { whenDatabaseAvailable } from '../db.ts';
 import { log } from '../log.ts';
 import { migrate } from '../migrate.ts';
+import { blobStore } from '../blobs.ts';
 import { onStopRequest, type StopReason } from '../stop-signals.ts';
 
 const API = fileURLToPath(new URL('./api.ts', import.meta.url));
@@ -68,7 +69,7 @@ async function main() {
   // The API listens at once (its /ready says 503 until PostgreSQL answers and the schema is
   // current); workers start once the migrations are applied.
   spawn('api', API);
-  const applied = await whenDatabaseAvailable('migrations', () => migrate(config.databaseUrl));
+  const applied = await whenDatabaseAvailable('migrations', () => migrate(config.databaseUrl, { store: blobStore(), log: (message, details) => log.info(details ?? {}, message) }));
   if (applied.length) log.info({ applied }, 'migrations applied');
   for (let i = 0; i < config.workers; i++) spawn('worker', WORKER);
   if (!stopping) log.info({ workers: config.workers }, 'tasklane started');

@@ -159,7 +159,7 @@ builder.mutationFields((t) => ({
     resolve: async (_, { input }, { caller }) =>
       tasks.createTask(caller, {
         jobDefinition: input.jobDefinition,
-        image: new Uint8Array(await input.image.arrayBuffer()),
+        image: input.image,
         resize: input.resize,
         run: input.run,
       }),

@@ -20,6 +20,8 @@ import { bodyRefusal } from './request-body.ts';
 import * as tasks from '../tasks/service.ts';
 import type { TaskRow } from '../tasks/service.ts';
 import { openApiDocument } from './openapi.ts';
+import { StorageUnavailable } from '../storage/index.ts';
+import { STORAGE_UNAVAILABLE_MESSAGE } from './errors.ts';
 
 export const REST_PREFIX = '/api';
 
@@ -62,6 +64,10 @@ function errorResponse(error: unknown, taskId?: string): Response {
   }
   if (error instanceof InvalidImage) return problem(400, 'InvalidImage', error.message);
   if (error instanceof TooManyTasks) return problem(429, 'TooManyTasks', error.message, { limit: error.limit });
+  if (error instanceof StorageUnavailable) {
+    log.warn({ err: error.message }, 'blob store unavailable');
+    return problem(503, 'StorageUnavailable', STORAGE_UNAVAILABLE_MESSAGE, {}, { 'retry-after': '5' });
+  }
   if (isDatabaseUnavailable(error)) {
     log.warn({ err: (error as Error).message }, 'database unavailable');
     return problem(503, 'ServiceUnavailable', 'the database is unavailable; try again shortly');
@@ -139,7 +145,7 @@ async function createTask(request: Request, caller: Caller): Promise<Response> {
   if (image === null || typeof image === 'string') throw new InvalidInput('image must be a file part of the form', 'image');
   const task = await tasks.createTask(caller, {
     jobDefinition,
-    image: new Uint8Array(await image.arrayBuffer()),
+    image,
     resize,
   });
   return json(201, { id: task.id }, { location: `${REST_PREFIX}/tasks/${task.id}` });

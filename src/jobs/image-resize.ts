@@ -1,5 +1,7 @@
 // The IMAGE_RESIZE job: validate parameters, inspect input bytes, resize with sharp.
-// Pure: knows no database, queue or HTTP. Bytes in, bytes out.
+// Pure: knows no database, queue, store or HTTP. Bytes (a buffer, a file, a stream) in,
+// bytes out.
+import type { Readable } from 'node:stream';
 import sharp from 'sharp';
 import type { FitEnum, FormatEnum, Metadata, OutputInfo } from 'sharp';
 
@@ -43,6 +45,11 @@ export class InvalidResizeParams extends Error {
 /** The bytes are not an image we accept (format, size, corruption). Never worth a retry. */
 export class UnsupportedImage extends Error {
   override name = 'UnsupportedImage';
+}
+
+/** The header could not be read: from just the head of an image, more bytes may help. */
+export class UnreadableHeader extends UnsupportedImage {
+  override name = 'UnreadableHeader';
 }
 
 // What libvips says about bad input can be dozens of lines of its internals (loader names,
@@ -150,20 +157,22 @@ const SHARP_FORMATS: Record<string, ImageFormat | undefined> = {
 /**
  * Reads format and size from the header only (no decoding), so a small file that claims
  * a huge size is refused in milliseconds. For animated input only the first frame counts.
+ * `bytes` may be just the head of the image (the format is sniffed from it); `whole`, when
+ * given, is the complete image (a file path or the bytes) for the header to be read from.
  */
-export async function inspectImage(bytes: Uint8Array, maxInputPixels: number): Promise<ImageInfo> {
+export async function inspectImage(bytes: Uint8Array, maxInputPixels: number, whole?: string | Uint8Array): Promise<ImageInfo> {
   const sniffed = sniffFormat(bytes);
   if (!sniffed) {
     throw new UnsupportedImage(`not a supported raster image (expected ${IMAGE_FORMATS.join(', ')}; detected from its bytes)`);
   }
   let metadata: Metadata;
   try {
-    metadata = await sharp(bytes, { limitInputPixels: false }).metadata();
+    metadata = await sharp(whole ?? bytes, { limitInputPixels: false }).metadata();
   } catch (error) {
-    throw vipsError(`unreadable ${sniffed} image`, error);
+    throw new UnreadableHeader(vipsError(`unreadable ${sniffed} image`, error).message, { cause: error });
   }
   if (SHARP_FORMATS[metadata.format ?? ''] !== sniffed || !metadata.width || !metadata.height) {
-    throw new UnsupportedImage(`unreadable ${sniffed} image: its header does not describe a ${sniffed} image`);
+    throw new UnreadableHeader(`unreadable ${sniffed} image: its header does not describe a ${sniffed} image`);
   }
   const width = metadata.width;
   const height = metadata.pageHeight ?? metadata.height;
@@ -296,22 +305,30 @@ const ENCODERS: Record<ImageFormat, keyof FormatEnum | 'avif'> = {
  * stage boundaries we can observe, not a continuous measure).
  */
 export async function resizeImage(
-  bytes: Uint8Array,
+  source: Uint8Array | string | Readable,
   params: ResizeParams,
   options: { maxInputPixels: number; maxOutputPixels: number; onStage?: (stage: ResizeStage, progress: number) => void },
 ): Promise<ResizeResult> {
-  const input = sharp(bytes, {
-    limitInputPixels: options.maxInputPixels,
-    failOn: 'truncated',
-    sequentialRead: true,
-    pages: 1,
-  });
+  const sharpOptions = { limitInputPixels: options.maxInputPixels, failOn: 'truncated', sequentialRead: true, pages: 1 } as const;
+  // A file path or the bytes go to libvips as they are; a stream is piped in.
+  const fromStream = typeof source === 'object' && !(source instanceof Uint8Array);
+  const input = fromStream ? sharp(sharpOptions) : sharp(source, sharpOptions);
+  let sourceError: unknown;
+  if (fromStream) {
+    // A source failing mid-stream (the store cut off) fails the job with its own error.
+    source.once('error', (error) => {
+      sourceError = error;
+      input.destroy(error);
+    });
+    source.pipe(input);
+  }
   // The header (no decoding) says how big the result would be: refuse before any work. The API
   // refuses such parameters already; this catches tasks created before the limit was lowered.
   let metadata: Metadata;
   try {
     metadata = await input.metadata();
   } catch (error) {
+    if (sourceError) throw sourceError; // not the image's fault: the caller decides
     throw vipsError('cannot process image', error);
   }
   const format = SHARP_FORMATS[metadata.format ?? ''];
@@ -332,6 +349,7 @@ export async function resizeImage(
   try {
     output = await pipeline.toBuffer({ resolveWithObject: true });
   } catch (error) {
+    if (sourceError) throw sourceError; // not the image's fault: the caller decides
     throw vipsError('cannot process image', error);
   }
   options.onStage?.('encode', 0.8);

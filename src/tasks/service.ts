@@ -1,21 +1,13 @@
 // The task service: what GraphQL resolvers, the REST facade and the CLI call. Validates at
 // the edge, writes through store.ts transitions, publishes every change, enqueues work.
 import { config } from '../config.ts';
-import { pool, prisma } from '../db.ts';
+import { isDatabaseUnavailable, prisma } from '../db.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
-import {
-  checkOutputSize,
-  inspectImage,
-  InvalidResizeParams,
-  UnsupportedImage,
-  validateResizeInput,
-  type ResizeInput,
-  type ResizeParams,
-} from '../jobs/image-resize.ts';
+import { checkOutputSize, InvalidResizeParams, validateResizeInput, type ResizeInput, type ResizeParams } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
-import { readBytes } from '../sql.ts';
 import { publishChange } from './events.ts';
-import { InvalidImage, InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
+import { InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
+import { removeBlobs, storeUpload, type Upload } from './images.ts';
 import type { Caller } from './keys.ts';
 import { enqueue } from './queue.ts';
 import * as store from './store.ts';
@@ -31,17 +23,13 @@ export function checkTaskId(id: string): string {
 
 export interface CreateTaskInput {
   jobDefinition: JobDefinition;
-  image: Uint8Array;
+  image: Upload;
   resize: ResizeInput;
   run?: boolean | null;
 }
 
 export async function createTask(caller: Caller, input: CreateTaskInput): Promise<TaskRow> {
   if (input.jobDefinition !== 'IMAGE_RESIZE') throw new InvalidInput(`unknown job definition ${input.jobDefinition}`, 'jobDefinition');
-  if (input.image.byteLength === 0) throw new InvalidImage('the uploaded file is empty');
-  if (input.image.byteLength > config.maxUploadBytes) {
-    throw new InvalidImage(`the image is ${input.image.byteLength} bytes, over the limit of ${config.maxUploadBytes} (MAX_UPLOAD_BYTES)`);
-  }
   // Parameters first (cheap, and they do not depend on the image but for the default format).
   let params: ResizeParams;
   try {
@@ -50,30 +38,43 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
     if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
     throw error;
   }
-  let info;
+  // The bytes go to the blob store first (checked on their head, durable when this
+  // resolves), then the row that points at them; if the row is not written, the blob goes.
+  const source = await storeUpload(input.image, {
+    maxBytes: config.maxUploadBytes,
+    maxInputPixels: config.maxInputPixels,
+    // With the source's size known, before the bytes are stored: the result's size.
+    accept: (info) => {
+      params = { ...params, format: input.resize.format ?? info.format };
+      try {
+        checkOutputSize(info, params, config.maxOutputPixels);
+      } catch (error) {
+        if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
+        throw error;
+      }
+    },
+  });
+  let task: TaskRow | null;
   try {
-    info = await inspectImage(input.image, config.maxInputPixels);
+    task = await store.insertTask({
+      ownerId: caller.owner,
+      jobDefinition: input.jobDefinition,
+      params,
+      source,
+      run: Boolean(input.run),
+      limit: config.maxActiveTasksPerKey,
+    });
   } catch (error) {
-    if (!(error instanceof UnsupportedImage)) throw error;
-    log.debug({ owner: caller.owner, err: error.cause }, `image refused: ${error.message}`);
-    throw new InvalidImage(error.message);
-  }
-  params = { ...params, format: input.resize.format ?? info.format };
-  try {
-    checkOutputSize(info, params, config.maxOutputPixels);
-  } catch (error) {
-    if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
+    // Refused by PostgreSQL, the row is not there: its blob goes. A lost connection leaves
+    // it unknown whether the row committed; the blob stays then (an unreferenced blob is
+    // swept later, a row without its blob would be a broken image).
+    if (!isDatabaseUnavailable(error)) await removeBlobs([source.storageKey]);
     throw error;
   }
-  const task = await store.insertTask({
-    ownerId: caller.owner,
-    jobDefinition: input.jobDefinition,
-    params,
-    source: { ...info, data: input.image },
-    run: Boolean(input.run),
-    limit: config.maxActiveTasksPerKey,
-  });
-  if (!task) throw new TooManyTasks(config.maxActiveTasksPerKey);
+  if (!task) {
+    await removeBlobs([source.storageKey]);
+    throw new TooManyTasks(config.maxActiveTasksPerKey);
+  }
   log.info({ taskId: task.id, owner: caller.owner, status: task.status }, 'task created');
   await publishChange(task);
   if (task.status === 'QUEUED') await enqueue(task.id);
@@ -103,9 +104,12 @@ export async function runTask(caller: Caller, id: string): Promise<TaskRow> {
 /** Soft delete: status DELETED, images removed, row and audit trail kept. Idempotent. */
 export async function deleteTask(caller: Caller, id: string): Promise<TaskRow> {
   const taskId = checkTaskId(id);
-  const task = await store.markDeleted(taskId, caller.owner);
-  if (!task) return getTask(caller, taskId); // already DELETED (or not the caller's: throws)
+  const deleted = await store.markDeleted(taskId, caller.owner);
+  if (!deleted) return getTask(caller, taskId); // already DELETED (or not the caller's: throws)
+  const { task, blobKeys } = deleted;
   log.info({ taskId }, 'task deleted');
+  // The rows are gone (committed): now their blobs. A failure is logged, not the caller's.
+  await removeBlobs(blobKeys);
   // A queued job finds the task DELETED when it is picked and does nothing; a running
   // one loses its fencing check at its next write and stops (see worker/).
   await publishChange(task);
@@ -160,6 +164,7 @@ export function getTaskEvents(taskId: string) {
 }
 
 const IMAGE_META = { id: true, ownerId: true, format: true, width: true, height: true, byteSize: true } as const;
+const IMAGE_BLOB = { ...IMAGE_META, storageKey: true, sha256: true } as const;
 
 export function getImageMeta(id: string) {
   return prisma.image.findUnique({ where: { id }, select: IMAGE_META });
@@ -169,10 +174,7 @@ export function getImagesMeta(ids: string[]) {
   return prisma.image.findMany({ where: { id: { in: ids } }, select: IMAGE_META });
 }
 
-/** An image's metadata and bytes (the bytes read in binary: see readBytes); null if missing. */
-export async function getImageData(id: string) {
-  const meta = await getImageMeta(id);
-  if (!meta) return null;
-  const data = await readBytes(pool, 'Image', 'data', id);
-  return data ? { ...meta, data } : null; // deleted in between
+/** An image's metadata with its blob's key and sha-256 (for downloads); null if missing. */
+export function getImageBlob(id: string) {
+  return prisma.image.findUnique({ where: { id }, select: IMAGE_BLOB });
 }

@@ -3,13 +3,15 @@
 // TaskEvent insert (and, for DONE, the result image insert), so a transition and its audit
 // row commit together or not at all, in one round trip. A statement that matches no row
 // means "somebody else got there first" and changes nothing.
+// Image rows only point at blobs (storageKey): the bytes are in the blob store, written
+// before the row that points at them commits, removed after the row is gone.
 import { randomUUID } from 'node:crypto';
 import type { ImageFormat, ResizeParams } from '../jobs/image-resize.ts';
 import { pool } from '../db.ts';
 import type { Task } from '../generated/prisma/client.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
 import { countTransition } from '../metrics.ts';
-import { empty, query, readBytes, sql, type Fragment } from '../sql.ts';
+import { empty, query, sql, type Fragment } from '../sql.ts';
 import { ACTIVE_STATUSES, TRANSITIONS } from './lifecycle.ts';
 
 /** Every committed transition is counted here, in the process that made it (see src/metrics.ts). */
@@ -20,15 +22,16 @@ function counted(task: TaskRow | undefined): TaskRow | null {
 
 export type TaskRow = Task;
 
-export interface NewImage {
+/** An image whose blob is in the store already; `id` becomes its row's id. */
+export interface StoredImage {
+  id: string;
   format: ImageFormat;
   width: number;
   height: number;
-  data: Uint8Array;
+  byteSize: number;
+  storageKey: string;
+  sha256: string;
 }
-
-/** Bytes as node-postgres sends them in binary (a Buffer view, not a copy). */
-const bytes = (data: Uint8Array) => (Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
 
 const statuses = (list: readonly TaskStatus[]) => sql`${[...list]}::"TaskStatus"[]`;
 /** An interval of `ms` milliseconds. */
@@ -64,7 +67,7 @@ export async function insertTask(input: {
   ownerId: string;
   jobDefinition: JobDefinition;
   params: ResizeParams;
-  source: NewImage;
+  source: StoredImage;
   run: boolean;
   limit: number;
 }): Promise<TaskRow | null> {
@@ -73,8 +76,9 @@ export async function insertTask(input: {
   // the task and its events (prisma/migrations/*_insert_task_function).
   const rows = await query<TaskRow>(pool, sql`
     SELECT * FROM "tasklane_insert_task"(
-      ${randomUUID()}::uuid, ${randomUUID()}::uuid, ${input.ownerId}::text, ${[...ACTIVE_STATUSES]}::"TaskStatus"[], ${input.limit}::int,
-      ${source.format}::"ImageFormat", ${source.width}::int, ${source.height}::int, ${bytes(source.data)}::bytea,
+      ${randomUUID()}::uuid, ${source.id}::uuid, ${input.ownerId}::text, ${[...ACTIVE_STATUSES]}::"TaskStatus"[], ${input.limit}::int,
+      ${source.format}::"ImageFormat", ${source.width}::int, ${source.height}::int, ${source.byteSize}::int,
+      ${source.storageKey}::text, ${source.sha256}::text,
       ${input.jobDefinition}::"JobDefinition", ${JSON.stringify(input.params)}::jsonb, ${input.run}::boolean)`);
   const task = rows[0];
   if (task && input.run) countTransition({ status: 'CREATED', jobDefinition: task.jobDefinition });
@@ -89,19 +93,13 @@ export interface Claim {
   task: TaskRow;
   /** When the task entered QUEUED: its last change before this claim (nothing else writes a QUEUED task). */
   queuedAt: Date;
-  /** The source bytes when small (they came with the claim); else readSource fetches them. */
-  smallSource: Buffer | null;
+  /** The blob store key of the source image (null if it is gone: only a delete removes it). */
+  sourceKey: string | null;
 }
 
 /**
- * Source images up to this size come back with the claim (one round trip, as hex text);
- * larger ones through COPY (readBytes), where hex text would cost more than the round trip.
- */
-const INLINE_SOURCE_BYTES = 64 * 1024;
-
-/**
  * QUEUED → RUNNING for one delivery; `attempts` becomes this delivery's fencing token.
- * The statement also returns when the task was queued; the source bytes follow. A task waiting out its
+ * The statement also returns when the task was queued and its source's key. A task waiting out its
  * retry backoff is not claimed (a stray job redelivered early is dropped; the reconciler
  * enqueues the task when it is due). Nor is a task whose owner already has `maxRunning`
  * tasks RUNNING while another key's task waits its turn: it stays QUEUED without spending an attempt, marked waitingForSlot, until
@@ -109,16 +107,15 @@ const INLINE_SOURCE_BYTES = 64 * 1024;
  * processes: both happen under the owner's lock (tasklane_claim_task, prisma/migrations/*_running_slots).
  */
 export async function claim(id: string, leaseMs: number, maxRunning: number): Promise<Claim | 'waiting' | null> {
-  const rows = await query<TaskRow & { queuedAt: Date; claimed: boolean; smallSource: Buffer | null }>(pool, sql`
-    SELECT (c."task").*, c."queuedAt", (c."task")."id" IS NOT NULL AS "claimed",
-      CASE WHEN i."byteSize" <= ${INLINE_SOURCE_BYTES}::int THEN i."data" END AS "smallSource"
+  const rows = await query<TaskRow & { queuedAt: Date; claimed: boolean; sourceKey: string | null }>(pool, sql`
+    SELECT (c."task").*, c."queuedAt", (c."task")."id" IS NOT NULL AS "claimed", i."storageKey" AS "sourceKey"
     FROM "tasklane_claim_task"(${id}::uuid, ${millis(leaseMs)}, ${maxRunning}::int) c
     LEFT JOIN "Image" i ON i."id" = (c."task")."sourceImageId"`);
   const row = rows[0];
   if (!row) return null;
   if (!row.claimed) return 'waiting';
-  const { queuedAt, smallSource, claimed: _, ...task } = row;
-  return { task: counted(task)!, queuedAt, smallSource };
+  const { queuedAt, sourceKey, claimed: _, ...task } = row;
+  return { task: counted(task)!, queuedAt, sourceKey };
 }
 
 /** The most waiting tasks one wake-up takes off waiting when the cap does not bind (nobody else waits). */
@@ -142,16 +139,6 @@ export async function ownersWaiting(limit: number): Promise<string[]> {
   return rows.map((row) => row.ownerId);
 }
 
-/**
- * A claimed task's source bytes (null if gone: only a delete removes them, and makes the
- * delivery moot). Large ones in binary through COPY: as hex text in the claim's row a 780 KB
- * photo cost 3.5 ms of CPU to decode, against 1 ms this way.
- */
-export async function readSource({ task, smallSource }: Claim): Promise<Buffer | null> {
-  if (smallSource || !task.sourceImageId) return smallSource;
-  return readBytes(pool, 'Image', 'data', task.sourceImageId);
-}
-
 /** Extends the lease of the delivery `attempt`; false if that delivery no longer owns the task. */
 export async function renewLease(id: string, attempt: number, leaseMs: number): Promise<boolean> {
   const { rowCount } = await pool.query(
@@ -173,21 +160,21 @@ export async function setProgress(id: string, attempt: number, progress: number,
 }
 
 /**
- * RUNNING → DONE for delivery `attempt`, inserting the result image in the same statement:
- * a delivery that lost the task (deleted, timed out, taken over) writes nothing at all.
+ * RUNNING → DONE for delivery `attempt`, inserting the result image's row in the same
+ * statement: a delivery that lost the task (deleted, timed out, taken over) writes nothing
+ * at all, and null tells its caller to remove the result's blob.
  */
-export async function complete(id: string, attempt: number, result: NewImage): Promise<TaskRow | null> {
-  const imageId = randomUUID();
+export async function complete(id: string, attempt: number, result: StoredImage): Promise<TaskRow | null> {
   const rows = await query<TaskRow>(pool, sql`
     WITH t AS (
-      UPDATE "Task" SET "status" = 'DONE', "resultImageId" = ${imageId}::uuid, "progress" = 1, "error" = NULL,
+      UPDATE "Task" SET "status" = 'DONE', "resultImageId" = ${result.id}::uuid, "progress" = 1, "error" = NULL,
         "finishedAt" = now(), "leaseUntil" = NULL, "version" = "version" + 1, "updatedAt" = now()
       WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt}::int
       RETURNING *
     ), img AS (
-      INSERT INTO "Image" ("id", "ownerId", "format", "width", "height", "byteSize", "data")
-      SELECT ${imageId}::uuid, t."ownerId", ${result.format}::"ImageFormat", ${result.width}::int, ${result.height}::int,
-             ${result.data.byteLength}::int, ${bytes(result.data)}::bytea
+      INSERT INTO "Image" ("id", "ownerId", "format", "width", "height", "byteSize", "storageKey", "sha256")
+      SELECT ${result.id}::uuid, t."ownerId", ${result.format}::"ImageFormat", ${result.width}::int, ${result.height}::int,
+             ${result.byteSize}::int, ${result.storageKey}::text, ${result.sha256}::text
       FROM t
     ), ev AS (
       INSERT INTO "TaskEvent" ("taskId", "status", "message", "version")
@@ -220,11 +207,13 @@ export function retryLater(id: string, attempt: number, reason: string, delayMs:
 }
 
 /**
- * Any non-DELETED → DELETED: both images are removed, the row and its audit trail stay.
+ * Any non-DELETED → DELETED: both image rows are removed, the row and its audit trail stay.
  * FOR UPDATE serialises with a finishing worker: whichever commits first, no image survives.
+ * Returns the task and the keys of the removed images' blobs, for the caller to delete
+ * from the store now that no row points at them.
  */
-export async function markDeleted(id: string, ownerId: string): Promise<TaskRow | null> {
-  const rows = await query<TaskRow>(pool, sql`
+export async function markDeleted(id: string, ownerId: string): Promise<{ task: TaskRow; blobKeys: string[] } | null> {
+  const rows = await query<TaskRow & { blobKeys: string[] | null }>(pool, sql`
     WITH old AS (
       SELECT "id", "sourceImageId", "resultImageId" FROM "Task"
       WHERE "id" = ${id}::uuid AND "ownerId" = ${ownerId}::text AND "status" = ANY(${statuses(TRANSITIONS.delete.from)})
@@ -238,12 +227,16 @@ export async function markDeleted(id: string, ownerId: string): Promise<TaskRow 
       DELETE FROM "Image" WHERE "id" IN (
         SELECT "sourceImageId" FROM old UNION ALL SELECT "resultImageId" FROM old
       )
+      RETURNING "storageKey"
     ), ev AS (
       INSERT INTO "TaskEvent" ("taskId", "status", "message", "version")
       SELECT "id", "status", 'deleted', "version" FROM t
     )
-    SELECT * FROM t`);
-  return counted(rows[0]);
+    SELECT t.*, (SELECT array_agg("storageKey") FROM gone) AS "blobKeys" FROM t`);
+  const row = rows[0];
+  if (!row) return null;
+  const { blobKeys, ...task } = row;
+  return { task: counted(task)!, blobKeys: blobKeys ?? [] };
 }
 
 export async function findTask(id: string, ownerId?: string): Promise<TaskRow | null> {

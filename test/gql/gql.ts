@@ -14,6 +14,10 @@ import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-
  * Learn more about it here: https://the-guild.dev/graphql/codegen/plugins/presets/preset-client#reducing-bundle-size
  */
 type Documents = {
+    "\n  mutation FaultCreate($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id } }\n  }\n": typeof types.FaultCreateDocument,
+    "\n  mutation FaultRun($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.FaultRunDocument,
+    "\n  mutation FaultDelete($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.FaultDeleteDocument,
+    "\n  query FaultTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status attempts error events { status message } result { id url } } }\n  }\n": typeof types.FaultTaskDocument,
     "\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": typeof types.ClientCreateTaskDocument,
     "\n  mutation ClientRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.ClientRunTaskDocument,
     "\n  query ClientGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.ClientGetTaskDocument,
@@ -24,6 +28,8 @@ type Documents = {
     "\n  query GetTask($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status progress attempts version error resultOfJob startedAt finishedAt createdAt updatedAt\n        source { id url width height format }\n        result { id url width height format byteSize }\n        events { at status message }\n      }\n      ... on Error { message }\n    }\n  }\n": typeof types.GetTaskDocument,
     "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": typeof types.ListTasksDocument,
     "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": typeof types.SubmitTaskDocument,
+    "\n  mutation UpgradeRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.UpgradeRunTaskDocument,
+    "\n  query UpgradeTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status error result { width } } }\n  }\n": typeof types.UpgradeTaskDocument,
     "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.TaskStatusDuringOutageDocument,
     "\n  mutation CreateTaskSec($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status result { id url } }\n      ... on Error { message }\n      ... on TooManyTasks { limit }\n    }\n  }\n": typeof types.CreateTaskSecDocument,
     "\n  query TaskSec($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task { id status error attempts source { id url } result { id url } events { status } }\n      ... on Error { message }\n    }\n  }\n": typeof types.TaskSecDocument,
@@ -45,6 +51,10 @@ type Documents = {
     "\n  query TaskStatusForPriority($id: ID!) { task(id: $id) { __typename ... on Task { status } } }\n": typeof types.TaskStatusForPriorityDocument,
 };
 const documents: Documents = {
+    "\n  mutation FaultCreate($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id } }\n  }\n": types.FaultCreateDocument,
+    "\n  mutation FaultRun($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.FaultRunDocument,
+    "\n  mutation FaultDelete($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.FaultDeleteDocument,
+    "\n  query FaultTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status attempts error events { status message } result { id url } } }\n  }\n": types.FaultTaskDocument,
     "\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": types.ClientCreateTaskDocument,
     "\n  mutation ClientRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.ClientRunTaskDocument,
     "\n  query ClientGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": types.ClientGetTaskDocument,
@@ -55,6 +65,8 @@ const documents: Documents = {
     "\n  query GetTask($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status progress attempts version error resultOfJob startedAt finishedAt createdAt updatedAt\n        source { id url width height format }\n        result { id url width height format byteSize }\n        events { at status message }\n      }\n      ... on Error { message }\n    }\n  }\n": types.GetTaskDocument,
     "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": types.ListTasksDocument,
     "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": types.SubmitTaskDocument,
+    "\n  mutation UpgradeRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.UpgradeRunTaskDocument,
+    "\n  query UpgradeTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status error result { width } } }\n  }\n": types.UpgradeTaskDocument,
     "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": types.TaskStatusDuringOutageDocument,
     "\n  mutation CreateTaskSec($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status result { id url } }\n      ... on Error { message }\n      ... on TooManyTasks { limit }\n    }\n  }\n": types.CreateTaskSecDocument,
     "\n  query TaskSec($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task { id status error attempts source { id url } result { id url } events { status } }\n      ... on Error { message }\n    }\n  }\n": types.TaskSecDocument,
@@ -90,6 +102,22 @@ const documents: Documents = {
  */
 export function graphql(source: string): unknown;
 
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation FaultCreate($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id } }\n  }\n"): (typeof documents)["\n  mutation FaultCreate($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation FaultRun($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  mutation FaultRun($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation FaultDelete($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  mutation FaultDelete($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query FaultTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status attempts error events { status message } result { id url } } }\n  }\n"): (typeof documents)["\n  query FaultTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status attempts error events { status message } result { id url } } }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
@@ -130,6 +158,14 @@ export function graphql(source: "\n  query ListTasks($first: Int, $after: String
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n"): (typeof documents)["\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation UpgradeRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  mutation UpgradeRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query UpgradeTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status error result { width } } }\n  }\n"): (typeof documents)["\n  query UpgradeTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status error result { width } } }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

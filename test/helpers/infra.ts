@@ -1,8 +1,13 @@
 // Real PostgreSQL and Redis for tests: a fresh database and a unique Redis prefix per
-// test file, removed afterwards.
+// test file, removed afterwards; and a blob store of its own: a temp directory, or with
+// TEST_STORAGE=s3 a prefix on the run's S3 server (test/helpers/global-setup.ts).
 import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { createBlobStore, type BlobStore, type StorageConfig } from '../../src/storage/index.ts';
 
 const SERVER_URL = process.env.TEST_POSTGRES_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 /** application_name of the tests' own PostgreSQL connections. */
@@ -15,6 +20,15 @@ export interface TestInfra {
   /** Runs SQL against the test database. */
   sql<T extends pg.QueryResultRow = Record<string, unknown>>(text: string, params?: unknown[]): Promise<T[]>;
   redis: Redis;
+  /** STORAGE_URL and, for s3, the S3 variables: the blob store of this infra's processes. */
+  storageEnv: Record<string, string>;
+  storageKind: 'disk' | 's3';
+  /** This infra's blob store, for the test's own process. */
+  blobStore: BlobStore;
+  /** The keys of every blob in this infra's store, sorted. */
+  blobKeys(): Promise<string[]>;
+  /** The keys of every blob no Image row points at (should be none once work has settled). */
+  orphanBlobs(): Promise<string[]>;
   /** Creates an API key for `name` directly in the database (as `npm run key` does). */
   createKey(name: string): Promise<string>;
   dispose(): Promise<void>;
@@ -39,11 +53,27 @@ export async function createInfra(label: string, { kind = 'test', serverUrl = SE
   pool.on('error', () => {}); // an idle connection cut by a test: the pool replaces it
   const redisPrefix = `tl${kind}_${suffix}`;
   const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 3 });
+  const { storageEnv, storageKind, blobDir, storage } = await testStorage(suffix);
+  const store = createBlobStore(storage, { credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+  const blobKeys = async () => {
+    const keys: string[] = [];
+    for await (const blob of store.list()) keys.push(blob.key);
+    return keys.sort();
+  };
 
   return {
     databaseUrl,
     redisPrefix,
     redis,
+    storageEnv,
+    storageKind,
+    blobStore: store,
+    blobKeys,
+    async orphanBlobs() {
+      const rows = (await pool.query<{ storageKey: string }>(`SELECT "storageKey" FROM "Image"`)).rows;
+      const referenced = new Set(rows.map((row) => row.storageKey));
+      return (await blobKeys()).filter((key) => !referenced.has(key));
+    },
     async sql(text, params) {
       return (await pool.query(text, params)).rows;
     },
@@ -67,6 +97,36 @@ export async function createInfra(label: string, { kind = 'test', serverUrl = SE
       await cleanup.connect();
       await cleanup.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
       await cleanup.end();
+      if (blobDir) await fs.rm(blobDir, { recursive: true, force: true });
     },
   };
+}
+
+/** The run's S3 server when TEST_STORAGE=s3 (started by the global setup), else null. */
+async function runS3(): Promise<{ endpoint: string; bucket: string } | null> {
+  if (process.env.TEST_STORAGE !== 's3') return null;
+  const { inject } = await import('vitest');
+  const s3 = inject('testS3');
+  if (!s3) throw new Error('TEST_STORAGE=s3 but no S3 server was started (vitest globalSetup)');
+  return s3;
+}
+
+async function testStorage(suffix: string) {
+  const s3 = await runS3();
+  if (s3) {
+    const prefix = suffix.replace(/_/g, '-');
+    const storage: StorageConfig = { kind: 's3', bucket: s3.bucket, prefix: `${prefix}/`, endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true };
+    const storageEnv = {
+      STORAGE_URL: `s3://${s3.bucket}/${prefix}`,
+      S3_ENDPOINT: s3.endpoint,
+      AWS_REGION: 'us-east-1',
+      S3_FORCE_PATH_STYLE: 'true',
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    };
+    return { storageEnv, storageKind: 's3' as const, blobDir: null, storage };
+  }
+  const blobDir = await fs.mkdtemp(path.join(os.tmpdir(), 'tasklane-blobs-'));
+  const storage: StorageConfig = { kind: 'disk', root: blobDir };
+  return { storageEnv: { STORAGE_URL: `file:${blobDir}` }, storageKind: 'disk' as const, blobDir, storage };
 }

@@ -39,6 +39,7 @@ export function testEnv(infra: TestInfra, extra: Record<string, string> = {}): N
     // Tests share a busy machine with unrelated CPU-bound processes; lowered-priority
     // workers would starve behind them. Priority is tested on its own (worker-priority test).
     WORKER_NICE: '0',
+    ...infra.storageEnv,
     ...extra,
   };
 }

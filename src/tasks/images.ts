@@ -1,0 +1,144 @@
+// Images in the blob store, as the task service sees them: an upload streamed into the
+// store after its head passed the image check, and blobs removed once no row points at them.
+import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { blobStore, imageContentType, imageKey } from '../blobs.ts';
+import { inspectImage, sniffFormat, UnreadableHeader, UnsupportedImage, type ImageInfo } from '../jobs/image-resize.ts';
+import { log } from '../log.ts';
+import { BlobTooLarge } from '../storage/index.ts';
+import { InvalidImage } from './errors.ts';
+import type { StoredImage } from './store.ts';
+
+/** What an upload arrives as: a File (GraphQL multipart, REST form) or anything with a web stream. */
+export interface Upload {
+  size?: number;
+  stream(): ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
+}
+
+/**
+ * How much of an upload is read before the check: enough for the header of every format we
+ * accept in practice. An image whose header lies further in (a TIFF with its directory at
+ * the end) is checked on the stored blob instead, before its row is written.
+ */
+const HEAD_BYTES = 256 * 1024;
+
+/**
+ * Streams an upload into the store under a new key, refusing it (InvalidImage) when it is
+ * empty, over `maxBytes`, not a supported raster image or over `maxInputPixels`, or when
+ * `accept` throws on its format and size. The check runs on the head of the stream before
+ * the put starts; a refused image leaves no blob.
+ * Resolves once the blob is durable; the caller writes the row and, if that fails, calls
+ * removeBlobs. StorageUnavailable and the client's own stream errors pass through.
+ */
+export async function storeUpload(
+  upload: Upload,
+  limits: { maxBytes: number; maxInputPixels: number; accept?: (info: ImageInfo) => void },
+): Promise<StoredImage> {
+  if (upload.size === 0) throw new InvalidImage('the uploaded file is empty');
+  if (upload.size !== undefined && upload.size > limits.maxBytes) throw tooLarge(upload.size, limits.maxBytes);
+  // Web streams (native, or @whatwg-node's ponyfill that yoga's File gives) are async iterables.
+  const chunks = (upload.stream() as unknown as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  const head: Buffer[] = [];
+  let headBytes = 0;
+  let ended = false;
+  try {
+    while (headBytes < HEAD_BYTES) {
+      const next = await chunks.next();
+      if (next.done) {
+        ended = true;
+        break;
+      }
+      const value = next.value as Uint8Array;
+      const chunk = Buffer.from(value.buffer, value.byteOffset, value.byteLength); // a view, not a copy
+      head.push(chunk);
+      headBytes += chunk.length;
+      if (headBytes > limits.maxBytes) throw tooLarge(headBytes, limits.maxBytes);
+    }
+  } catch (error) {
+    await chunks.return?.();
+    throw error;
+  }
+  if (headBytes === 0) throw new InvalidImage('the uploaded file is empty');
+  const headBuffer = head.length === 1 ? head[0] : Buffer.concat(head);
+  let info: ImageInfo | null = null;
+  try {
+    info = await inspectImage(headBuffer, limits.maxInputPixels);
+    limits.accept?.(info);
+  } catch (error) {
+    // Refused for good, unless only the header was unreadable and there is more of the image.
+    if (ended || !(error instanceof UnreadableHeader)) {
+      await chunks.return?.();
+      throw refusal(error);
+    }
+  }
+  const id = randomUUID();
+  const key = imageKey(id);
+  const format = info?.format ?? sniffFormat(headBuffer)!;
+  const body = Readable.from(
+    (async function* () {
+      yield headBuffer;
+      if (ended) return;
+      try {
+        for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
+      } finally {
+        await chunks.return?.(); // a put that failed stops reading the upload
+      }
+    })(),
+    { objectMode: false },
+  );
+  let put;
+  try {
+    put = await blobStore().put(key, body, { contentType: imageContentType(format), maxBytes: limits.maxBytes });
+  } catch (error) {
+    if (error instanceof BlobTooLarge) throw tooLarge(undefined, limits.maxBytes);
+    throw error;
+  }
+  if (!info) {
+    // The head was not enough: check the stored image as a whole before anything points at it.
+    try {
+      const store = blobStore();
+      const whole = store.localPath(key) ?? (await readAll((await store.open(key)).stream));
+      info = await inspectImage(headBuffer, limits.maxInputPixels, whole);
+      limits.accept?.(info);
+    } catch (error) {
+      await removeBlobs([key]);
+      throw refusal(error);
+    }
+  }
+  return { id, ...info, byteSize: put.byteSize, storageKey: key, sha256: put.sha256 };
+}
+
+/** An UnsupportedImage as the client sees it; anything else as it is. */
+function refusal(error: unknown): unknown {
+  if (!(error instanceof UnsupportedImage)) return error;
+  log.debug({ err: error.cause }, `image refused: ${error.message}`);
+  return new InvalidImage(error.message);
+}
+
+function tooLarge(size: number | undefined, maxBytes: number): InvalidImage {
+  return new InvalidImage(
+    size === undefined
+      ? `the image is over the limit of ${maxBytes} bytes (MAX_UPLOAD_BYTES)`
+      : `the image is ${size} bytes, over the limit of ${maxBytes} (MAX_UPLOAD_BYTES)`,
+  );
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(part as Buffer);
+  return Buffer.concat(parts);
+}
+
+/**
+ * Deletes blobs no row points at any more. Never throws: a blob that cannot be deleted now
+ * (the store is down) is logged and left for a later sweep of unreferenced blobs.
+ */
+export async function removeBlobs(keys: readonly string[]): Promise<void> {
+  await Promise.all(
+    keys.map((key) =>
+      blobStore()
+        .delete(key)
+        .catch((error: unknown) => log.warn({ key, err: (error as Error).message }, 'blob not deleted; left for a later sweep')),
+    ),
+  );
+}
