@@ -94,9 +94,22 @@ describe('GraphiQL', () => {
   it('answers a query once the key is pasted in the Headers tab, and keeps the key for this browser tab only', async () => {
     const id = await createTask();
     await setEditor('.graphiql-editor-tool', JSON.stringify({ Authorization: `Bearer ${key}` }));
+    // GraphiQL takes an editor's text into its state after a debounce, and stores the headers
+    // (in this tab's sessionStorage) from that state: once stored, a run sends them.
+    await page.waitForFunction((k) => JSON.stringify({ ...sessionStorage }).includes(k), key, { timeout: 30_000 });
     await setEditor('.graphiql-query-editor', `{ task(id: "${id}") { __typename ... on Task { id status } } }`);
-    await run();
-    await expect.poll(responseText, { timeout: 30_000 }).toMatch(/"status": "CREATED"/);
+    // The fetcher picks the stored headers up asynchronously too: run again until the answer is
+    // the one for the key (a run without it answers UNAUTHENTICATED).
+    await expect
+      .poll(
+        async () => {
+          await run();
+          await page.waitForTimeout(500);
+          return responseText();
+        },
+        { timeout: 60_000, interval: 500 },
+      )
+      .toMatch(/"status": "CREATED"/);
     expect(await responseText()).toContain(id);
     // The schema (introspection, with the pasted key) loads with the re-fetch button: the docs show it.
     await page.click('button[aria-label^="Re-fetch GraphQL schema"]');
