@@ -329,7 +329,9 @@ describe('uploads', () => {
       { authorization: `Bearer ${alice.key}`, 'content-type': 'multipart/form-data; boundary=b2' },
       (function* () {
         yield Buffer.from('--b2\r\nContent-Disposition: form-data; name="width"\r\n\r\n8\r\n--b2\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n');
-        for (let i = 0; i < 256; i++) yield Buffer.alloc(64 * 1024, 0x55);
+        // A JPEG's first bytes, so that the limit refuses it (bytes that are no image at all
+        // are refused from their head, InvalidImage, before the limit is reached).
+        for (let i = 0; i < 256; i++) yield i === 0 ? Buffer.concat([Buffer.from([0xff, 0xd8, 0xff]), Buffer.alloc(64 * 1024 - 3, 0x55)]) : Buffer.alloc(64 * 1024, 0x55);
         yield Buffer.from('\r\n--b2--\r\n');
       })(),
     );

@@ -1,8 +1,8 @@
 // The REST facade under /api: the original REST design's routes and status codes over the
 // same task service the GraphQL resolvers call. Handlers only parse the request, call the
 // service and map its result or typed error to a status code; no lifecycle logic here.
+import { GraphQLError } from 'graphql';
 import { isDatabaseUnavailable } from '../db.ts';
-import { config } from '../config.ts';
 import { signedImageUrl } from '../image-urls.ts';
 import type { ImageFormat, ResizeFit, ResizeInput, ResizeParams } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
@@ -15,8 +15,11 @@ import {
   TooManyTasks,
   WrongTaskIdFormat,
 } from '../tasks/errors.ts';
+import { removeBlobs } from '../tasks/images.ts';
 import { authenticate, bearerKey, type Caller } from '../tasks/keys.ts';
-import { bodyRefusal } from './request-body.ts';
+import type { StoredImage } from '../tasks/store.ts';
+import { isMultipart, MultipartForm } from './multipart.ts';
+import { PAYLOAD_TOO_LARGE } from './request-body.ts';
 import * as tasks from '../tasks/service.ts';
 import type { TaskRow } from '../tasks/service.ts';
 import { openApiDocument } from './openapi.ts';
@@ -78,10 +81,16 @@ function errorResponse(error: unknown, taskId?: string): Response {
 
 // ---- parsing the multipart form of POST /api/tasks (edge validation only) ----
 
-function field(form: FormData, name: string): string | null {
-  const value = form.get(name);
-  if (value === null) return null;
-  if (typeof value !== 'string') throw new InvalidInput(`${name} must be a plain form field, not a file`, name);
+/** The text fields of the form (the first of each name) and the names that came as files. */
+interface FormFields {
+  values: Map<string, string>;
+  files: Set<string>;
+}
+
+function field(form: FormFields, name: string): string | null {
+  if (form.files.has(name)) throw new InvalidInput(`${name} must be a plain form field, not a file`, name);
+  const value = form.values.get(name);
+  if (value === undefined) return null;
   return value.trim() === '' ? null : value.trim();
 }
 
@@ -93,15 +102,15 @@ function field(form: FormData, name: string): string | null {
  */
 const INTEGER = /^(0|[1-9][0-9]{0,8})$/;
 
-function integerField(form: FormData, name: string): number | null {
-  const value = form.get(name);
-  if (value === null || value === '') return null;
-  if (typeof value !== 'string') throw new InvalidInput(`${name} must be a plain form field, not a file`, name);
+function integerField(form: FormFields, name: string): number | null {
+  if (form.files.has(name)) throw new InvalidInput(`${name} must be a plain form field, not a file`, name);
+  const value = form.values.get(name);
+  if (value === undefined || value === '') return null;
   if (!INTEGER.test(value)) throw new InvalidInput(`${name} must be a whole number written in decimal digits only, got ${JSON.stringify(value.slice(0, 32))}`, name);
   return Number(value);
 }
 
-function booleanField(form: FormData, name: string): boolean | null {
+function booleanField(form: FormFields, name: string): boolean | null {
   const value = field(form, name)?.toLowerCase() ?? null;
   if (value === null) return null;
   if (value === 'true' || value === '1') return true;
@@ -110,29 +119,13 @@ function booleanField(form: FormData, name: string): boolean | null {
 }
 
 /** Upper-cased, so `webp` and `WEBP` both work; the service checks the value. */
-function enumField(form: FormData, name: string): string | null {
+function enumField(form: FormFields, name: string): string | null {
   const value = field(form, name)?.toUpperCase() ?? null;
   return value === 'JPG' ? 'JPEG' : value;
 }
 
-async function createTask(request: Request, caller: Caller): Promise<Response> {
-  const length = Number(request.headers.get('content-length') ?? 0);
-  if (length > config.maxUploadBytes) {
-    return problem(413, 'PayloadTooLarge', `the request body is ${length} bytes, over the limit of ${config.maxUploadBytes} (MAX_UPLOAD_BYTES)`);
-  }
-  if (!/^multipart\/form-data/i.test(request.headers.get('content-type') ?? '')) {
-    throw new InvalidInput('send the task as multipart/form-data (fields jobDefinition, image, width, height, …)', null);
-  }
-  let form: FormData;
-  try {
-    form = await request.formData();
-  } catch (error) {
-    // Over MAX_UPLOAD_BYTES while streaming (no or a false Content-Length), or a second file.
-    const refusal = bodyRefusal(request, error);
-    if (refusal) return problem(413, 'PayloadTooLarge', refusal);
-    throw new InvalidInput('the multipart body could not be parsed', null);
-  }
-  const image = form.get('image');
+/** What the fields say (their form only: the service checks the values). */
+function taskFields(form: FormFields): { jobDefinition: JobDefinition; resize: ResizeInput } {
   const resize: ResizeInput = {
     width: integerField(form, 'width'),
     height: integerField(form, 'height'),
@@ -141,14 +134,68 @@ async function createTask(request: Request, caller: Caller): Promise<Response> {
     quality: integerField(form, 'quality'),
     withoutEnlargement: booleanField(form, 'withoutEnlargement'),
   };
-  const jobDefinition = (field(form, 'jobDefinition') ?? '') as JobDefinition;
-  if (image === null || typeof image === 'string') throw new InvalidInput('image must be a file part of the form', 'image');
-  const task = await tasks.createTask(caller, {
-    jobDefinition,
-    image,
-    resize,
-  });
-  return json(201, { id: task.id }, { location: `${REST_PREFIX}/tasks/${task.id}` });
+  return { jobDefinition: (field(form, 'jobDefinition') ?? '') as JobDefinition, resize };
+}
+
+/** A promise that never resolves and rejects as `promise` does: to race a read against a failed store. */
+function failureOf(promise: Promise<unknown>): Promise<never> {
+  const failure = new Promise<never>((_, reject) => promise.catch(reject));
+  failure.catch(() => {}); // also observed where it is awaited
+  return failure;
+}
+
+/**
+ * POST /api/tasks. The image streams into the store as it arrives, and the fields may come
+ * before or after it (curl and HTML forms send them in either order): the fields before
+ * the image are checked before it is stored, all of them once the body has been read, and
+ * the stored image is removed if the task is refused.
+ */
+async function createTask(request: Request, caller: Caller): Promise<Response> {
+  if (!isMultipart(request)) {
+    throw new InvalidInput('send the task as multipart/form-data (fields jobDefinition, image, width, height, …)', null);
+  }
+  const body = new MultipartForm(request);
+  const form: FormFields = { values: new Map(), files: new Set() };
+  let stored: Promise<StoredImage> | null = null;
+  try {
+    let failed: Promise<never> | null = null;
+    for (let part = await body.next(); part; part = await (failed ? Promise.race([body.next(), failed]) : body.next())) {
+      if (!part.upload) {
+        if (!form.values.has(part.name)) form.values.set(part.name, part.value);
+      } else if (part.name !== 'image' || form.values.has('image')) {
+        form.files.add(part.name);
+        part.upload.discard();
+      } else {
+        taskFields(form); // what is wrong already is refused before a byte is stored
+        stored = tasks.storeImage(part.upload);
+        failed = failureOf(stored);
+      }
+    }
+    if (!stored) {
+      taskFields(form);
+      throw new InvalidInput('image must be a file part of the form', 'image');
+    }
+    let fields;
+    try {
+      fields = taskFields(form);
+    } catch (error) {
+      await stored.then((source) => removeBlobs([source.storageKey]), () => {});
+      throw error;
+    }
+    const task = await tasks.createTaskWithImage(caller, { ...fields, source: await stored });
+    return json(201, { id: task.id }, { location: `${REST_PREFIX}/tasks/${task.id}` });
+  } catch (error) {
+    // Over MAX_UPLOAD_BYTES while streaming, a second file, a malformed body.
+    const refusal = body.refusal ?? (error instanceof GraphQLError ? error : null);
+    if (refusal) {
+      return refusal.extensions.code === PAYLOAD_TOO_LARGE
+        ? problem(413, 'PayloadTooLarge', refusal.message)
+        : problem(400, 'InvalidInput', refusal.message, { field: null });
+    }
+    throw error;
+  } finally {
+    if (!body.refusal) body.discardRest();
+  }
 }
 
 const methodNotAllowed = (allow: string) =>

@@ -18,6 +18,7 @@ import { countedRequests, rateLimitedError, rateLimitedResponse, takeRequest } f
 import { sharedSubscriptions } from './shared-subscriptions.ts';
 import { handleRest, problem, REST_PREFIX } from './rest.ts';
 import * as routes from './routes.ts';
+import { multipartRequests } from './multipart.ts';
 import { payloadTooLargeResponse, requestBody } from './request-body.ts';
 
 /** The API key of a request: `Authorization: Bearer`, or `?token=` (EventSource cannot send headers; discouraged). */
@@ -127,6 +128,9 @@ export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, C
   // multipart upload; PAYLOAD_TOO_LARGE). Yoga's own would cap every body at 25,000,000
   // bytes and turn a chunked multipart overflow into a 400.
   maxRequestBodySize: false,
+  // Ours is multipartRequests() (multipart.ts): yoga's reads the whole body into memory
+  // before the resolver runs; ours hands the resolver the file part as it streams in.
+  multipart: false,
   logging: {
     debug: (...args) => log.debug(args),
     info: (...args) => log.info(args),
@@ -145,14 +149,15 @@ export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, C
     if (!caller) throw unauthenticated();
     return { caller, loaders: createLoaders() };
   },
-  // Order matters: open routes, then the rate limit, then the body limit (it wraps the body
-  // every later reader sees: REST, the GraphQL parsers), then the key (before any document
-  // is looked at), document limits, production's hiding of schema hints, and the status of
-  // request errors.
+  // Order matters: open routes, then the rate limit, the multipart parser (before the body
+  // limit, whose parse hook wraps it), the body limit (it wraps the body every later reader
+  // sees: REST, the GraphQL parsers), then the key (before any document is looked at),
+  // document limits, production's hiding of schema hints, and the status of request errors.
   plugins: [
     httpMetricsPlugin(),
     openRoutes,
     rateLimit,
+    multipartRequests(),
     requestBody(refuseBody),
     keyedRoutes,
     authenticateFirst,

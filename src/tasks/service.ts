@@ -3,7 +3,7 @@
 import { config } from '../config.ts';
 import { isDatabaseUnavailable, prisma } from '../db.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
-import { checkOutputSize, InvalidResizeParams, validateResizeInput, type ResizeInput, type ResizeParams } from '../jobs/image-resize.ts';
+import { checkOutputSize, InvalidResizeParams, validateResizeInput, type ImageInfo, type ResizeInput, type ResizeParams } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
 import { publishChange } from './events.ts';
 import { InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
@@ -11,7 +11,7 @@ import { removeBlobs, storeUpload, type Upload } from './images.ts';
 import type { Caller } from './keys.ts';
 import { enqueue } from './queue.ts';
 import * as store from './store.ts';
-import type { TaskRow } from './store.ts';
+import type { StoredImage, TaskRow } from './store.ts';
 import { isUuid } from '../uuid.ts';
 
 export type { TaskRow };
@@ -29,15 +29,7 @@ export interface CreateTaskInput {
 }
 
 export async function createTask(caller: Caller, input: CreateTaskInput): Promise<TaskRow> {
-  if (input.jobDefinition !== 'IMAGE_RESIZE') throw new InvalidInput(`unknown job definition ${input.jobDefinition}`, 'jobDefinition');
-  // Parameters first (cheap, and they do not depend on the image but for the default format).
-  let params: ResizeParams;
-  try {
-    params = validateResizeInput(input.resize, 'JPEG');
-  } catch (error) {
-    if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
-    throw error;
-  }
+  let params = validateParams(input);
   // The bytes go to the blob store first (checked on their head, durable when this
   // resolves), then the row that points at them; if the row is not written, the blob goes.
   const source = await storeUpload(input.image, {
@@ -45,15 +37,56 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
     maxInputPixels: config.maxInputPixels,
     // With the source's size known, before the bytes are stored: the result's size.
     accept: (info) => {
-      params = { ...params, format: input.resize.format ?? info.format };
-      try {
-        checkOutputSize(info, params, config.maxOutputPixels);
-      } catch (error) {
-        if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
-        throw error;
-      }
+      params = paramsFor(input, params, info);
     },
   });
+  return insertTask(caller, input, params, source);
+}
+
+/**
+ * Streams an upload into the blob store, checked on its head like createTask's image;
+ * then createTaskWithImage. For a form whose fields may come after its file (REST).
+ */
+export function storeImage(image: Upload): Promise<StoredImage> {
+  return storeUpload(image, { maxBytes: config.maxUploadBytes, maxInputPixels: config.maxInputPixels });
+}
+
+/** createTask on an image storeImage stored; the image is removed if the task is refused. */
+export async function createTaskWithImage(caller: Caller, input: Omit<CreateTaskInput, 'image'> & { source: StoredImage }): Promise<TaskRow> {
+  let params: ResizeParams;
+  try {
+    params = paramsFor(input, validateParams(input), input.source);
+  } catch (error) {
+    await removeBlobs([input.source.storageKey]);
+    throw error;
+  }
+  return insertTask(caller, input, params, input.source);
+}
+
+/** The job definition and parameters, checked before any byte is stored (cheap). */
+function validateParams(input: Omit<CreateTaskInput, 'image'>): ResizeParams {
+  if (input.jobDefinition !== 'IMAGE_RESIZE') throw new InvalidInput(`unknown job definition ${input.jobDefinition}`, 'jobDefinition');
+  try {
+    return validateResizeInput(input.resize, 'JPEG');
+  } catch (error) {
+    if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
+    throw error;
+  }
+}
+
+/** The parameters for this source: its format by default, and a result within MAX_OUTPUT_PIXELS. */
+function paramsFor(input: Omit<CreateTaskInput, 'image'>, params: ResizeParams, source: ImageInfo): ResizeParams {
+  const resolved = { ...params, format: input.resize.format ?? source.format };
+  try {
+    checkOutputSize(source, resolved, config.maxOutputPixels);
+  } catch (error) {
+    if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
+    throw error;
+  }
+  return resolved;
+}
+
+async function insertTask(caller: Caller, input: Omit<CreateTaskInput, 'image'>, params: ResizeParams, source: StoredImage): Promise<TaskRow> {
   let task: TaskRow | null;
   try {
     task = await store.insertTask({
