@@ -286,6 +286,83 @@ describe('refusals: a code, a short message, nothing internal', () => {
   });
 });
 
+describe('multipart requests, streamed', () => {
+  const BOUNDARY = 'edge-boundary';
+  const textPart = (name: string, value: string) => `--${BOUNDARY}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  const filePart = (name: string) => `--${BOUNDARY}\r\nContent-Disposition: form-data; name="${name}"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`;
+  const operations = JSON.stringify({ query: CREATE, variables: { input: { jobDefinition: 'IMAGE_RESIZE', image: null, resize: { width: 8 } } } });
+  const MAP = JSON.stringify({ 0: ['variables.input.image'] });
+
+  /** A multipart body the test writes piece by piece, and may leave open. */
+  function openBody() {
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const stream = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
+    const response = yoga.fetch('http://edge/graphql', {
+      method: 'POST',
+      headers: { ...auth(), 'content-type': `multipart/form-data; boundary=${BOUNDARY}` },
+      body: stream,
+      duplex: 'half',
+    } as RequestInit);
+    return {
+      response,
+      write: (piece: string | Uint8Array) => controller.enqueue(typeof piece === 'string' ? new TextEncoder().encode(piece) : piece),
+      end: () => controller.close(),
+    };
+  }
+
+  const send = async (...pieces: (string | Uint8Array)[]) => {
+    const body = openBody();
+    for (const piece of pieces) body.write(piece);
+    body.end();
+    return answer(await body.response);
+  };
+
+  it('runs the mutation while the file still streams in: bytes that are no image are refused from their head, the body still open', async () => {
+    const before = await infra.blobKeys();
+    const body = openBody();
+    body.write(textPart('operations', operations) + textPart('map', MAP) + filePart('0'));
+    body.write(new Uint8Array(512 * 1024).fill(0x41)); // more than the checked head; the body never ends
+    // A parser that waited for the end of the body would never answer.
+    expect(await answer(await body.response)).toMatchObject({ status: 200, body: { data: { createTask: { __typename: 'InvalidImage' } } } });
+    body.end();
+    expect(await infra.blobKeys()).toEqual(before);
+  });
+
+  it('a text part where the map expects the file: BAD_USER_INPUT, never reaching the resolver', async () => {
+    const response = await send(textPart('operations', operations), textPart('map', MAP), textPart('0', 'aGVsbG8='), `--${BOUNDARY}--\r\n`);
+    expect(response.body.errors).toEqual([
+      expect.objectContaining({
+        message: 'Variable "$input" got invalid value "aGVsbG8=" at "input.image"; File takes a file part of a multipart request (GraphQL multipart request specification)',
+        extensions: { code: 'BAD_USER_INPUT' },
+      }),
+    ]);
+  });
+
+  it('a mapped file that never comes: BAD_USER_INPUT (a required File got null)', async () => {
+    const response = await send(textPart('operations', operations), textPart('map', MAP), `--${BOUNDARY}--\r\n`);
+    expect(response.body.errors).toMatchObject([{ message: expect.stringMatching(/^Variable "\$input" got invalid value null at "input.image"/), extensions: { code: 'BAD_USER_INPUT' } }]);
+  });
+
+  it('a file before "map", or a map that is not a map of lists: 400 BAD_REQUEST', async () => {
+    const early = await send(textPart('operations', operations), filePart('0'), 'x\r\n', textPart('map', MAP), `--${BOUNDARY}--\r\n`);
+    expect(early).toEqual({
+      status: 400,
+      body: { errors: [{ message: 'the file parts of a multipart request come after "operations" and "map" (GraphQL multipart request specification)', extensions: { code: 'BAD_REQUEST' } }] },
+    });
+    const notLists = await send(textPart('operations', operations), textPart('map', '{"0":"variables.input.image"}'), `--${BOUNDARY}--\r\n`);
+    expect(notLists.status).toBe(400);
+    expect(notLists.body.errors).toMatchObject([{ extensions: { code: 'BAD_REQUEST' } }]);
+  });
+
+  it('a body cut off after its file: 400 BAD_REQUEST, the image not kept', async () => {
+    const before = await infra.blobKeys();
+    const response = await send(textPart('operations', operations), textPart('map', MAP), filePart('0'), await photo(16, 16)); // no closing boundary
+    expect(response).toMatchObject({ status: 400, body: { errors: [{ extensions: { code: 'BAD_REQUEST' } }] } });
+    expect(response.body).not.toHaveProperty('data');
+    expect(await infra.blobKeys()).toEqual(before);
+  });
+});
+
 describe('signed image URLs: one canonical exp, one sig', () => {
   let imageId: string;
   let exp: string;

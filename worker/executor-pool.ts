@@ -1,6 +1,9 @@
 // A pool of executor child processes, one job each at a time. A job that outlives its
 // timeout has its executor killed (the work really stops) and replaced.
 import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { log } from '../src/log.ts';
 import type { ExecutorMessage, ExecutorRequest } from './executor.ts';
@@ -44,6 +47,8 @@ export type JobResult = Extract<ExecutorMessage, { type: 'done' }>;
 
 interface Slot {
   child: ChildProcess;
+  /** The executor's scratch directory (its source copy and result file): removed with it. */
+  scratch: string;
   /** Resolves once the child can take a job; rejects if it dies or hangs first. */
   ready: Promise<void>;
   busy: boolean;
@@ -65,7 +70,8 @@ export class ExecutorPool {
   private spawn(slot: Slot) {
     // Inherits the parent's execArgv (the TypeScript loader) and environment (the store's
     // configuration). IPC carries keys, parameters and metadata only.
-    const child = fork(EXECUTOR, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    slot.scratch = mkdtempSync(path.join(os.tmpdir(), 'tasklane-executor-'));
+    const child = fork(EXECUTOR, [slot.scratch], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     slot.child = child;
     slot.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => done(new ExecutorCrashed(`the executor did not start in ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
@@ -105,6 +111,9 @@ export class ExecutorPool {
     const old = slot.child;
     old.removeAllListeners();
     old.kill('SIGKILL');
+    // What a killed job left (a half-written result): libvips may still hold it open until
+    // the kill lands, which does not keep it from being unlinked.
+    rmSync(slot.scratch, { recursive: true, force: true });
     log.info({ executorPid: old.pid, why }, 'executor killed and replaced');
     if (!this.closed) this.spawn(slot);
   }
@@ -171,6 +180,7 @@ export class ExecutorPool {
     for (const slot of this.slots) {
       slot.child.removeAllListeners();
       slot.child.kill('SIGKILL');
+      rmSync(slot.scratch, { recursive: true, force: true });
     }
   }
 }

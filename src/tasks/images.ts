@@ -1,15 +1,20 @@
 // Images in the blob store, as the task service sees them: an upload streamed into the
 // store after its head passed the image check, and blobs removed once no row points at them.
 import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { blobStore, imageContentType, imageKey } from '../blobs.ts';
 import { inspectImage, sniffFormat, UnreadableHeader, UnsupportedImage, type ImageInfo } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
 import { BlobTooLarge } from '../storage/index.ts';
-import { InvalidImage } from './errors.ts';
+import { InvalidImage, InvalidInput } from './errors.ts';
 import type { StoredImage } from './store.ts';
 
-/** What an upload arrives as: a File (GraphQL multipart, REST form) or anything with a web stream. */
+/** What an upload arrives as: a file part streaming in (src/http/multipart.ts), a File, anything with a stream. */
 export interface Upload {
   size?: number;
   stream(): ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
@@ -28,15 +33,28 @@ const HEAD_BYTES = 256 * 1024;
  * `accept` throws on its format and size. The check runs on the head of the stream before
  * the put starts; a refused image leaves no blob.
  * Resolves once the blob is durable; the caller writes the row and, if that fails, calls
- * removeBlobs. StorageUnavailable and the client's own stream errors pass through.
+ * removeBlobs. StorageUnavailable and the client's own stream errors pass through, once
+ * whatever was written of the blob is gone.
  */
 export async function storeUpload(
   upload: Upload,
   limits: { maxBytes: number; maxInputPixels: number; accept?: (info: ImageInfo) => void },
 ): Promise<StoredImage> {
+  try {
+    return await streamUpload(upload, limits);
+  } catch (error) {
+    if (!(error instanceof InvalidImage || error instanceof InvalidInput)) log.info({ err: (error as Error)?.message }, 'upload not stored');
+    throw error;
+  }
+}
+
+async function streamUpload(
+  upload: Upload,
+  limits: { maxBytes: number; maxInputPixels: number; accept?: (info: ImageInfo) => void },
+): Promise<StoredImage> {
   if (upload.size === 0) throw new InvalidImage('the uploaded file is empty');
   if (upload.size !== undefined && upload.size > limits.maxBytes) throw tooLarge(upload.size, limits.maxBytes);
-  // Web streams (native, or @whatwg-node's ponyfill that yoga's File gives) are async iterables.
+  // Node streams and web streams (native, or @whatwg-node's ponyfill) are async iterables.
   const chunks = (upload.stream() as unknown as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
   const head: Buffer[] = [];
   let headBytes = 0;
@@ -94,15 +112,19 @@ export async function storeUpload(
     throw error;
   }
   if (!info) {
-    // The head was not enough: check the stored image as a whole before anything points at it.
+    // The head was not enough: check the stored image as a whole before anything points at
+    // it, from a file (s3: a temporary copy), never from the whole image in memory.
+    const store = blobStore();
+    const copy = store.localPath(key) === null ? path.join(os.tmpdir(), `tasklane-check-${id}`) : null;
     try {
-      const store = blobStore();
-      const whole = store.localPath(key) ?? (await readAll((await store.open(key)).stream));
-      info = await inspectImage(headBuffer, limits.maxInputPixels, whole);
+      if (copy) await pipeline((await store.open(key)).stream, createWriteStream(copy));
+      info = await inspectImage(headBuffer, limits.maxInputPixels, copy ?? store.localPath(key)!);
       limits.accept?.(info);
     } catch (error) {
       await removeBlobs([key]);
       throw refusal(error);
+    } finally {
+      if (copy) await rm(copy, { force: true });
     }
   }
   return { id, ...info, byteSize: put.byteSize, storageKey: key, sha256: put.sha256 };
@@ -121,12 +143,6 @@ function tooLarge(size: number | undefined, maxBytes: number): InvalidImage {
       ? `the image is over the limit of ${maxBytes} bytes (MAX_UPLOAD_BYTES)`
       : `the image is ${size} bytes, over the limit of ${maxBytes} (MAX_UPLOAD_BYTES)`,
   );
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of stream) parts.push(part as Buffer);
-  return Buffer.concat(parts);
 }
 
 /**
