@@ -187,7 +187,7 @@ export class MultipartForm {
       this.fail(
         limit
           ? payloadTooLarge(limit)
-          : badRequest(isAbort(error) ? 'the request was aborted before its body ended' : 'the request body could not be read to its end'),
+          : badRequest(isAbort(error) || (error as NodeJS.ErrnoException)?.code === 'ECONNRESET' ? 'the client went away before the body ended' : 'the request body could not be read to its end'),
       );
     }
   }

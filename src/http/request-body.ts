@@ -59,27 +59,33 @@ export function requestBody(respond: (url: URL, message: string) => Response = (
       if (declared !== null && Number(declared) > limit.bytes) {
         return endResponse(respond(url, `the request body is ${declared} bytes, over ${theLimit(limit)}`));
       }
-      // Count the bytes as they arrive, whatever Content-Length claimed.
+      // Count the bytes as they arrive, whatever Content-Length claimed. Past the limit the
+      // counted body fails, and the request's own body is left unread rather than cancelled
+      // (hence no for-await, whose early exit cancels): cancelling it would close the
+      // connection the 413 still has to go out on (server.ts closes it once that is sent).
       let received = 0;
-      let limited: Request;
-      const counted = request.body.pipeThrough(
-        new fetchAPI.TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, controller) {
-            received += chunk.byteLength;
-            if (received > limit.bytes) {
-              refused.set(limited, `the request body is over ${theLimit(limit)}`);
-              controller.error(new Error(`request body over ${limit.variable}`));
-            } else controller.enqueue(chunk);
-          },
-        }),
-      );
+      let limited: Request | undefined;
+      const source = request.body as unknown as AsyncIterable<Uint8Array>;
+      const counted = (async function* () {
+        const chunks = source[Symbol.asyncIterator]();
+        for (;;) {
+          const next = await chunks.next(); // throws when the client went away
+          if (next.done) return;
+          received += next.value.byteLength;
+          if (received > limit.bytes) {
+            refused.set(limited!, `the request body is over ${theLimit(limit)}`);
+            throw new Error(`request body over ${limit.variable}`);
+          }
+          yield next.value;
+        }
+      })();
       limited = new fetchAPI.Request(request.url, {
         method: request.method,
         headers: request.headers,
         body: counted,
         signal: request.signal,
         duplex: 'half',
-      } as RequestInit);
+      } as unknown as RequestInit); // @whatwg-node's Request takes an async iterable body
       setRequest(limited);
     },
     onRequestParse({ requestParser, setRequestParser }) {

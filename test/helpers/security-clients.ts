@@ -136,7 +136,9 @@ export function postChunks(
   return new Promise((resolve, reject) => {
     let sent = 0;
     let answered = false;
-    const request = http.request(url, { method: 'POST', headers }, (response) => {
+    // A connection of its own: one answered before its body was read is closed by the server
+    // shortly after (server.ts), and must not be reused for the next request.
+    const request = http.request(url, { method: 'POST', headers, agent: false }, (response) => {
       answered = true;
       let body = '';
       response.setEncoding('utf8');
