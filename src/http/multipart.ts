@@ -48,9 +48,11 @@ export class StreamedUpload implements Upload {
   /** The file's bytes; ends once the whole body was read, errors with the refusal if it was refused. */
   stream(): Readable {
     if (this.state !== 'waiting') {
-      const again = new Readable({ read() {} });
-      again.destroy(badRequest('a file part can be read only once'));
-      return again;
+      return new Readable({
+        read() {
+          this.destroy(badRequest('a file part can be read only once'));
+        },
+      });
     }
     this.state = 'open';
     const out = new PassThrough();

@@ -159,7 +159,13 @@ async function createTask(request: Request, caller: Caller): Promise<Response> {
   let stored: Promise<StoredImage> | null = null;
   try {
     let failed: Promise<never> | null = null;
-    for (let part = await body.next(); part; part = await (failed ? Promise.race([body.next(), failed]) : body.next())) {
+    const next = () => {
+      const part = body.next();
+      if (!failed) return part;
+      part.catch(() => {}); // lost the race to a failed store: the refusal, if any, is in body.refusal
+      return Promise.race([part, failed]);
+    };
+    for (let part = await next(); part; part = await next()) {
       if (!part.upload) {
         if (!form.values.has(part.name)) form.values.set(part.name, part.value);
       } else if (part.name !== 'image' || form.values.has('image')) {
