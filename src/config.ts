@@ -215,6 +215,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
      * takes the API out of the data path.
      */
     imageDownloads: read(env, 'IMAGE_DOWNLOADS', oneOf(['proxy', 'redirect'] as const), 'proxy'),
+    /**
+     * WEBHOOK_ALLOW_PRIVATE_NETWORKS (false): callback URLs whose host is or resolves to a
+     * loopback, private, link-local (cloud metadata), CGNAT or otherwise non-public address are
+     * refused when the task is created, and not connected to when delivering (SSRF; see
+     * SECURITY.md). true allows them: a receiver on this host or the internal network (tests).
+     */
+    webhookAllowPrivateNetworks: read(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', boolean, false),
+    /** CALLBACK_TIMEOUT_MS (10000): one callback attempt (connect, send, the answer's status line); longer is a failed attempt. */
+    callbackTimeoutMs: read(env, 'CALLBACK_TIMEOUT_MS', integer(100, 120_000), 10_000),
+    /**
+     * CALLBACK_RETRY_BASE_MS (5000): the wait after a callback's first failed attempt; it
+     * doubles after each (at most an hour, with ±20% jitter). Tests set it to a few ms.
+     */
+    callbackRetryBaseMs: read(env, 'CALLBACK_RETRY_BASE_MS', integer(1, 3_600_000), 5000),
+    /**
+     * CALLBACK_RETRY_FOR_MS (86400000, 24 h): how long a callback is retried; its last attempt
+     * is at this age, then it is given up (recorded). Standard Webhooks receivers expect a day.
+     */
+    callbackRetryForMs: read(env, 'CALLBACK_RETRY_FOR_MS', integer(0), 24 * 3600 * 1000),
+    /** CALLBACK_CONCURRENCY (16): callback attempts one worker process has in flight at once (network waits, not CPU). */
+    callbackConcurrency: read(env, 'CALLBACK_CONCURRENCY', integer(1, 1000), 16),
+    /** CALLBACK_POLL_INTERVAL_MS (1000): how often each worker process looks for due callbacks. */
+    callbackPollIntervalMs: read(env, 'CALLBACK_POLL_INTERVAL_MS', integer(10, 60_000), 1000),
     /** LOG_LEVEL (info): fatal, error, warn, info, debug, trace or silent. */
     logLevel: read(env, 'LOG_LEVEL', oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const), 'info'),
     /** NODE_ENV (development): production hides schema hints (suggestions, introspection). */

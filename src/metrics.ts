@@ -87,6 +87,13 @@ export const stuckQueueChecks = new client.Counter({
   registers: [registry],
 });
 
+export const callbackDeliveries = new client.Counter({
+  name: 'tasklane_callback_deliveries_total',
+  help: 'Callback delivery attempts, by outcome: delivered (a 2xx ended it), failed (retried later), gave_up (failed, and its retry time CALLBACK_RETRY_FOR_MS is over)',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
 /** Called by the task store for every transition it commits. */
 export function countTransition(task: { status: string; jobDefinition: string }): void {
   taskTransitions.inc({ status: task.status, job_definition: task.jobDefinition });
