@@ -74,8 +74,8 @@ export interface RecordedAttempt {
 
 /**
  * Records attempt `claim.attempts` and what comes next, in one statement: delivered; given up
- * (a failure once the message is `retryForMs` old); or the next attempt after `delayMs`, but
- * never later than that age, so the last attempt is made at `retryForMs`. Null when the
+ * (a failed attempt that started once the message was `retryForMs` old); or the next attempt
+ * after `delayMs`, but never later than that age, so the last one starts at it. Null when the
  * attempt no longer owns the message (its lease ran out and another claim took it over,
  * recording it as without outcome).
  */
@@ -85,7 +85,8 @@ export async function recordAttempt(
   delayMs: number,
   retryForMs: number,
 ): Promise<RecordedAttempt | null> {
-  const over = sql`now() >= "createdAt" + ${millis(retryForMs)}`;
+  // Judged by when the attempt started, so the last attempt starts at that age or later.
+  const over = sql`"attemptStartedAt" >= "createdAt" + ${millis(retryForMs)}`;
   const rows = await query<RecordedAttempt>(pool, sql`
     WITH c AS (
       UPDATE "Callback" SET
