@@ -169,7 +169,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
       maxTokens: read(env, 'GRAPHQL_MAX_TOKENS', integer(10, 1_000_000), 1000),
       /** GRAPHQL_MAX_DIRECTIVES (10): directives per operation. */
       maxDirectives: read(env, 'GRAPHQL_MAX_DIRECTIVES', integer(0, 10_000), 10),
-      /** GRAPHQL_MAX_COST (25000): graphql-armor's cost; a full page of 100 tasks with every field is ~19,800. */
+      /** GRAPHQL_MAX_COST (25000): graphql-armor's cost; a full page of 100 tasks with every field is ~23,300. */
       maxCost: read(env, 'GRAPHQL_MAX_COST', integer(1), 25_000),
     },
     /** SIGNING_SECRET (generated once and kept in the database): HMAC key of image URLs. */
