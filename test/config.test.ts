@@ -22,6 +22,12 @@ describe('loadConfig', () => {
       workerNice: 10,
       rateLimitPerMinute: 1200,
       graphqlLimits: { maxDepth: 15, maxAliases: 15, maxTokens: 1000, maxDirectives: 10, maxCost: 25_000 },
+      webhookAllowPrivateNetworks: false,
+      callbackTimeoutMs: 10_000,
+      callbackRetryBaseMs: 5000,
+      callbackRetryForMs: 86_400_000,
+      callbackConcurrency: 16,
+      callbackPollIntervalMs: 1000,
     });
     expect(config.workers).toBeGreaterThanOrEqual(1);
   });
@@ -69,6 +75,11 @@ describe('loadConfig', () => {
     ['STORAGE_TIMEOUT_MS', '5', /STORAGE_TIMEOUT_MS must be between 100 and 600000/],
     ['MAX_OUTPUT_PIXELS', '0', /MAX_OUTPUT_PIXELS must be between 1 and/],
     ['MAX_RUNNING_TASKS_PER_KEY', '0', /MAX_RUNNING_TASKS_PER_KEY must be between 1 and/],
+    ['WEBHOOK_ALLOW_PRIVATE_NETWORKS', 'maybe', /WEBHOOK_ALLOW_PRIVATE_NETWORKS must be true or false/],
+    ['CALLBACK_TIMEOUT_MS', '50', /CALLBACK_TIMEOUT_MS must be between 100 and 120000/],
+    ['CALLBACK_RETRY_BASE_MS', '0', /CALLBACK_RETRY_BASE_MS must be between 1 and/],
+    ['CALLBACK_RETRY_FOR_MS', '1h', /CALLBACK_RETRY_FOR_MS must be an integer/],
+    ['CALLBACK_CONCURRENCY', '0', /CALLBACK_CONCURRENCY must be between 1 and 1000/],
   ])('refuses %s=%s', (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(message);
   });
