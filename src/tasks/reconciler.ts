@@ -5,10 +5,10 @@
 //    enqueued again;
 //  - tasks waiting for a running slot of their key (MAX_RUNNING_TASKS_PER_KEY) whose key has
 //    a free one are enqueued (see running-slots.ts).
-// Beside it, on its own clock and without its lock, retention removes what outlived
-// RESULT_TTL_MS / TASK_TTL_MS and blobs no row points at (see retention.ts).
 // Every worker process runs it, but each sweep holds a transaction-scoped advisory lock,
-// so one sweep runs at a time across all hosts.
+// so one sweep runs at a time across all hosts. Beside it, on its own clock and without the
+// lock, retention removes what outlived RESULT_TTL_MS / TASK_TTL_MS and blobs no row points
+// at (see retention.ts).
 import { config } from '../config.ts';
 import { prisma } from '../db.ts';
 import { log } from '../log.ts';
