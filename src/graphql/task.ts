@@ -2,6 +2,7 @@
 import { signedImageUrl } from '../image-urls.ts';
 import type { ResizeParams } from '../jobs/image-resize.ts';
 import {
+  IdempotencyKeyReused,
   InvalidImage,
   InvalidInput,
   InvalidTaskState,
@@ -110,6 +111,11 @@ const CreateTaskInput = builder.inputType('CreateTaskInput', {
     image: t.field({ type: 'File', required: true }),
     resize: t.field({ type: ResizeInput, required: true }),
     run: t.boolean({ defaultValue: false, description: 'Create and run in one call' }),
+    idempotencyKey: t.string({
+      description:
+        '1..255 characters: the same key of the same API key within 24 h answers with the same task, ' +
+        'never makes a second one (a retry after a lost answer is safe); the same key with a different request is IdempotencyKeyReused',
+    }),
   }),
 });
 
@@ -155,13 +161,14 @@ builder.mutationFields((t) => ({
   createTask: t.field({
     type: TaskRef,
     args: { input: t.arg({ type: CreateTaskInput, required: true }) },
-    errors: { types: [InvalidInput, InvalidImage, TooManyTasks], union: { name: 'CreateTaskResult' } },
+    errors: { types: [InvalidInput, InvalidImage, TooManyTasks, IdempotencyKeyReused], union: { name: 'CreateTaskResult' } },
     resolve: async (_, { input }, { caller }) =>
       tasks.createTask(caller, {
         jobDefinition: input.jobDefinition,
         image: input.image,
         resize: input.resize,
         run: input.run,
+        idempotencyKey: input.idempotencyKey,
       }),
   }),
   runTask: t.field({
