@@ -6,8 +6,9 @@ import { getImagesMeta, getTaskEvents } from '../tasks/service.ts';
 
 type ImageMeta = Awaited<ReturnType<typeof getImagesMeta>>[number];
 
-// Image metadata never changes (an image is only ever inserted or deleted), so a small
-// process-wide cache is safe; deletion is checked by the task row that points at it.
+// Image metadata never changes (an image is only ever inserted, expired by retention or
+// deleted), so a small process-wide cache is safe; deletion and expiry are checked by the task
+// row that points at it (sourceImageId/resultImageId, imagesExpiredAt).
 const imageCache = new Map<string, ImageMeta>();
 const IMAGE_CACHE_SIZE = 5000;
 
