@@ -89,7 +89,7 @@ export interface LocalServices {
 
 export function localServices(settings: Settings = config.localServices): LocalServices {
   const running = new Set<Running>();
-  /** Children that are not servers (initdb, postgres -V): stop() waits for them too. */
+  /** Children that are not servers (initdb): stop() ends and waits for them too. */
   const helpers = new Set<ChildProcess>();
   let stopping = false;
 
