@@ -8,6 +8,7 @@ import type { ImageFormat, ResizeFit, ResizeInput, ResizeParams } from '../jobs/
 import { log } from '../log.ts';
 import type { JobDefinition } from '../generated/prisma/enums.ts';
 import {
+  IdempotencyKeyReused,
   InvalidImage,
   InvalidInput,
   InvalidTaskState,
@@ -15,6 +16,7 @@ import {
   TooManyTasks,
   WrongTaskIdFormat,
 } from '../tasks/errors.ts';
+import { checkIdempotencyKey } from '../tasks/idempotency.ts';
 import { removeBlobs } from '../tasks/images.ts';
 import { authenticate, bearerKey, type Caller } from '../tasks/keys.ts';
 import type { StoredImage } from '../tasks/store.ts';
@@ -43,7 +45,7 @@ export function restTask(task: TaskRow) {
     jobDefinition: task.jobDefinition,
     resize: task.params as unknown as ResizeParams,
     resultOfJob: done ? task.resultImageId : null,
-    resultUrl: done ? signedImageUrl(task.resultImageId!) : null,
+    resultUrl: done && !task.imagesExpiredAt ? signedImageUrl(task.resultImageId!) : null,
     error: task.error,
     progress: task.progress,
     attempts: task.attempts,
@@ -52,6 +54,7 @@ export function restTask(task: TaskRow) {
     updatedAt: task.updatedAt.toISOString(),
     startedAt: task.startedAt?.toISOString() ?? null,
     finishedAt: task.finishedAt?.toISOString() ?? null,
+    callbackUrl: task.callbackUrl,
   };
 }
 
@@ -67,6 +70,7 @@ function errorResponse(error: unknown, taskId?: string): Response {
   }
   if (error instanceof InvalidImage) return problem(400, 'InvalidImage', error.message);
   if (error instanceof TooManyTasks) return problem(429, 'TooManyTasks', error.message, { limit: error.limit });
+  if (error instanceof IdempotencyKeyReused) return problem(422, 'IdempotencyKeyReused', error.message, { taskId: error.taskId });
   if (error instanceof StorageUnavailable) {
     log.warn({ err: error.message }, 'blob store unavailable');
     return problem(503, 'StorageUnavailable', STORAGE_UNAVAILABLE_MESSAGE, {}, { 'retry-after': '5' });
@@ -124,8 +128,27 @@ function enumField(form: FormFields, name: string): string | null {
   return value === 'JPG' ? 'JPEG' : value;
 }
 
+export const IDEMPOTENCY_KEY_HEADER = 'Idempotency-Key';
+
+/**
+ * The Idempotency-Key header: a Structured Field string as the IETF httpapi draft has it
+ * (`"…"`, with \" and \\ escapes), or a bare value taken as it is (as most clients send
+ * it; `abc` and `"abc"` are the same key). Null when absent.
+ */
+function idempotencyKeyOf(headers: Headers): string | null {
+  const raw = headers.get(IDEMPOTENCY_KEY_HEADER);
+  if (raw === null) return null;
+  let key = raw.trim();
+  if (key.startsWith('"')) {
+    const quoted = /^"((?:[^"\\]|\\["\\])*)"$/.exec(key);
+    if (!quoted) throw new InvalidInput(`${IDEMPOTENCY_KEY_HEADER} must be a bare value or a quoted string ("…")`, IDEMPOTENCY_KEY_HEADER);
+    key = quoted[1].replace(/\\(["\\])/g, '$1');
+  }
+  return checkIdempotencyKey(key, IDEMPOTENCY_KEY_HEADER);
+}
+
 /** What the fields say (their form only: the service checks the values). */
-function taskFields(form: FormFields): { jobDefinition: JobDefinition; resize: ResizeInput } {
+function taskFields(form: FormFields): { jobDefinition: JobDefinition; resize: ResizeInput; callbackUrl: string | null } {
   const resize: ResizeInput = {
     width: integerField(form, 'width'),
     height: integerField(form, 'height'),
@@ -134,7 +157,7 @@ function taskFields(form: FormFields): { jobDefinition: JobDefinition; resize: R
     quality: integerField(form, 'quality'),
     withoutEnlargement: booleanField(form, 'withoutEnlargement'),
   };
-  return { jobDefinition: (field(form, 'jobDefinition') ?? '') as JobDefinition, resize };
+  return { jobDefinition: (field(form, 'jobDefinition') ?? '') as JobDefinition, resize, callbackUrl: field(form, 'callbackUrl') };
 }
 
 /** A promise that never resolves and rejects as `promise` does: to race a read against a failed store. */
@@ -151,6 +174,7 @@ function failureOf(promise: Promise<unknown>): Promise<never> {
  * the stored image is removed if the task is refused.
  */
 async function createTask(request: Request, caller: Caller): Promise<Response> {
+  const idempotencyKey = idempotencyKeyOf(request.headers);
   if (!isMultipart(request)) {
     throw new InvalidInput('send the task as multipart/form-data (fields jobDefinition, image, width, height, …)', null);
   }
@@ -188,8 +212,9 @@ async function createTask(request: Request, caller: Caller): Promise<Response> {
       await stored.then((source) => removeBlobs([source.storageKey]), () => {});
       throw error;
     }
-    const task = await tasks.createTaskWithImage(caller, { ...fields, source: await stored });
-    return json(201, { id: task.id }, { location: `${REST_PREFIX}/tasks/${task.id}` });
+    const { task, replayed } = await tasks.createOrReplayTaskWithImage(caller, { ...fields, idempotencyKey, source: await stored });
+    // A repeated request (same Idempotency-Key) gets the first answer again: its status and body.
+    return json(201, { id: task.id }, { location: `${REST_PREFIX}/tasks/${task.id}`, ...(replayed ? { 'idempotent-replayed': 'true' } : {}) });
   } catch (error) {
     // Over MAX_UPLOAD_BYTES while streaming, a second file, a malformed body.
     const refusal = body.refusal ?? (error instanceof GraphQLError ? error : null);

@@ -1,16 +1,20 @@
 // The task service: what GraphQL resolvers, the REST facade and the CLI call. Validates at
 // the edge, writes through store.ts transitions, publishes every change, enqueues work.
+import { CallbackUrlRefused, checkCallbackUrl } from '../callbacks/address-policy.ts';
+import { attemptsOf } from '../callbacks/store.ts';
 import { config } from '../config.ts';
 import { isDatabaseUnavailable, prisma } from '../db.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
 import { checkOutputSize, InvalidResizeParams, validateResizeInput, type ImageInfo, type ResizeInput, type ResizeParams } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
 import { publishChange } from './events.ts';
-import { InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
-import { removeBlobs, storeUpload, type Upload } from './images.ts';
+import { IdempotencyKeyReused, InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
+import { afterEarlierDuplicates, checkIdempotencyKey, findIdempotencyKey, imageOfBytes, requestFingerprint, type IdempotencyRecord } from './idempotency.ts';
+import { hashUpload, removeBlobs, storeUpload, type Upload } from './images.ts';
 import type { Caller } from './keys.ts';
 import { enqueue } from './queue.ts';
 import * as store from './store.ts';
+import { IdempotencyKeyTaken } from './store.ts';
 import type { StoredImage, TaskRow } from './store.ts';
 import { isUuid } from '../uuid.ts';
 
@@ -26,56 +30,103 @@ export interface CreateTaskInput {
   image: Upload;
   resize: ResizeInput;
   run?: boolean | null;
+  /** POSTed (signed) when the task ends: DONE, FAILED or DELETED (src/callbacks/). */
+  callbackUrl?: string | null;
+  /** The same key of the same owner within 24 h answers with the same task (see idempotency.ts). */
+  idempotencyKey?: string | null;
 }
 
 export async function createTask(caller: Caller, input: CreateTaskInput): Promise<TaskRow> {
-  let params = validateParams(input);
-  // The bytes go to the blob store first (checked on their head, durable when this
-  // resolves), then the row that points at them; if the row is not written, the blob goes.
-  const source = await storeUpload(input.image, {
-    maxBytes: config.maxUploadBytes,
-    maxInputPixels: config.maxInputPixels,
-    // With the source's size known, before the bytes are stored: the result's size.
-    accept: (info) => {
-      params = paramsFor(input, params, info);
-    },
-  });
-  return insertTask(caller, input, params, source);
+  return (await createOrReplayTask(caller, input)).task;
 }
 
 /**
- * Streams an upload into the blob store, checked on its head like createTask's image;
- * then createTaskWithImage. For a form whose fields may come after its file (REST).
+ * createTask, saying whether the task was made by this call or is the one an earlier call
+ * with the same idempotency key made (`replayed`; the REST facade answers it the same way).
+ */
+export async function createOrReplayTask(caller: Caller, input: CreateTaskInput): Promise<{ task: TaskRow; replayed: boolean }> {
+  const { params, callbackUrl } = await checkRequest(input);
+  if (input.idempotencyKey == null) return insertNewTask(caller, input, params, callbackUrl, null);
+  const key = checkIdempotencyKey(input.idempotencyKey);
+  const request = { jobDefinition: input.jobDefinition, resize: input.resize, run: Boolean(input.run), callbackUrl };
+  return afterEarlierDuplicates(caller.owner, key, async () => {
+    // A retry of a request that made its task already: answered without storing its bytes again.
+    const earlier = await findIdempotencyKey(caller.owner, key);
+    if (earlier) {
+      const image = imageOfBytes(await hashUpload(input.image, config.maxUploadBytes));
+      return { task: await replay(caller, earlier, requestFingerprint({ ...request, image })), replayed: true };
+    }
+    const keyed = { key, fingerprint: (sha256: string) => requestFingerprint({ ...request, image: imageOfBytes(sha256) }) };
+    return insertNewTask(caller, input, params, callbackUrl, keyed);
+  });
+}
+
+/** What a task request says besides its image, checked before any byte is stored (a refusal costs no write). */
+type TaskRequest = Omit<CreateTaskInput, 'image'>;
+
+async function checkRequest(input: TaskRequest): Promise<{ params: ResizeParams; callbackUrl: string | null }> {
+  if (input.jobDefinition !== 'IMAGE_RESIZE') throw new InvalidInput(`unknown job definition ${input.jobDefinition}`, 'jobDefinition');
+  // Parameters first (cheap, and they do not depend on the image but for the default format).
+  let params: ResizeParams;
+  try {
+    params = validateResizeInput(input.resize, 'JPEG');
+  } catch (error) {
+    if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
+    throw error;
+  }
+  // The callback URL before the bytes are stored: a refusal costs no write.
+  let callbackUrl: string | null = null;
+  if (input.callbackUrl != null) {
+    try {
+      callbackUrl = await checkCallbackUrl(input.callbackUrl, config.webhookAllowPrivateNetworks);
+    } catch (error) {
+      if (error instanceof CallbackUrlRefused) throw new InvalidInput(error.message, 'callbackUrl');
+      throw error;
+    }
+  }
+  return { params, callbackUrl };
+}
+
+/**
+ * Streams an upload into the blob store, checked on its head like createTask's image; then
+ * createOrReplayTaskWithImage. For a form whose fields may come after its file (REST).
  */
 export function storeImage(image: Upload): Promise<StoredImage> {
   return storeUpload(image, { maxBytes: config.maxUploadBytes, maxInputPixels: config.maxInputPixels });
 }
 
-/** createTask on an image storeImage stored; the image is removed if the task is refused. */
-export async function createTaskWithImage(caller: Caller, input: Omit<CreateTaskInput, 'image'> & { source: StoredImage }): Promise<TaskRow> {
+/**
+ * createOrReplayTask on an image storeImage stored. The image is removed when the request
+ * is refused, and when it is answered with an earlier task (a replay).
+ */
+export async function createOrReplayTaskWithImage(caller: Caller, input: TaskRequest & { source: StoredImage }): Promise<{ task: TaskRow; replayed: boolean }> {
+  const { source } = input;
   let params: ResizeParams;
+  let callbackUrl: string | null;
+  let key: string | null;
   try {
-    params = paramsFor(input, validateParams(input), input.source);
+    ({ params, callbackUrl } = await checkRequest(input));
+    params = paramsFor(input, params, source);
+    key = input.idempotencyKey == null ? null : checkIdempotencyKey(input.idempotencyKey);
   } catch (error) {
-    await removeBlobs([input.source.storageKey]);
+    await removeBlobs([source.storageKey]);
     throw error;
   }
-  return insertTask(caller, input, params, input.source);
-}
-
-/** The job definition and parameters, checked before any byte is stored (cheap). */
-function validateParams(input: Omit<CreateTaskInput, 'image'>): ResizeParams {
-  if (input.jobDefinition !== 'IMAGE_RESIZE') throw new InvalidInput(`unknown job definition ${input.jobDefinition}`, 'jobDefinition');
-  try {
-    return validateResizeInput(input.resize, 'JPEG');
-  } catch (error) {
-    if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
-    throw error;
-  }
+  if (key === null) return insertStored(caller, input, params, callbackUrl, null, source);
+  const request = { jobDefinition: input.jobDefinition, resize: input.resize, run: Boolean(input.run), callbackUrl };
+  const fingerprint = (sha256: string) => requestFingerprint({ ...request, image: imageOfBytes(sha256) });
+  return afterEarlierDuplicates(caller.owner, key, async () => {
+    const earlier = await findIdempotencyKey(caller.owner, key);
+    if (earlier) {
+      await removeBlobs([source.storageKey]);
+      return { task: await replay(caller, earlier, fingerprint(source.sha256)), replayed: true };
+    }
+    return insertStored(caller, input, params, callbackUrl, { key, fingerprint }, source);
+  });
 }
 
 /** The parameters for this source: its format by default, and a result within MAX_OUTPUT_PIXELS. */
-function paramsFor(input: Omit<CreateTaskInput, 'image'>, params: ResizeParams, source: ImageInfo): ResizeParams {
+function paramsFor(input: TaskRequest, params: ResizeParams, source: ImageInfo): ResizeParams {
   const resolved = { ...params, format: input.resize.format ?? source.format };
   try {
     checkOutputSize(source, resolved, config.maxOutputPixels);
@@ -86,31 +137,97 @@ function paramsFor(input: Omit<CreateTaskInput, 'image'>, params: ResizeParams, 
   return resolved;
 }
 
-async function insertTask(caller: Caller, input: Omit<CreateTaskInput, 'image'>, params: ResizeParams, source: StoredImage): Promise<TaskRow> {
-  let task: TaskRow | null;
-  try {
-    task = await store.insertTask({
-      ownerId: caller.owner,
-      jobDefinition: input.jobDefinition,
-      params,
-      source,
-      run: Boolean(input.run),
-      limit: config.maxActiveTasksPerKey,
-    });
-  } catch (error) {
-    // Refused by PostgreSQL, the row is not there: its blob goes. A lost connection leaves
-    // it unknown whether the row committed; the blob stays then (an unreferenced blob is
-    // swept later, a row without its blob would be a broken image).
-    if (!isDatabaseUnavailable(error)) await removeBlobs([source.storageKey]);
-    throw error;
+/**
+ * Stores the upload and inserts its task, with its idempotency key when `keyed` (the
+ * fingerprint needs the stored bytes' sha-256). If a concurrent request with that key made
+ * its task first, this one's blob goes and the answer is the replay of that task.
+ */
+async function insertNewTask(
+  caller: Caller,
+  input: CreateTaskInput,
+  validated: ResizeParams,
+  callbackUrl: string | null,
+  keyed: { key: string; fingerprint: (sha256: string) => string } | null,
+): Promise<{ task: TaskRow; replayed: boolean }> {
+  let params = validated;
+  // The bytes go to the blob store first (checked on their head, durable when this
+  // resolves), then the row that points at them; if the row is not written, the blob goes.
+  const source = await storeUpload(input.image, {
+    maxBytes: config.maxUploadBytes,
+    maxInputPixels: config.maxInputPixels,
+    // With the source's size known, before the bytes are stored: the result's size.
+    accept: (info) => {
+      params = paramsFor(input, params, info);
+    },
+  });
+  return insertStored(caller, input, params, callbackUrl, keyed, source);
+}
+
+/** Inserts the task of a stored image (see insertNewTask); the image goes if the row is not written. */
+async function insertStored(
+  caller: Caller,
+  input: TaskRequest,
+  params: ResizeParams,
+  callbackUrl: string | null,
+  keyed: { key: string; fingerprint: (sha256: string) => string } | null,
+  source: StoredImage,
+): Promise<{ task: TaskRow; replayed: boolean }> {
+  const idempotency = keyed && { key: keyed.key, fingerprint: keyed.fingerprint(source.sha256) };
+  const replayed = async (winner: IdempotencyRecord) => {
+    await removeBlobs([source.storageKey]);
+    log.info({ taskId: winner.taskId, owner: caller.owner }, 'idempotency key taken by a concurrent request: answered with its task, this request\'s blob deleted');
+    return { task: await replay(caller, winner, idempotency!.fingerprint), replayed: true };
+  };
+  let task: TaskRow | null = null;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      task = await store.insertTask({
+        ownerId: caller.owner,
+        jobDefinition: input.jobDefinition,
+        params,
+        source,
+        run: Boolean(input.run),
+        limit: config.maxActiveTasksPerKey,
+        callbackUrl,
+        idempotency,
+      });
+      break;
+    } catch (error) {
+      if (error instanceof IdempotencyKeyTaken) {
+        // A concurrent duplicate committed its task first; nothing of this one was written.
+        // Its key can be gone already only if it expired or its task row was deleted
+        // meanwhile, and then the key is free: try again.
+        const winner = await findIdempotencyKey(caller.owner, idempotency!.key);
+        if (winner) return replayed(winner);
+        if (attempt < 3) continue;
+      }
+      // Refused by PostgreSQL, the row is not there: its blob goes. A lost connection leaves
+      // it unknown whether the row committed; the blob stays then (an unreferenced blob is
+      // swept later, a row without its blob would be a broken image).
+      if (!isDatabaseUnavailable(error)) await removeBlobs([source.storageKey]);
+      throw error;
+    }
   }
   if (!task) {
+    // The quota may have filled up with this very request's task, made by a concurrent duplicate.
+    const winner = idempotency && (await findIdempotencyKey(caller.owner, idempotency.key));
+    if (winner) return replayed(winner);
     await removeBlobs([source.storageKey]);
     throw new TooManyTasks(config.maxActiveTasksPerKey);
   }
   log.info({ taskId: task.id, owner: caller.owner, status: task.status }, 'task created');
   await publishChange(task);
   if (task.status === 'QUEUED') await enqueue(task.id);
+  return { task, replayed: false };
+}
+
+/** The task an idempotency key made, if `fingerprint` is the request that made it; else IdempotencyKeyReused. */
+async function replay(caller: Caller, earlier: IdempotencyRecord, fingerprint: string): Promise<TaskRow> {
+  if (earlier.fingerprint !== fingerprint) throw new IdempotencyKeyReused(earlier.taskId);
+  // The key row goes with its task (foreign key, cascade), so the task is there.
+  const task = await store.findTask(earlier.taskId, caller.owner);
+  if (!task) throw new Error(`idempotency key of task ${earlier.taskId} outlived its task`);
+  log.debug({ taskId: task.id, owner: caller.owner }, 'createTask repeated with its idempotency key: answered with its task');
   return task;
 }
 
@@ -196,8 +313,13 @@ export function getTaskEvents(taskId: string) {
   });
 }
 
+/** Every callback attempt of the tasks, oldest first per task (Task.callbacks). */
+export function getCallbackAttempts(taskIds: string[]) {
+  return attemptsOf(taskIds);
+}
+
 const IMAGE_META = { id: true, ownerId: true, format: true, width: true, height: true, byteSize: true } as const;
-const IMAGE_BLOB = { ...IMAGE_META, storageKey: true, sha256: true } as const;
+const IMAGE_BLOB = { ...IMAGE_META, storageKey: true, sha256: true, expiredAt: true } as const;
 
 export function getImageMeta(id: string) {
   return prisma.image.findUnique({ where: { id }, select: IMAGE_META });
@@ -207,7 +329,10 @@ export function getImagesMeta(ids: string[]) {
   return prisma.image.findMany({ where: { id: { in: ids } }, select: IMAGE_META });
 }
 
-/** An image's metadata with its blob's key and sha-256 (for downloads); null if missing. */
+/**
+ * An image's metadata with its blob's key and sha-256 (for downloads); null if missing.
+ * `expiredAt` set: a tombstone, the bytes were removed by retention (see retention.ts).
+ */
 export function getImageBlob(id: string) {
   return prisma.image.findUnique({ where: { id }, select: IMAGE_BLOB });
 }
