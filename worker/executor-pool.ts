@@ -1,7 +1,7 @@
 // A pool of executor child processes, one job each at a time. A job that outlives its
 // timeout has its executor killed (the work really stops) and replaced.
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +9,31 @@ import { log } from '../src/log.ts';
 import type { ExecutorMessage, ExecutorRequest } from './executor.ts';
 
 const EXECUTOR = fileURLToPath(new URL('./executor.ts', import.meta.url));
+/** Scratch directories are named after the worker that made them: tasklane-executor-<worker pid>-… */
+const SCRATCH_PREFIX = `tasklane-executor-${process.pid}-`;
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes what workers that died without cleaning up (SIGKILL, a crash) left in the temp directory. */
+function sweepOrphanedScratch() {
+  let names: string[] = [];
+  try {
+    names = readdirSync(os.tmpdir());
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const owner = /^tasklane-executor-(\d+)-/.exec(name)?.[1];
+    if (owner && !isAlive(Number(owner))) rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true });
+  }
+}
 /** An executor that has not said "ready" this long after its start is given up on. */
 const START_TIMEOUT_MS = 60_000;
 
@@ -60,6 +85,7 @@ export class ExecutorPool {
   private closed = false;
 
   constructor(size: number) {
+    sweepOrphanedScratch();
     for (let i = 0; i < size; i++) {
       const slot = { busy: false } as Slot;
       this.spawn(slot);
@@ -70,7 +96,7 @@ export class ExecutorPool {
   private spawn(slot: Slot) {
     // Inherits the parent's execArgv (the TypeScript loader) and environment (the store's
     // configuration). IPC carries keys, parameters and metadata only.
-    slot.scratch = mkdtempSync(path.join(os.tmpdir(), 'tasklane-executor-'));
+    slot.scratch = mkdtempSync(path.join(os.tmpdir(), SCRATCH_PREFIX));
     const child = fork(EXECUTOR, [slot.scratch], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     slot.child = child;
     slot.ready = new Promise<void>((resolve, reject) => {
