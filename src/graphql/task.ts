@@ -107,7 +107,8 @@ const ResizeInput = builder.inputType('ResizeInput', {
 const CreateTaskInput = builder.inputType('CreateTaskInput', {
   fields: (t) => ({
     jobDefinition: t.field({ type: JobDefinitionEnum, required: true }),
-    image: t.field({ type: 'File', required: true }),
+    image: t.field({ type: 'File', description: 'The image, as a multipart file part; or give uploadId (exactly one of the two)' }),
+    uploadId: t.id({ description: 'A two-step upload whose bytes were PUT (createUpload); or give image (exactly one of the two)' }),
     resize: t.field({ type: ResizeInput, required: true }),
     run: t.boolean({ defaultValue: false, description: 'Create and run in one call' }),
   }),
@@ -160,6 +161,7 @@ builder.mutationFields((t) => ({
       tasks.createTask(caller, {
         jobDefinition: input.jobDefinition,
         image: input.image,
+        uploadId: input.uploadId,
         resize: input.resize,
         run: input.run,
       }),

@@ -1,6 +1,6 @@
 // Images in the blob store, as the task service sees them: an upload streamed into the
 // store after its head passed the image check, and blobs removed once no row points at them.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { blobStore, imageContentType, imageKey } from '../blobs.ts';
 import { inspectImage, sniffFormat, UnreadableHeader, UnsupportedImage, type ImageInfo } from '../jobs/image-resize.ts';
@@ -106,6 +106,46 @@ export async function storeUpload(
     }
   }
   return { id, ...info, byteSize: put.byteSize, storageKey: key, sha256: put.sha256 };
+}
+
+/**
+ * A blob already in the store (a two-step upload) checked as storeUpload checks an upload:
+ * the image check on its head (on the whole blob when the header lies further in), then
+ * `accept`. One pass over the bytes also gives its size and sha-256; nothing is copied.
+ * InvalidImage when refused; BlobNotFound and StorageUnavailable pass through.
+ */
+export async function inspectStoredImage(
+  key: string,
+  limits: { maxInputPixels: number; accept?: (info: ImageInfo) => void },
+): Promise<Omit<StoredImage, 'id' | 'storageKey'>> {
+  const store = blobStore();
+  const hash = createHash('sha256');
+  const head: Buffer[] = [];
+  let headBytes = 0;
+  let byteSize = 0;
+  for await (const chunk of (await store.open(key)).stream as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    byteSize += chunk.length;
+    if (headBytes < HEAD_BYTES) {
+      head.push(chunk);
+      headBytes += chunk.length;
+    }
+  }
+  const headBuffer = Buffer.concat(head);
+  let info: ImageInfo;
+  try {
+    try {
+      info = await inspectImage(headBuffer, limits.maxInputPixels);
+    } catch (error) {
+      if (!(error instanceof UnreadableHeader) || byteSize === headBytes) throw error;
+      const whole = store.localPath(key) ?? (await readAll((await store.open(key)).stream));
+      info = await inspectImage(headBuffer, limits.maxInputPixels, whole);
+    }
+    limits.accept?.(info);
+  } catch (error) {
+    throw refusal(error);
+  }
+  return { ...info, byteSize, sha256: hash.digest('hex') };
 }
 
 /** An UnsupportedImage as the client sees it; anything else as it is. */

@@ -4,7 +4,8 @@
 //  - QUEUED tasks that are due but have no job in Redis (flushed, enqueue failed) are
 //    enqueued again;
 //  - tasks waiting for a running slot of their key (MAX_RUNNING_TASKS_PER_KEY) whose key has
-//    a free one are enqueued (see running-slots.ts).
+//    a free one are enqueued (see running-slots.ts);
+//  - expired two-step uploads are removed with their blobs (see uploads.ts).
 // Every worker process runs it, but each sweep holds a transaction-scoped advisory lock,
 // so one sweep runs at a time across all hosts.
 import { config } from '../config.ts';
@@ -15,6 +16,7 @@ import { retryDelayMs } from './lifecycle.ts';
 import { enqueue, jobsPresent } from './queue.ts';
 import { wakeAllWaiting } from './running-slots.ts';
 import * as store from './store.ts';
+import { sweepExpiredUploads } from './uploads.ts';
 
 const RECONCILER_LOCK_KEY = 72_616_002;
 /** A freshly QUEUED task gets this long to reach Redis the normal way before we step in. */
@@ -64,6 +66,7 @@ export async function sweep(): Promise<SweepReport | null> {
         else break; // Redis is unwell: the next sweep tries again, rather than waiting on each task
       }
       if (report.enqueued) log.info({ count: report.enqueued }, 're-enqueued queued tasks missing from Redis');
+      await sweepExpiredUploads();
       return report;
     },
     { timeout: 60_000, maxWait: 5000 },

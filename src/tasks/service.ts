@@ -3,7 +3,14 @@
 import { config } from '../config.ts';
 import { isDatabaseUnavailable, prisma } from '../db.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
-import { checkOutputSize, InvalidResizeParams, validateResizeInput, type ResizeInput, type ResizeParams } from '../jobs/image-resize.ts';
+import {
+  checkOutputSize,
+  InvalidResizeParams,
+  validateResizeInput,
+  type ImageInfo,
+  type ResizeInput,
+  type ResizeParams,
+} from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
 import { publishChange } from './events.ts';
 import { InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
@@ -11,7 +18,8 @@ import { removeBlobs, storeUpload, type Upload } from './images.ts';
 import type { Caller } from './keys.ts';
 import { enqueue } from './queue.ts';
 import * as store from './store.ts';
-import type { TaskRow } from './store.ts';
+import type { StoredImage, TaskRow } from './store.ts';
+import { insertTaskFromUpload, uploadedImage } from './uploads.ts';
 import { isUuid } from '../uuid.ts';
 
 export type { TaskRow };
@@ -23,13 +31,19 @@ export function checkTaskId(id: string): string {
 
 export interface CreateTaskInput {
   jobDefinition: JobDefinition;
-  image: Upload;
+  /** The image's bytes (multipart), or … */
+  image?: Upload | null;
+  /** … a two-step upload whose bytes are in the store already (uploads.ts); exactly one of the two. */
+  uploadId?: string | null;
   resize: ResizeInput;
   run?: boolean | null;
 }
 
 export async function createTask(caller: Caller, input: CreateTaskInput): Promise<TaskRow> {
   if (input.jobDefinition !== 'IMAGE_RESIZE') throw new InvalidInput(`unknown job definition ${input.jobDefinition}`, 'jobDefinition');
+  const { image, uploadId } = input;
+  if (image != null && uploadId != null) throw new InvalidInput('give either image or uploadId, not both', 'uploadId');
+  if (image == null && uploadId == null) throw new InvalidInput('give the image: a file (image) or a finished upload (uploadId)', 'image');
   // Parameters first (cheap, and they do not depend on the image but for the default format).
   let params: ResizeParams;
   try {
@@ -38,13 +52,11 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
     if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
     throw error;
   }
-  // The bytes go to the blob store first (checked on their head, durable when this
-  // resolves), then the row that points at them; if the row is not written, the blob goes.
-  const source = await storeUpload(input.image, {
+  const limits = {
     maxBytes: config.maxUploadBytes,
     maxInputPixels: config.maxInputPixels,
     // With the source's size known, before the bytes are stored: the result's size.
-    accept: (info) => {
+    accept: (info: ImageInfo) => {
       params = { ...params, format: input.resize.format ?? info.format };
       try {
         checkOutputSize(info, params, config.maxOutputPixels);
@@ -53,17 +65,19 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
         throw error;
       }
     },
-  });
+  };
+  if (uploadId != null) {
+    // The bytes are in the store already, owned by the upload until the task takes them over.
+    const source = await uploadedImage(caller, uploadId, limits);
+    const task = await insertTaskFromUpload(uploadId, newTask(caller, input, params, source));
+    return created(caller, task);
+  }
+  // The bytes go to the blob store first (checked on their head, durable when this
+  // resolves), then the row that points at them; if the row is not written, the blob goes.
+  const source = await storeUpload(image!, limits);
   let task: TaskRow | null;
   try {
-    task = await store.insertTask({
-      ownerId: caller.owner,
-      jobDefinition: input.jobDefinition,
-      params,
-      source,
-      run: Boolean(input.run),
-      limit: config.maxActiveTasksPerKey,
-    });
+    task = await store.insertTask(newTask(caller, input, params, source));
   } catch (error) {
     // Refused by PostgreSQL, the row is not there: its blob goes. A lost connection leaves
     // it unknown whether the row committed; the blob stays then (an unreferenced blob is
@@ -75,6 +89,22 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
     await removeBlobs([source.storageKey]);
     throw new TooManyTasks(config.maxActiveTasksPerKey);
   }
+  return created(caller, task);
+}
+
+function newTask(caller: Caller, input: CreateTaskInput, params: ResizeParams, source: StoredImage): store.NewTask {
+  return {
+    ownerId: caller.owner,
+    jobDefinition: input.jobDefinition,
+    params,
+    source,
+    run: Boolean(input.run),
+    limit: config.maxActiveTasksPerKey,
+  };
+}
+
+/** A task just committed: announced, and enqueued when it was created to run. */
+async function created(caller: Caller, task: TaskRow): Promise<TaskRow> {
   log.info({ taskId: task.id, owner: caller.owner, status: task.status }, 'task created');
   await publishChange(task);
   if (task.status === 'QUEUED') await enqueue(task.id);

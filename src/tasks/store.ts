@@ -11,7 +11,7 @@ import { pool } from '../db.ts';
 import type { Task } from '../generated/prisma/client.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
 import { countTransition } from '../metrics.ts';
-import { empty, query, sql, type Fragment } from '../sql.ts';
+import { empty, query, sql, type Fragment, type Queryable } from '../sql.ts';
 import { ACTIVE_STATUSES, TRANSITIONS } from './lifecycle.ts';
 
 /** Every committed transition is counted here, in the process that made it (see src/metrics.ts). */
@@ -58,23 +58,26 @@ async function transition(
   return counted(rows[0]);
 }
 
-/**
- * Inserts the source image and the task (CREATED, or QUEUED when `run`) with its events,
- * unless the owner already holds `limit` active tasks. The per-owner advisory lock makes
- * the quota exact under concurrency. Returns null when the quota is full.
- */
-export async function insertTask(input: {
+export interface NewTask {
   ownerId: string;
   jobDefinition: JobDefinition;
   params: ResizeParams;
   source: StoredImage;
   run: boolean;
   limit: number;
-}): Promise<TaskRow | null> {
+}
+
+/**
+ * Inserts the source image and the task (CREATED, or QUEUED when `run`) with its events,
+ * unless the owner already holds `limit` active tasks. The per-owner advisory lock makes
+ * the quota exact under concurrency. Returns null when the quota is full. `on`: the pool,
+ * or a client in a transaction that must commit together with the task (uploads.ts).
+ */
+export async function insertTask(input: NewTask, on: Queryable = pool): Promise<TaskRow | null> {
   const { source } = input;
   // One round trip: the function takes the owner's quota lock, counts, and inserts the image,
   // the task and its events (prisma/migrations/*_insert_task_function).
-  const rows = await query<TaskRow>(pool, sql`
+  const rows = await query<TaskRow>(on, sql`
     SELECT * FROM "tasklane_insert_task"(
       ${randomUUID()}::uuid, ${source.id}::uuid, ${input.ownerId}::text, ${[...ACTIVE_STATUSES]}::"TaskStatus"[], ${input.limit}::int,
       ${source.format}::"ImageFormat", ${source.width}::int, ${source.height}::int, ${source.byteSize}::int,

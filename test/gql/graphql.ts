@@ -5,11 +5,14 @@ type Exact<T extends { [key: string]: unknown }> = { [K in keyof T]: T[K] };
 export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
 export type CreateTaskInput = {
-  image: File;
+  /** The image, as a multipart file part; or give uploadId (exactly one of the two) */
+  image?: File | null | undefined;
   jobDefinition: JobDefinition;
   resize: ResizeInput;
   /** Create and run in one call */
   run?: boolean | null | undefined;
+  /** A two-step upload whose bytes were PUT (createUpload); or give image (exactly one of the two) */
+  uploadId?: string | number | null | undefined;
 };
 
 export type ImageFormat =
