@@ -100,12 +100,11 @@ async function createUpload(key: string, contentType: string, byteSize: number):
 }
 
 /** PUTs `body` to the upload's url as a client does (headers as given, unless overridden). */
-function put(upload: Pending, body: BodyInit, headers: Record<string, string> = {}, url = upload.url) {
-  const init: RequestInit = {
+function put(upload: Pending, body: Uint8Array | ReadableStream<Uint8Array>, headers: Record<string, string> = {}, url = upload.url) {
+  const init = {
     method: upload.method,
     headers: { ...Object.fromEntries(upload.headers.map((h) => [h.name, h.value])), ...headers },
-    body,
-    ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
+    ...(body instanceof ReadableStream ? { body, duplex: 'half' } : { body: new Uint8Array(body) }),
   } as RequestInit;
   // The disk store's url is a path on the API; an s3 one the store's own.
   return url.startsWith('/') ? yoga.fetch(`http://uploads${url}`, init) : fetch(url, init);
