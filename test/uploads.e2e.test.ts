@@ -5,11 +5,13 @@
 import { ApolloClient, ApolloLink, HttpLink, InMemoryCache } from '@apollo/client';
 import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
 import { getMainDefinition } from '@apollo/client/utilities';
+import { print } from 'graphql';
 import { createClient as createWsClient } from 'graphql-ws';
 import sharp from 'sharp';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { graphql } from './gql/index.ts';
+import { until } from './helpers/client.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { within } from './helpers/live.ts';
@@ -122,5 +124,25 @@ describe('an upload without multipart', () => {
       apollo.stop();
       await (wsLink.client as { dispose(): Promise<void> | void }).dispose();
     }
+  });
+
+  it("an upload left unused is removed after it expires, bytes included, by the workers' reconciler", async () => {
+    const response = await fetch(`${service.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify({ query: print(CreateUpload), variables: { input: { contentType: 'image/jpeg', byteSize: bytes.length } } }),
+    });
+    const upload = (await response.json()).data.createUpload;
+    const put = await fetch(new URL(upload.url, service.url), { method: 'PUT', headers: { 'content-type': 'image/jpeg' }, body: new Uint8Array(bytes) });
+    expect(put.ok).toBe(true);
+    expect(await infra.blobStore.stat(`uploads/${upload.id}`)).not.toBeNull();
+    await infra.sql(`UPDATE "Upload" SET "expiresAt" = now() - interval '1 second' WHERE "id" = $1`, [upload.id]);
+    await until(
+      async () => (await infra.sql(`SELECT 1 FROM "Upload" WHERE "id" = $1`, [upload.id])).length,
+      (rows) => rows === 0,
+      60_000,
+    );
+    expect(await infra.blobStore.stat(`uploads/${upload.id}`)).toBeNull();
+    expect(await infra.orphanBlobs()).toEqual([]);
   });
 });

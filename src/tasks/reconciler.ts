@@ -16,7 +16,7 @@ import { retryDelayMs } from './lifecycle.ts';
 import { enqueue, jobsPresent } from './queue.ts';
 import { wakeAllWaiting } from './running-slots.ts';
 import * as store from './store.ts';
-import { sweepExpiredUploads } from './uploads.ts';
+import { sweepExpiredUploadsInBackground } from './uploads.ts';
 
 const RECONCILER_LOCK_KEY = 72_616_002;
 /** A freshly QUEUED task gets this long to reach Redis the normal way before we step in. */
@@ -66,7 +66,7 @@ export async function sweep(): Promise<SweepReport | null> {
         else break; // Redis is unwell: the next sweep tries again, rather than waiting on each task
       }
       if (report.enqueued) log.info({ count: report.enqueued }, 're-enqueued queued tasks missing from Redis');
-      await sweepExpiredUploads();
+      sweepExpiredUploadsInBackground();
       return report;
     },
     { timeout: 60_000, maxWait: 5000 },

@@ -287,6 +287,17 @@ export async function insertTaskFromUpload(uploadId: string, task: store.NewTask
   });
 }
 
+let sweeping: Promise<number> | null = null;
+
+/**
+ * Starts sweepExpiredUploads unless one is still running, without waiting for it: the
+ * reconciler calls this on every sweep, and a slow or unreachable store must not delay its
+ * recovery of tasks.
+ */
+export function sweepExpiredUploadsInBackground(): void {
+  sweeping ??= sweepExpiredUploads().finally(() => (sweeping = null));
+}
+
 /**
  * Removes up to `limit` expired uploads: their blobs (unless a task took one over), then
  * their rows, in one transaction holding the rows, so a PUT finishing meanwhile finds its
