@@ -156,12 +156,6 @@ export async function runJob(taskId: string): Promise<void> {
   }
 }
 
-/** For tests that run jobs in-process: stops the executor processes. */
-export function closeExecutors() {
-  pool?.close();
-  pool = undefined;
-}
-
 /**
  * Lower priority than the API on a shared host: the CPU goes to request handling first,
  * resizing soaks up the rest. On Linux a nice value belongs to a thread, so every thread
