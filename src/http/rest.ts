@@ -41,7 +41,7 @@ export function restTask(task: TaskRow) {
     jobDefinition: task.jobDefinition,
     resize: task.params as unknown as ResizeParams,
     resultOfJob: done ? task.resultImageId : null,
-    resultUrl: done ? signedImageUrl(task.resultImageId!) : null,
+    resultUrl: done && !task.imagesExpiredAt ? signedImageUrl(task.resultImageId!) : null,
     error: task.error,
     progress: task.progress,
     attempts: task.attempts,
@@ -50,6 +50,7 @@ export function restTask(task: TaskRow) {
     updatedAt: task.updatedAt.toISOString(),
     startedAt: task.startedAt?.toISOString() ?? null,
     finishedAt: task.finishedAt?.toISOString() ?? null,
+    callbackUrl: task.callbackUrl,
   };
 }
 
@@ -153,7 +154,7 @@ async function createTask(request: Request, caller: Caller): Promise<Response> {
   };
   const jobDefinition = (field(form, 'jobDefinition') ?? '') as JobDefinition;
   if (typeof image === 'string') throw new InvalidInput('image must be a file part of the form', 'image');
-  const task = await tasks.createTask(caller, { jobDefinition, image, uploadId, resize });
+  const task = await tasks.createTask(caller, { jobDefinition, image, uploadId, resize, callbackUrl: field(form, 'callbackUrl') });
   return json(201, { id: task.id }, { location: `${REST_PREFIX}/tasks/${task.id}` });
 }
 

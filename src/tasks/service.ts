@@ -1,5 +1,7 @@
 // The task service: what GraphQL resolvers, the REST facade and the CLI call. Validates at
 // the edge, writes through store.ts transitions, publishes every change, enqueues work.
+import { CallbackUrlRefused, checkCallbackUrl } from '../callbacks/address-policy.ts';
+import { attemptsOf } from '../callbacks/store.ts';
 import { config } from '../config.ts';
 import { isDatabaseUnavailable, prisma } from '../db.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
@@ -37,6 +39,8 @@ export interface CreateTaskInput {
   uploadId?: string | null;
   resize: ResizeInput;
   run?: boolean | null;
+  /** POSTed (signed) when the task ends: DONE, FAILED or DELETED (src/callbacks/). */
+  callbackUrl?: string | null;
 }
 
 export async function createTask(caller: Caller, input: CreateTaskInput): Promise<TaskRow> {
@@ -51,6 +55,16 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
   } catch (error) {
     if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
     throw error;
+  }
+  // The callback URL before the bytes are stored: a refusal costs no write.
+  let callbackUrl: string | null = null;
+  if (input.callbackUrl != null) {
+    try {
+      callbackUrl = await checkCallbackUrl(input.callbackUrl, config.webhookAllowPrivateNetworks);
+    } catch (error) {
+      if (error instanceof CallbackUrlRefused) throw new InvalidInput(error.message, 'callbackUrl');
+      throw error;
+    }
   }
   const limits = {
     maxBytes: config.maxUploadBytes,
@@ -69,7 +83,7 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
   if (uploadId != null) {
     // The bytes are in the store already, owned by the upload until the task takes them over.
     const source = await uploadedImage(caller, uploadId, limits);
-    const task = await insertTaskFromUpload(uploadId, newTask(caller, input, params, source));
+    const task = await insertTaskFromUpload(uploadId, newTask(caller, input, params, source, callbackUrl));
     return created(caller, task);
   }
   // The bytes go to the blob store first (checked on their head, durable when this
@@ -77,7 +91,7 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
   const source = await storeUpload(image!, limits);
   let task: TaskRow | null;
   try {
-    task = await store.insertTask(newTask(caller, input, params, source));
+    task = await store.insertTask(newTask(caller, input, params, source, callbackUrl));
   } catch (error) {
     // Refused by PostgreSQL, the row is not there: its blob goes. A lost connection leaves
     // it unknown whether the row committed; the blob stays then (an unreferenced blob is
@@ -92,7 +106,7 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
   return created(caller, task);
 }
 
-function newTask(caller: Caller, input: CreateTaskInput, params: ResizeParams, source: StoredImage): store.NewTask {
+function newTask(caller: Caller, input: CreateTaskInput, params: ResizeParams, source: StoredImage, callbackUrl: string | null): store.NewTask {
   return {
     ownerId: caller.owner,
     jobDefinition: input.jobDefinition,
@@ -100,6 +114,7 @@ function newTask(caller: Caller, input: CreateTaskInput, params: ResizeParams, s
     source,
     run: Boolean(input.run),
     limit: config.maxActiveTasksPerKey,
+    callbackUrl,
   };
 }
 
@@ -193,8 +208,13 @@ export function getTaskEvents(taskId: string) {
   });
 }
 
+/** Every callback attempt of the tasks, oldest first per task (Task.callbacks). */
+export function getCallbackAttempts(taskIds: string[]) {
+  return attemptsOf(taskIds);
+}
+
 const IMAGE_META = { id: true, ownerId: true, format: true, width: true, height: true, byteSize: true } as const;
-const IMAGE_BLOB = { ...IMAGE_META, storageKey: true, sha256: true } as const;
+const IMAGE_BLOB = { ...IMAGE_META, storageKey: true, sha256: true, expiredAt: true } as const;
 
 export function getImageMeta(id: string) {
   return prisma.image.findUnique({ where: { id }, select: IMAGE_META });
@@ -204,7 +224,10 @@ export function getImagesMeta(ids: string[]) {
   return prisma.image.findMany({ where: { id: { in: ids } }, select: IMAGE_META });
 }
 
-/** An image's metadata with its blob's key and sha-256 (for downloads); null if missing. */
+/**
+ * An image's metadata with its blob's key and sha-256 (for downloads); null if missing.
+ * `expiredAt` set: a tombstone, the bytes were removed by retention (see retention.ts).
+ */
 export function getImageBlob(id: string) {
   return prisma.image.findUnique({ where: { id }, select: IMAGE_BLOB });
 }

@@ -7,11 +7,12 @@
 // before the row that points at them commits, removed after the row is gone.
 import { randomUUID } from 'node:crypto';
 import type { ImageFormat, ResizeParams } from '../jobs/image-resize.ts';
+import type { PoolClient } from 'pg';
 import { pool } from '../db.ts';
 import type { Task } from '../generated/prisma/client.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
 import { countTransition } from '../metrics.ts';
-import { empty, query, sql, type Fragment, type Queryable } from '../sql.ts';
+import { empty, query, sql, type Fragment } from '../sql.ts';
 import { ACTIVE_STATUSES, TRANSITIONS } from './lifecycle.ts';
 
 /** Every committed transition is counted here, in the process that made it (see src/metrics.ts). */
@@ -65,27 +66,55 @@ export interface NewTask {
   source: StoredImage;
   run: boolean;
   limit: number;
+  /** Checked already (src/callbacks/address-policy.ts). */
+  callbackUrl?: string | null;
 }
 
 /**
  * Inserts the source image and the task (CREATED, or QUEUED when `run`) with its events,
  * unless the owner already holds `limit` active tasks. The per-owner advisory lock makes
- * the quota exact under concurrency. Returns null when the quota is full. `on`: the pool,
- * or a client in a transaction that must commit together with the task (uploads.ts).
+ * the quota exact under concurrency. Returns null when the quota is full. `tx`: a client in
+ * a transaction that must commit together with the task (uploads.ts); else the pool.
  */
-export async function insertTask(input: NewTask, on: Queryable = pool): Promise<TaskRow | null> {
+export async function insertTask(input: NewTask, tx?: PoolClient): Promise<TaskRow | null> {
   const { source } = input;
   // One round trip: the function takes the owner's quota lock, counts, and inserts the image,
   // the task and its events (prisma/migrations/*_insert_task_function).
-  const rows = await query<TaskRow>(on, sql`
+  const insert = sql`
     SELECT * FROM "tasklane_insert_task"(
       ${randomUUID()}::uuid, ${source.id}::uuid, ${input.ownerId}::text, ${[...ACTIVE_STATUSES]}::"TaskStatus"[], ${input.limit}::int,
       ${source.format}::"ImageFormat", ${source.width}::int, ${source.height}::int, ${source.byteSize}::int,
       ${source.storageKey}::text, ${source.sha256}::text,
-      ${input.jobDefinition}::"JobDefinition", ${JSON.stringify(input.params)}::jsonb, ${input.run}::boolean)`);
+      ${input.jobDefinition}::"JobDefinition", ${JSON.stringify(input.params)}::jsonb, ${input.run}::boolean)`;
+  // With a callback URL, the task must never exist without it (it could end before a later
+  // write): it is set in the same transaction.
+  const withCallback = async (client: PoolClient) => {
+    const [created] = await query<TaskRow>(client, insert);
+    if (!created || !input.callbackUrl) return created ? [created] : [];
+    return query<TaskRow>(client, sql`
+      UPDATE "Task" SET "callbackUrl" = ${input.callbackUrl}::text WHERE "id" = ${created.id}::uuid RETURNING *`);
+  };
+  const rows = tx ? await withCallback(tx) : input.callbackUrl ? await inTransaction(withCallback) : await query<TaskRow>(pool, insert);
   const task = rows[0];
   if (task && input.run) countTransition({ status: 'CREATED', jobDefinition: task.jobDefinition });
   return counted(task);
+}
+
+/** Runs `work` in a transaction on one connection: committed if it returns, rolled back if it throws. */
+export async function inTransaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch((rollback: Error) => (broken = rollback));
+    throw error;
+  } finally {
+    client.release(broken);
+  }
 }
 
 export function markQueued(id: string, ownerId: string): Promise<TaskRow | null> {

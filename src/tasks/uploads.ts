@@ -12,7 +12,6 @@
 //   the row, and its blob unless USED.
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type pg from 'pg';
 import { blobStore, imageContentType } from '../blobs.ts';
 import { config } from '../config.ts';
 import { pool } from '../db.ts';
@@ -59,23 +58,6 @@ interface UploadRow {
   expired: boolean;
 }
 
-/** Runs `work` in a transaction on one connection: committed if it returns, rolled back if it throws. */
-async function transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    await client.query('BEGIN');
-    const result = await work(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
-    throw error;
-  } finally {
-    client.release(broken);
-  }
-}
-
 async function findUpload(id: string, on: Queryable = pool): Promise<UploadRow | null> {
   if (!isUuid(id)) return null;
   const rows = await query<UploadRow>(on, sql`
@@ -107,7 +89,7 @@ export async function createUpload(caller: Caller, input: { contentType: string;
   const id = randomUUID();
   const key = uploadKey(id);
   const limit = config.maxPendingUploadsPerKey;
-  const expiresAt = await transaction(async (client) => {
+  const expiresAt = await store.inTransaction(async (client) => {
     // The owner's lock, THEN the count: exact under concurrency, like the task quota.
     await client.query(`SELECT pg_advisory_xact_lock(hashtextextended('uploads:' || $1::text, 0))`, [caller.owner]);
     const [{ pending }] = await query<{ pending: number }>(client, sql`
@@ -272,7 +254,7 @@ export async function uploadedImage(
  * the upload USED (InvalidInput). A full quota (TooManyTasks) leaves the upload as it was.
  */
 export async function insertTaskFromUpload(uploadId: string, task: store.NewTask): Promise<TaskRow> {
-  return transaction(async (client) => {
+  return store.inTransaction(async (client) => {
     const claimed = await query(client, sql`
       UPDATE "Upload" SET "state" = 'USED', "usedAt" = now()
       WHERE "id" = ${uploadId}::uuid AND "ownerId" = ${task.ownerId}::text
@@ -306,7 +288,7 @@ export function sweepExpiredUploadsInBackground(): void {
  */
 export async function sweepExpiredUploads(limit = 100): Promise<number> {
   try {
-    return await transaction(async (client) => {
+    return await store.inTransaction(async (client) => {
       const rows = await query<{ id: string; storageKey: string; state: UploadState }>(client, sql`
         SELECT "id", "storageKey", "state" FROM "Upload" WHERE "expiresAt" < now()
         ORDER BY "expiresAt" LIMIT ${limit}::int FOR UPDATE SKIP LOCKED`);
