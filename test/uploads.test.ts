@@ -366,6 +366,15 @@ describe.runIf(process.env.TEST_STORAGE !== 's3')('PUT /uploads/<id> (the disk s
 });
 
 describe('expired uploads', () => {
+  it("are the only ones that go: the orphan sweep leaves a pending upload's blob alone, however old", async () => {
+    const { sweepOrphanBlobs } = await import('../src/tasks/retention.ts');
+    const upload = await createUpload(await newKey(), 'image/jpeg', jpeg.length);
+    expect((await put(upload, jpeg)).ok).toBe(true);
+    const listing = infra.blobStore.list({ prefix: 'uploads/' })[Symbol.asyncIterator]();
+    await sweepOrphanBlobs(listing, { graceMs: -60_000 });
+    expect(await blobOf(upload.id)).not.toBeNull();
+  });
+
   it('are removed by the sweep: the row, and the blob unless a task took it over', async () => {
     const key = await newKey();
     const unused = await createUpload(key, 'image/jpeg', jpeg.length);
