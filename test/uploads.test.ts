@@ -32,6 +32,7 @@ beforeAll(async () => {
     MAX_PENDING_UPLOADS_PER_KEY: String(MAX_PENDING_UPLOADS),
     MAX_INPUT_PIXELS: String(MAX_INPUT_PIXELS),
     SIGNING_SECRET,
+    WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
   });
   const { migrate } = await import('../src/migrate.ts');
   await migrate(infra.databaseUrl);
@@ -167,18 +168,18 @@ describe('createUpload', () => {
 });
 
 describe('createTask with uploadId', () => {
-  it('makes the task of the uploaded image, pointing at its blob (no copy)', async () => {
+  it('makes the task of the uploaded image, pointing at its blob (no copy), with its callback URL', async () => {
     const key = await newKey();
     const upload = await createUpload(key, 'image/jpeg', jpeg.length);
     const response = await put(upload, jpeg);
     expect(response.status).toBe(infra.storageKind === 'disk' ? 204 : 200);
-    const { data } = await createTask(key, { uploadId: upload.id });
+    const { data } = await createTask(key, { uploadId: upload.id, callbackUrl: 'http://127.0.0.1:9/hook' });
     expect(data.createTask).toMatchObject({ __typename: 'Task', status: 'CREATED', source: { format: 'JPEG', width: 64, height: 48, byteSize: jpeg.length } });
-    const [image] = await infra.sql<{ storageKey: string }>(
-      `SELECT i."storageKey" FROM "Task" t JOIN "Image" i ON i."id" = t."sourceImageId" WHERE t."id" = $1`,
+    const [image] = await infra.sql<{ storageKey: string; callbackUrl: string }>(
+      `SELECT i."storageKey", t."callbackUrl" FROM "Task" t JOIN "Image" i ON i."id" = t."sourceImageId" WHERE t."id" = $1`,
       [data.createTask.id],
     );
-    expect(image.storageKey).toBe(`uploads/${upload.id}`);
+    expect(image).toEqual({ storageKey: `uploads/${upload.id}`, callbackUrl: 'http://127.0.0.1:9/hook' });
     expect(await uploadRow(upload.id)).toBe('USED');
     expect((await infra.blobKeys()).filter((k) => k.includes(upload.id))).toEqual([`uploads/${upload.id}`]);
   });
