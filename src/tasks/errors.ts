@@ -53,3 +53,10 @@ export class TooManyTasks extends TaskError {
     super(message);
   }
 }
+
+export class IdempotencyKeyReused extends TaskError {
+  override name = 'IdempotencyKeyReused';
+  constructor(readonly taskId: string) {
+    super(`this idempotency key was used for a different request within the last 24 hours (task ${taskId}); send a new key with a new request`);
+  }
+}

@@ -148,6 +148,23 @@ export async function inspectStoredImage(
   return { ...info, byteSize, sha256: hash.digest('hex') };
 }
 
+/**
+ * The hex sha-256 of an upload's bytes, read without storing them (for comparing a retry with
+ * the request it repeats). InvalidImage when it is empty or over `maxBytes`, as storeUpload.
+ */
+export async function hashUpload(upload: Upload, maxBytes: number): Promise<string> {
+  if (upload.size !== undefined && upload.size > maxBytes) throw tooLarge(upload.size, maxBytes);
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of upload.stream() as AsyncIterable<Uint8Array>) {
+    bytes += chunk.byteLength;
+    if (bytes > maxBytes) throw tooLarge(undefined, maxBytes);
+    hash.update(chunk);
+  }
+  if (bytes === 0) throw new InvalidImage('the uploaded file is empty');
+  return hash.digest('hex');
+}
+
 /** An UnsupportedImage as the client sees it; anything else as it is. */
 function refusal(error: unknown): unknown {
   if (!(error instanceof UnsupportedImage)) return error;

@@ -15,12 +15,14 @@ import {
 } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
 import { publishChange } from './events.ts';
-import { InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
-import { removeBlobs, storeUpload, type Upload } from './images.ts';
+import { IdempotencyKeyReused, InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
+import { afterEarlierDuplicates, checkIdempotencyKey, findIdempotencyKey, imageOfBytes, requestFingerprint, type IdempotencyRecord } from './idempotency.ts';
+import { hashUpload, removeBlobs, storeUpload, type Upload } from './images.ts';
 import type { Caller } from './keys.ts';
 import { enqueue } from './queue.ts';
 import * as store from './store.ts';
-import type { StoredImage, TaskRow } from './store.ts';
+import { IdempotencyKeyTaken } from './store.ts';
+import type { TaskRow } from './store.ts';
 import { insertTaskFromUpload, uploadedImage } from './uploads.ts';
 import { isUuid } from '../uuid.ts';
 
@@ -41,9 +43,19 @@ export interface CreateTaskInput {
   run?: boolean | null;
   /** POSTed (signed) when the task ends: DONE, FAILED or DELETED (src/callbacks/). */
   callbackUrl?: string | null;
+  /** The same key of the same owner within 24 h answers with the same task (see idempotency.ts). */
+  idempotencyKey?: string | null;
 }
 
 export async function createTask(caller: Caller, input: CreateTaskInput): Promise<TaskRow> {
+  return (await createOrReplayTask(caller, input)).task;
+}
+
+/**
+ * createTask, saying whether the task was made by this call or is the one an earlier call
+ * with the same idempotency key made (`replayed`; the REST facade answers it the same way).
+ */
+export async function createOrReplayTask(caller: Caller, input: CreateTaskInput): Promise<{ task: TaskRow; replayed: boolean }> {
   if (input.jobDefinition !== 'IMAGE_RESIZE') throw new InvalidInput(`unknown job definition ${input.jobDefinition}`, 'jobDefinition');
   const { image, uploadId } = input;
   if (image != null && uploadId != null) throw new InvalidInput('give either image or uploadId, not both', 'uploadId');
@@ -66,6 +78,37 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
       throw error;
     }
   }
+  if (input.idempotencyKey == null) return insertNewTask(caller, input, params, callbackUrl, null);
+  const key = checkIdempotencyKey(input.idempotencyKey);
+  const request = { jobDefinition: input.jobDefinition, resize: input.resize, run: Boolean(input.run), callbackUrl };
+  // The image of the fingerprint: the bytes, or the upload (which makes one task only).
+  const imageOf = (sha256: string) => (uploadId != null ? `upload:${uploadId.toLowerCase()}` : imageOfBytes(sha256));
+  return afterEarlierDuplicates(caller.owner, key, async () => {
+    // A retry of a request that made its task already: answered without storing its bytes again.
+    const earlier = await findIdempotencyKey(caller.owner, key);
+    if (earlier) {
+      const sha256 = image != null ? await hashUpload(image, config.maxUploadBytes) : '';
+      return { task: await replay(caller, earlier, requestFingerprint({ ...request, image: imageOf(sha256) })), replayed: true };
+    }
+    const keyed = { key, fingerprint: (sha256: string) => requestFingerprint({ ...request, image: imageOf(sha256) }) };
+    return insertNewTask(caller, input, params, callbackUrl, keyed);
+  });
+}
+
+/**
+ * Stores the upload (or checks the two-step upload's blob) and inserts its task, with its
+ * idempotency key when `keyed` (the fingerprint needs the bytes' sha-256). If a concurrent
+ * request with that key made its task first, this one's blob goes (unless the two-step
+ * upload still owns it) and the answer is the replay of that task.
+ */
+async function insertNewTask(
+  caller: Caller,
+  input: CreateTaskInput,
+  validated: ResizeParams,
+  callbackUrl: string | null,
+  keyed: { key: string; fingerprint: (sha256: string) => string } | null,
+): Promise<{ task: TaskRow; replayed: boolean }> {
+  let params = validated;
   const limits = {
     maxBytes: config.maxUploadBytes,
     maxInputPixels: config.maxInputPixels,
@@ -80,49 +123,70 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
       }
     },
   };
-  if (uploadId != null) {
-    // The bytes are in the store already, owned by the upload until the task takes them over.
-    const source = await uploadedImage(caller, uploadId, limits);
-    const task = await insertTaskFromUpload(uploadId, newTask(caller, input, params, source, callbackUrl));
-    return created(caller, task);
-  }
-  // The bytes go to the blob store first (checked on their head, durable when this
-  // resolves), then the row that points at them; if the row is not written, the blob goes.
-  const source = await storeUpload(image!, limits);
-  let task: TaskRow | null;
-  try {
-    task = await store.insertTask(newTask(caller, input, params, source, callbackUrl));
-  } catch (error) {
-    // Refused by PostgreSQL, the row is not there: its blob goes. A lost connection leaves
-    // it unknown whether the row committed; the blob stays then (an unreferenced blob is
-    // swept later, a row without its blob would be a broken image).
-    if (!isDatabaseUnavailable(error)) await removeBlobs([source.storageKey]);
-    throw error;
+  const { uploadId } = input;
+  // A multipart image's bytes go to the blob store first (checked on their head, durable when
+  // this resolves), then the row that points at them; if the row is not written, the blob
+  // goes. A two-step upload's bytes are in the store already, owned by the upload until the
+  // task's commit takes them over: they never go here.
+  const source = uploadId != null ? await uploadedImage(caller, uploadId, limits) : await storeUpload(input.image!, limits);
+  const removeOwnBlob = () => (uploadId != null ? Promise.resolve() : removeBlobs([source.storageKey]));
+  const idempotency = keyed && { key: keyed.key, fingerprint: keyed.fingerprint(source.sha256) };
+  const replayed = async (winner: IdempotencyRecord) => {
+    await removeOwnBlob();
+    log.info({ taskId: winner.taskId, owner: caller.owner }, 'idempotency key taken by a concurrent request: answered with its task, this request\'s blob deleted');
+    return { task: await replay(caller, winner, idempotency!.fingerprint), replayed: true };
+  };
+  let task: TaskRow | null = null;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const newTask: store.NewTask = {
+        ownerId: caller.owner,
+        jobDefinition: input.jobDefinition,
+        params,
+        source,
+        run: Boolean(input.run),
+        limit: config.maxActiveTasksPerKey,
+        callbackUrl,
+        idempotency,
+      };
+      task = uploadId != null ? await insertTaskFromUpload(uploadId, newTask) : await store.insertTask(newTask);
+      break;
+    } catch (error) {
+      if (error instanceof IdempotencyKeyTaken) {
+        // A concurrent duplicate committed its task first; nothing of this one was written.
+        // Its key can be gone already only if it expired or its task row was deleted
+        // meanwhile, and then the key is free: try again.
+        const winner = await findIdempotencyKey(caller.owner, idempotency!.key);
+        if (winner) return replayed(winner);
+        if (attempt < 3) continue;
+      }
+      // Refused by PostgreSQL, the row is not there: its blob goes. A lost connection leaves
+      // it unknown whether the row committed; the blob stays then (an unreferenced blob is
+      // swept later, a row without its blob would be a broken image).
+      if (!isDatabaseUnavailable(error)) await removeOwnBlob();
+      throw error;
+    }
   }
   if (!task) {
-    await removeBlobs([source.storageKey]);
+    // The quota may have filled up with this very request's task, made by a concurrent duplicate.
+    const winner = idempotency && (await findIdempotencyKey(caller.owner, idempotency.key));
+    if (winner) return replayed(winner);
+    await removeOwnBlob();
     throw new TooManyTasks(config.maxActiveTasksPerKey);
   }
-  return created(caller, task);
-}
-
-function newTask(caller: Caller, input: CreateTaskInput, params: ResizeParams, source: StoredImage, callbackUrl: string | null): store.NewTask {
-  return {
-    ownerId: caller.owner,
-    jobDefinition: input.jobDefinition,
-    params,
-    source,
-    run: Boolean(input.run),
-    limit: config.maxActiveTasksPerKey,
-    callbackUrl,
-  };
-}
-
-/** A task just committed: announced, and enqueued when it was created to run. */
-async function created(caller: Caller, task: TaskRow): Promise<TaskRow> {
   log.info({ taskId: task.id, owner: caller.owner, status: task.status }, 'task created');
   await publishChange(task);
   if (task.status === 'QUEUED') await enqueue(task.id);
+  return { task, replayed: false };
+}
+
+/** The task an idempotency key made, if `fingerprint` is the request that made it; else IdempotencyKeyReused. */
+async function replay(caller: Caller, earlier: IdempotencyRecord, fingerprint: string): Promise<TaskRow> {
+  if (earlier.fingerprint !== fingerprint) throw new IdempotencyKeyReused(earlier.taskId);
+  // The key row goes with its task (foreign key, cascade), so the task is there.
+  const task = await store.findTask(earlier.taskId, caller.owner);
+  if (!task) throw new Error(`idempotency key of task ${earlier.taskId} outlived its task`);
+  log.debug({ taskId: task.id, owner: caller.owner }, 'createTask repeated with its idempotency key: answered with its task');
   return task;
 }
 
