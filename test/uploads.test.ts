@@ -82,6 +82,7 @@ const CREATE_TASK = `mutation ($input: CreateTaskInput!) {
     ... on Task { id status source { format width height byteSize } }
     ... on Error { message }
     ... on InvalidInput { field }
+    ... on IdempotencyKeyReused { taskId }
   }
 }`;
 
@@ -196,6 +197,24 @@ describe('createTask with uploadId', () => {
     }
     const rows = await infra.sql(`SELECT t."id" FROM "Task" t JOIN "Image" i ON i."id" = t."sourceImageId" WHERE i."storageKey" = $1`, [`uploads/${upload.id}`]);
     expect(rows).toHaveLength(1);
+  });
+
+  it('with an idempotency key: a retry answers with the same task, another upload under the key is IdempotencyKeyReused', async () => {
+    const key = await newKey();
+    const upload = await createUpload(key, 'image/jpeg', jpeg.length);
+    expect((await put(upload, jpeg)).ok).toBe(true);
+    const first = await createTask(key, { uploadId: upload.id, idempotencyKey: 'retry-me' });
+    expect(first.data.createTask.__typename).toBe('Task');
+    // The upload is used by now: the retry is answered from the key, not refused for that.
+    expect((await createTask(key, { uploadId: upload.id, idempotencyKey: 'retry-me' })).data.createTask.id).toBe(first.data.createTask.id);
+    const other = await createUpload(key, 'image/jpeg', jpeg.length);
+    expect((await put(other, jpeg)).ok).toBe(true);
+    expect((await createTask(key, { uploadId: other.id, idempotencyKey: 'retry-me' })).data.createTask).toMatchObject({
+      __typename: 'IdempotencyKeyReused',
+      taskId: first.data.createTask.id,
+    });
+    expect(await uploadRow(other.id)).not.toBe('USED'); // untouched, still usable
+    expect((await createTask(key, { uploadId: other.id })).data.createTask.__typename).toBe('Task');
   });
 
   it('refuses an unknown, malformed or foreign uploadId alike: InvalidInput on uploadId', async () => {
