@@ -382,6 +382,10 @@ describe.runIf(process.env.TEST_STORAGE !== 's3')('PUT /uploads/<id> (the disk s
     expect(await refusal(await put(upload, png))).toMatchObject({ status: 409, body: { error: 'UploadConflict' } });
     expect((await createTask(key, { uploadId: upload.id })).data.createTask.__typename).toBe('Task');
     expect(await refusal(await put(upload, jpeg))).toMatchObject({ status: 409, body: { error: 'UploadConflict' } });
+    // Timed under one bounded route label, not one per upload id.
+    const metrics = await (await yoga.fetch('http://uploads/metrics')).text();
+    expect(metrics).toMatch(/tasklane_http_request_duration_seconds_count\{[^}]*route="\/uploads\/:id"[^}]*status="204"[^}]*\} [1-9]/);
+    expect(metrics).not.toContain(upload.id);
   });
 });
 
