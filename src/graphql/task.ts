@@ -58,7 +58,7 @@ export const TaskRef = builder.objectRef<TaskRow>('Task').implement({
     id: t.exposeID('id'),
     status: t.field({ type: TaskStatusEnum, resolve: (task) => task.status }),
     jobDefinition: t.field({ type: JobDefinitionEnum, resolve: (task) => task.jobDefinition }),
-    resize: t.field({ type: ResizeParamsRef, resolve: (task) => task.params as unknown as ResizeParams }),
+    resize: t.field({ type: ResizeParamsRef, resolve: (task) => task.params }),
     source: t.field({
       type: ImageRef,
       nullable: true,

@@ -1,17 +1,16 @@
 // The task service: what GraphQL resolvers, the REST facade and the CLI call. Validates at
-// the edge, writes through store.ts transitions, publishes every change, enqueues work.
+// the edge, writes through store.ts transitions (which publish every change), enqueues work.
 import { config } from '../config.ts';
 import { isDatabaseUnavailable, prisma } from '../db.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
 import { checkOutputSize, InvalidResizeParams, validateResizeInput, type ResizeInput, type ResizeParams } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
-import { publishChange } from './events.ts';
 import { InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
 import { removeBlobs, storeUpload, type Upload } from './images.ts';
 import type { Caller } from './keys.ts';
 import { enqueue } from './queue.ts';
 import * as store from './store.ts';
-import type { TaskRow } from './store.ts';
+import { asTaskRows, type TaskRow } from './store.ts';
 import { isUuid } from '../uuid.ts';
 
 export type { TaskRow };
@@ -76,7 +75,6 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
     throw new TooManyTasks(config.maxActiveTasksPerKey);
   }
   log.info({ taskId: task.id, owner: caller.owner, status: task.status }, 'task created');
-  await publishChange(task);
   if (task.status === 'QUEUED') await enqueue(task.id);
   return task;
 }
@@ -96,7 +94,6 @@ export async function runTask(caller: Caller, id: string): Promise<TaskRow> {
     throw new InvalidTaskState(current.status, 'run');
   }
   log.info({ taskId }, 'task queued');
-  await publishChange(task);
   await enqueue(taskId);
   return task;
 }
@@ -109,10 +106,9 @@ export async function deleteTask(caller: Caller, id: string): Promise<TaskRow> {
   const { task, blobKeys } = deleted;
   log.info({ taskId }, 'task deleted');
   // The rows are gone (committed): now their blobs. A failure is logged, not the caller's.
-  await removeBlobs(blobKeys);
   // A queued job finds the task DELETED when it is picked and does nothing; a running
   // one loses its fencing check at its next write and stops (see worker/).
-  await publishChange(task);
+  await removeBlobs(blobKeys);
   return task;
 }
 
@@ -152,7 +148,7 @@ export async function listTasks(
     orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
     take: first + 1,
   });
-  return { tasks: rows.slice(0, first), hasNextPage: rows.length > first };
+  return { tasks: asTaskRows(rows.slice(0, first)), hasNextPage: rows.length > first };
 }
 
 export function getTaskEvents(taskId: string) {

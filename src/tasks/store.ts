@@ -1,26 +1,44 @@
-// The only writer of tasks. Each transition is ONE SQL statement: a conditional UPDATE
-// (WHERE status = ANY(<allowed from>) [AND attempts = <fencing token>]) chained with the
+// The only writer of tasks, and the one home of their transitions. Each transition is ONE
+// SQL statement: a conditional UPDATE (WHERE status = ANY(<from>) [AND attempts = <fencing
+// token>], SET status = <to>, both from TRANSITIONS in lifecycle.ts) chained with the
 // TaskEvent insert (and, for DONE, the result image insert), so a transition and its audit
 // row commit together or not at all, in one round trip. A statement that matches no row
 // means "somebody else got there first" and changes nothing.
+// Once it committed, every change (each transition, and progress) is published here to the
+// owner's subscribers (events.ts), so no caller can forget to. Publishing never throws: the
+// change is in PostgreSQL already, and subscribers re-read it after a lost message (resync,
+// catch-up), so a failed publish delays a live update but loses nothing.
 // Image rows only point at blobs (storageKey): the bytes are in the blob store, written
 // before the row that points at them commits, removed after the row is gone.
 import { randomUUID } from 'node:crypto';
 import type { ImageFormat, ResizeParams } from '../jobs/image-resize.ts';
 import { pool } from '../db.ts';
+import { config } from '../config.ts';
 import type { Task } from '../generated/prisma/client.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
 import { countTransition } from '../metrics.ts';
 import { empty, query, sql, type Fragment } from '../sql.ts';
-import { ACTIVE_STATUSES, TRANSITIONS } from './lifecycle.ts';
+import { publishChange } from './events.ts';
+import { ACTIVE_STATUSES, retryDelayMs, TRANSITIONS, type Transition } from './lifecycle.ts';
 
-/** Every committed transition is counted here, in the process that made it (see src/metrics.ts). */
-function counted(task: TaskRow | undefined): TaskRow | null {
-  if (task) countTransition(task);
-  return task ?? null;
+/** A task as the domain sees it: `params` holds what insertTask wrote, the validated parameters of its job. */
+export type TaskRow = Omit<Task, 'params'> & { params: ResizeParams };
+
+/** Tasks read through Prisma, which types the jsonb column `params` as any JSON value. */
+export const asTaskRows = (tasks: Task[]): TaskRow[] => tasks as unknown as TaskRow[];
+
+/** Publishes a committed change (never throws; see the header). */
+async function published(task: TaskRow | undefined): Promise<TaskRow | null> {
+  if (!task) return null;
+  await publishChange(task);
+  return task;
 }
 
-export type TaskRow = Task;
+/** A committed transition: counted in the process that made it (see src/metrics.ts), then published. */
+function committed(task: TaskRow | undefined): Promise<TaskRow | null> {
+  if (task) countTransition(task);
+  return published(task);
+}
 
 /** An image whose blob is in the store already; `id` becomes its row's id. */
 export interface StoredImage {
@@ -37,25 +55,25 @@ const statuses = (list: readonly TaskStatus[]) => sql`${[...list]}::"TaskStatus"
 /** An interval of `ms` milliseconds. */
 const millis = (ms: number) => sql`make_interval(secs => ${ms / 1000}::float8)`;
 
-/** UPDATE … WHERE id AND status ∈ from AND <extra>, plus its TaskEvent, in one statement. */
+/** UPDATE … SET status = to, … WHERE id AND status ∈ from AND <extra>, plus its TaskEvent, in one statement. */
 async function transition(
   id: string,
-  from: readonly TaskStatus[],
+  move: Transition,
   set: Fragment,
   message: string | null,
   extraWhere: Fragment = empty,
 ): Promise<TaskRow | null> {
   const rows = await query<TaskRow>(pool, sql`
     WITH t AS (
-      UPDATE "Task" SET ${set}, "version" = "version" + 1, "updatedAt" = now()
-      WHERE "id" = ${id}::uuid AND "status" = ANY(${statuses(from)}) ${extraWhere}
+      UPDATE "Task" SET "status" = ${move.to}::"TaskStatus", ${set}, "version" = "version" + 1, "updatedAt" = now()
+      WHERE "id" = ${id}::uuid AND "status" = ANY(${statuses(move.from)}) ${extraWhere}
       RETURNING *
     ), ev AS (
       INSERT INTO "TaskEvent" ("taskId", "status", "message", "version")
       SELECT "id", "status", ${message}::text, "version" FROM t
     )
     SELECT * FROM t`);
-  return counted(rows[0]);
+  return committed(rows[0]);
 }
 
 /**
@@ -82,11 +100,11 @@ export async function insertTask(input: {
       ${input.jobDefinition}::"JobDefinition", ${JSON.stringify(input.params)}::jsonb, ${input.run}::boolean)`);
   const task = rows[0];
   if (task && input.run) countTransition({ status: 'CREATED', jobDefinition: task.jobDefinition });
-  return counted(task);
+  return committed(task);
 }
 
 export function markQueued(id: string, ownerId: string): Promise<TaskRow | null> {
-  return transition(id, TRANSITIONS.run.from, sql`"status" = 'QUEUED', "runAfter" = NULL`, 'queued', sql`AND "ownerId" = ${ownerId}`);
+  return transition(id, TRANSITIONS.run, sql`"runAfter" = NULL`, 'queued', sql`AND "ownerId" = ${ownerId}`);
 }
 
 export interface Claim {
@@ -115,7 +133,7 @@ export async function claim(id: string, leaseMs: number, maxRunning: number): Pr
   if (!row) return null;
   if (!row.claimed) return 'waiting';
   const { queuedAt, sourceKey, claimed: _, ...task } = row;
-  return { task: counted(task)!, queuedAt, sourceKey };
+  return { task: (await committed(task))!, queuedAt, sourceKey };
 }
 
 /** The most waiting tasks one wake-up takes off waiting when the cap does not bind (nobody else waits). */
@@ -149,14 +167,14 @@ export async function renewLease(id: string, attempt: number, leaseMs: number): 
   return rowCount === 1;
 }
 
-/** Persists progress (a change, so `version` moves; not a transition, so no TaskEvent). */
+/** Persists progress (a change, so `version` moves and it is published; not a transition, so no TaskEvent). */
 export async function setProgress(id: string, attempt: number, progress: number, leaseMs: number): Promise<TaskRow | null> {
   const rows = await query<TaskRow>(pool, sql`
     UPDATE "Task" SET "progress" = ${progress}::float8, "version" = "version" + 1, "updatedAt" = now(),
       "leaseUntil" = now() + ${millis(leaseMs)}
     WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt}::int AND "progress" < ${progress}::float8
     RETURNING *`);
-  return rows[0] ?? null;
+  return published(rows[0]);
 }
 
 /**
@@ -167,9 +185,9 @@ export async function setProgress(id: string, attempt: number, progress: number,
 export async function complete(id: string, attempt: number, result: StoredImage): Promise<TaskRow | null> {
   const rows = await query<TaskRow>(pool, sql`
     WITH t AS (
-      UPDATE "Task" SET "status" = 'DONE', "resultImageId" = ${result.id}::uuid, "progress" = 1, "error" = NULL,
+      UPDATE "Task" SET "status" = ${TRANSITIONS.complete.to}::"TaskStatus", "resultImageId" = ${result.id}::uuid, "progress" = 1, "error" = NULL,
         "finishedAt" = now(), "leaseUntil" = NULL, "version" = "version" + 1, "updatedAt" = now()
-      WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt}::int
+      WHERE "id" = ${id}::uuid AND "status" = ANY(${statuses(TRANSITIONS.complete.from)}) AND "attempts" = ${attempt}::int
       RETURNING *
     ), img AS (
       INSERT INTO "Image" ("id", "ownerId", "format", "width", "height", "byteSize", "storageKey", "sha256")
@@ -181,15 +199,15 @@ export async function complete(id: string, attempt: number, result: StoredImage)
       SELECT "id", "status", 'done', "version" FROM t
     )
     SELECT * FROM t`);
-  return counted(rows[0]);
+  return committed(rows[0]);
 }
 
 /** → FAILED with a reason. With `attempt`, only if that delivery still owns the task. */
 export function fail(id: string, error: string, attempt?: number): Promise<TaskRow | null> {
   return transition(
     id,
-    TRANSITIONS.fail.from,
-    sql`"status" = 'FAILED', "error" = ${error}::text, "finishedAt" = now(), "leaseUntil" = NULL`,
+    TRANSITIONS.fail,
+    sql`"error" = ${error}::text, "finishedAt" = now(), "leaseUntil" = NULL`,
     error,
     attempt === undefined ? empty : sql`AND "attempts" = ${attempt}::int`,
   );
@@ -199,11 +217,22 @@ export function fail(id: string, error: string, attempt?: number): Promise<TaskR
 export function retryLater(id: string, attempt: number, reason: string, delayMs: number): Promise<TaskRow | null> {
   return transition(
     id,
-    TRANSITIONS.retry.from,
-    sql`"status" = 'QUEUED', "leaseUntil" = NULL, "progress" = 0, "runAfter" = now() + ${millis(delayMs)}`,
+    TRANSITIONS.retry,
+    sql`"leaseUntil" = NULL, "progress" = 0, "runAfter" = now() + ${millis(delayMs)}`,
     `retrying after: ${reason}`,
     sql`AND "attempts" = ${attempt}::int`,
   );
+}
+
+/**
+ * Ends delivery `attempt` after a transient failure (the worker's transient errors, the
+ * reconciler's lost workers): queued again after a backoff (retryDelayMs), or FAILED
+ * ("gave up after N attempts: <reason>") once the task has had MAX_ATTEMPTS deliveries.
+ */
+export function retryOrFail(id: string, attempt: number, reason: string): Promise<TaskRow | null> {
+  return attempt >= config.maxAttempts
+    ? fail(id, `gave up after ${attempt} attempts: ${reason}`, attempt)
+    : retryLater(id, attempt, reason, retryDelayMs(attempt));
 }
 
 /**
@@ -219,7 +248,7 @@ export async function markDeleted(id: string, ownerId: string): Promise<{ task: 
       WHERE "id" = ${id}::uuid AND "ownerId" = ${ownerId}::text AND "status" = ANY(${statuses(TRANSITIONS.delete.from)})
       FOR UPDATE
     ), t AS (
-      UPDATE "Task" SET "status" = 'DELETED', "sourceImageId" = NULL, "resultImageId" = NULL, "leaseUntil" = NULL,
+      UPDATE "Task" SET "status" = ${TRANSITIONS.delete.to}::"TaskStatus", "sourceImageId" = NULL, "resultImageId" = NULL, "leaseUntil" = NULL,
         "runAfter" = NULL, "finishedAt" = COALESCE("finishedAt", now()), "version" = "version" + 1, "updatedAt" = now()
       FROM old WHERE "Task"."id" = old."id"
       RETURNING "Task".*
@@ -236,7 +265,7 @@ export async function markDeleted(id: string, ownerId: string): Promise<{ task: 
   const row = rows[0];
   if (!row) return null;
   const { blobKeys, ...task } = row;
-  return { task: counted(task)!, blobKeys: blobKeys ?? [] };
+  return { task: (await committed(task))!, blobKeys: blobKeys ?? [] };
 }
 
 export async function findTask(id: string, ownerId?: string): Promise<TaskRow | null> {
@@ -283,8 +312,8 @@ export async function oldestDueQueuedMs(): Promise<number> {
 export function handBack(id: string, attempt: number): Promise<TaskRow | null> {
   return transition(
     id,
-    TRANSITIONS.retry.from,
-    sql`"status" = 'QUEUED', "attempts" = "attempts" - 1, "leaseUntil" = NULL, "progress" = 0, "runAfter" = NULL`,
+    TRANSITIONS.handBack,
+    sql`"attempts" = "attempts" - 1, "leaseUntil" = NULL, "progress" = 0, "runAfter" = NULL`,
     'handed back by a worker shutting down',
     sql`AND "attempts" = ${attempt}::int`,
   );
