@@ -231,6 +231,16 @@ describe('fencing by attempt', () => {
     expect(await sql(`SELECT "storageKey" FROM "Image" WHERE id = $1`, [result.id])).toEqual([{ storageKey: result.storageKey }]);
   });
 
+  it('a stale delivery cannot fail a task that was queued again since (the lost worker\'s task, retried by the reconciler)', async () => {
+    const task = await runningAt(1);
+    const retried = (await store.retryOrFail(task.id, task.attempts, 'the worker was lost'))!;
+    expect(retried).toMatchObject({ status: 'QUEUED', attempts: task.attempts });
+    // The old delivery wakes up and its job fails: the task is not its any more.
+    expect(await publishedBy(() => store.fail(task.id, 'it broke', task.attempts))).toEqual({ result: null, changes: [] });
+    expect(await publishedBy(() => store.retryOrFail(task.id, task.attempts, 'a blip'))).toEqual({ result: null, changes: [] });
+    expect(await current(task.id)).toMatchObject({ status: 'QUEUED', version: retried.version });
+  });
+
   it('a delivery that lost its task to a delete cannot complete it (no result image either)', async () => {
     const task = await inStatus('RUNNING');
     await store.markDeleted(task.id, OWNER);

@@ -23,7 +23,7 @@ export const TRANSITIONS = {
   run: { from: ['CREATED'], to: 'QUEUED' },
   claim: { from: ['QUEUED'], to: 'RUNNING' },
   complete: { from: ['RUNNING'], to: 'DONE' },
-  fail: { from: ['RUNNING', 'QUEUED'], to: 'FAILED' },
+  fail: { from: ['RUNNING'], to: 'FAILED' },
   /** A transient failure: queued again after a backoff, the delivery counted. */
   retry: { from: ['RUNNING'], to: 'QUEUED' },
   /** A worker shutting down gives its delivery back: queued again at once, not counted. */

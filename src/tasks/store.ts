@@ -202,14 +202,14 @@ export async function complete(id: string, attempt: number, result: StoredImage)
   return committed(rows[0]);
 }
 
-/** → FAILED with a reason. With `attempt`, only if that delivery still owns the task. */
-export function fail(id: string, error: string, attempt?: number): Promise<TaskRow | null> {
+/** RUNNING → FAILED with a reason, only if delivery `attempt` still holds the task. */
+export function fail(id: string, error: string, attempt: number): Promise<TaskRow | null> {
   return transition(
     id,
     TRANSITIONS.fail,
     sql`"error" = ${error}::text, "finishedAt" = now(), "leaseUntil" = NULL`,
     error,
-    attempt === undefined ? empty : sql`AND "attempts" = ${attempt}::int`,
+    sql`AND "attempts" = ${attempt}::int`,
   );
 }
 
