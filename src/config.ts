@@ -81,6 +81,8 @@ const storageUrl: Parser<{ kind: 'disk'; root: string } | { kind: 's3'; bucket: 
   return { kind: 's3', bucket: match[1], prefix: prefix === '' ? '' : `${prefix}/` };
 };
 
+const DAY_MS = 24 * 3600 * 1000;
+
 function read<T>(env: NodeJS.ProcessEnv, name: string, parse: Parser<T>, fallback: T): T {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
@@ -104,6 +106,7 @@ function loadStorage(env: NodeJS.ProcessEnv): StorageConfig {
 export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
   const workers = read(env, 'WORKERS', integer(0, 256), os.availableParallelism());
   const workerConcurrency = read(env, 'WORKER_CONCURRENCY', integer(1, 64), 1);
+  const resultTtlMs = read(env, 'RESULT_TTL_MS', integer(1), 7 * DAY_MS);
   return {
     /** PORT (4000): the API's HTTP port; 0 picks a free one (tests). */
     port: read(env, 'PORT', integer(0, 65535), 4000),
@@ -215,6 +218,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
      * takes the API out of the data path.
      */
     imageDownloads: read(env, 'IMAGE_DOWNLOADS', oneOf(['proxy', 'redirect'] as const), 'proxy'),
+    /**
+     * RESULT_TTL_MS (604800000, 7 days): how long the images (source and result) of a task that
+     * ended (DONE, FAILED, DELETED) stay in the blob store; then `source`/`result` are null and
+     * /images/<id> answers 410. A week covers a client that fetches its result late (a
+     * weekend, an outage) without keeping every image for good.
+     */
+    resultTtlMs,
+    /**
+     * TASK_TTL_MS (2592000000, 30 days; never less than RESULT_TTL_MS, as an image cannot
+     * outlive its task): how long a task that ended stays, with its audit trail, after its last
+     * change; then it is removed (TaskDoesNotExist).
+     */
+    taskTtlMs: read(env, 'TASK_TTL_MS', integer(resultTtlMs), Math.max(resultTtlMs, 30 * DAY_MS)),
     /** LOG_LEVEL (info): fatal, error, warn, info, debug, trace or silent. */
     logLevel: read(env, 'LOG_LEVEL', oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const), 'info'),
     /** NODE_ENV (development): production hides schema hints (suggestions, introspection). */

@@ -22,6 +22,8 @@ describe('loadConfig', () => {
       workerNice: 10,
       rateLimitPerMinute: 1200,
       graphqlLimits: { maxDepth: 15, maxAliases: 15, maxTokens: 1000, maxDirectives: 10, maxCost: 25_000 },
+      resultTtlMs: 604_800_000,
+      taskTtlMs: 2_592_000_000,
     });
     expect(config.workers).toBeGreaterThanOrEqual(1);
   });
@@ -69,6 +71,10 @@ describe('loadConfig', () => {
     ['STORAGE_TIMEOUT_MS', '5', /STORAGE_TIMEOUT_MS must be between 100 and 600000/],
     ['MAX_OUTPUT_PIXELS', '0', /MAX_OUTPUT_PIXELS must be between 1 and/],
     ['MAX_RUNNING_TASKS_PER_KEY', '0', /MAX_RUNNING_TASKS_PER_KEY must be between 1 and/],
+    ['RESULT_TTL_MS', '0', /RESULT_TTL_MS must be between 1 and/],
+    ['RESULT_TTL_MS', '1.5', /RESULT_TTL_MS must be an integer/],
+    ['TASK_TTL_MS', '-1', /TASK_TTL_MS must be an integer/],
+    ['TASK_TTL_MS', '1000', /TASK_TTL_MS must be between 604800000 and/], // less than RESULT_TTL_MS
   ])('refuses %s=%s', (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(message);
   });
@@ -80,5 +86,13 @@ describe('loadConfig', () => {
     expect(loadConfig({ WORKERS: '1' }).maxRunningTasksPerKey).toBe(1);
     expect(loadConfig({ WORKERS: '0' }).maxRunningTasksPerKey).toBe(1);
     expect(loadConfig({ WORKERS: '2', MAX_RUNNING_TASKS_PER_KEY: '5' }).maxRunningTasksPerKey).toBe(5);
+  });
+});
+
+describe('retention times', () => {
+  it('keep a task at least as long as its images', () => {
+    expect(loadConfig({ RESULT_TTL_MS: '3600000', TASK_TTL_MS: '7200000' })).toMatchObject({ resultTtlMs: 3_600_000, taskTtlMs: 7_200_000 });
+    // A RESULT_TTL_MS beyond the default TASK_TTL_MS raises the default with it.
+    expect(loadConfig({ RESULT_TTL_MS: String(60 * 86_400_000) }).taskTtlMs).toBe(60 * 86_400_000);
   });
 });

@@ -205,12 +205,6 @@ async function report(delivery: Delivery, outcome: Outcome): Promise<JobOutcome>
   }
 }
 
-/** For tests that run jobs in-process: stops the executor processes. */
-export function closeExecutors() {
-  pool?.close();
-  pool = undefined;
-}
-
 /**
  * Lower priority than the API on a shared host: the CPU goes to request handling first,
  * resizing soaks up the rest. On Linux a nice value belongs to a thread, so every thread

@@ -59,21 +59,27 @@ export const TaskRef = builder.objectRef<TaskRow>('Task').implement({
     status: t.field({ type: TaskStatusEnum, resolve: (task) => task.status }),
     jobDefinition: t.field({ type: JobDefinitionEnum, resolve: (task) => task.jobDefinition }),
     resize: t.field({ type: ResizeParamsRef, resolve: (task) => task.params }),
+    // Image metadata is cached per process, so whether the images are gone is the task's to say.
     source: t.field({
       type: ImageRef,
       nullable: true,
-      resolve: async (task, _, ctx) => (task.sourceImageId ? ((await ctx.loaders.image(task.sourceImageId)) ?? null) : null),
+      description: 'The uploaded image; null after delete, and once removed RESULT_TTL_MS after the task ended',
+      resolve: async (task, _, ctx) =>
+        task.sourceImageId && !task.imagesExpiredAt ? ((await ctx.loaders.image(task.sourceImageId)) ?? null) : null,
     }),
     resultOfJob: t.id({
       nullable: true,
-      description: 'UUID of the result image, when DONE',
+      description: 'UUID of the result image, when DONE (kept after the image was removed: /images/<id> then answers 410)',
       resolve: (task) => (task.status === 'DONE' ? task.resultImageId : null),
     }),
     result: t.field({
       type: ImageRef,
       nullable: true,
+      description: 'The result image, when DONE; null once removed RESULT_TTL_MS after the task ended',
       resolve: async (task, _, ctx) =>
-        task.status === 'DONE' && task.resultImageId ? ((await ctx.loaders.image(task.resultImageId)) ?? null) : null,
+        task.status === 'DONE' && task.resultImageId && !task.imagesExpiredAt
+          ? ((await ctx.loaders.image(task.resultImageId)) ?? null)
+          : null,
     }),
     error: t.exposeString('error', { nullable: true, description: 'Why it FAILED' }),
     progress: t.exposeFloat('progress', { description: '0..1' }),

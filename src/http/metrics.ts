@@ -10,6 +10,7 @@ import { prisma } from '../db.ts';
 import { log } from '../log.ts';
 import { activeSubscriptions, clusterRegistry, graphqlDuration, httpDuration } from '../metrics.ts';
 import { queueCounts } from '../tasks/queue.ts';
+import { storedImageTotals } from '../tasks/retention.ts';
 import { oldestDueQueuedMs } from '../tasks/store.ts';
 
 /** Measured at scrape time from the shared stores, so the same from every API process. */
@@ -75,6 +76,32 @@ new client.Gauge({
     }
   },
 });
+
+// The blob store's contents as the Image rows count them (the images not expired): one
+// aggregate per scrape, shared by both gauges. Blobs no row points at are not counted.
+let imageTotals: Promise<{ objects: number; bytes: number }> | null = null;
+function sharedImageTotals() {
+  imageTotals ??= storedImageTotals().finally(() => setImmediate(() => (imageTotals = null)));
+  return imageTotals;
+}
+for (const [name, help, field] of [
+  ['tasklane_blob_store_objects', 'Images in the blob store (rows of images not removed by retention)', 'objects'],
+  ['tasklane_blob_store_bytes', 'Bytes of the images in the blob store (sum of their sizes, from their rows)', 'bytes'],
+] as const) {
+  new client.Gauge({
+    name,
+    help,
+    registers: [sharedState],
+    async collect() {
+      try {
+        this.set((await sharedImageTotals())[field]);
+      } catch (error) {
+        this.reset();
+        log.warn({ err: (error as Error).message }, 'metrics: blob store totals unavailable');
+      }
+    },
+  });
+}
 
 /** This API process's own runtime (CPU, memory, event loop); not merged across processes. */
 const processRuntime = new client.Registry();

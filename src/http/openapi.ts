@@ -215,9 +215,9 @@ export const openApiDocument = {
           status: ref('TaskStatus'),
           jobDefinition: { type: 'string', enum: ['IMAGE_RESIZE'] },
           resize: ref('ResizeParams'),
-          resultOfJob: { description: 'The result image id, when DONE', ...nullable(ref('TaskId')) },
+          resultOfJob: { description: 'The result image id, when DONE (kept after the image was removed: /images/<id> then answers 410)', ...nullable(ref('TaskId')) },
           resultUrl: {
-            description: 'Signed, expiring URL (absolute path) of the result bytes, when DONE; works without headers',
+            description: 'Signed, expiring URL (absolute path) of the result bytes, when DONE; works without headers; null once the images were removed (RESULT_TTL_MS after the task ended)',
             ...nullable({ type: 'string', pattern: '^/images/' }),
           },
           error: { description: 'Why it FAILED', ...nullable({ type: 'string' }) },

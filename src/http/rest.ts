@@ -40,7 +40,7 @@ export function restTask(task: TaskRow) {
     jobDefinition: task.jobDefinition,
     resize: task.params,
     resultOfJob: done ? task.resultImageId : null,
-    resultUrl: done ? signedImageUrl(task.resultImageId!) : null,
+    resultUrl: done && !task.imagesExpiredAt ? signedImageUrl(task.resultImageId!) : null,
     error: task.error,
     progress: task.progress,
     attempts: task.attempts,

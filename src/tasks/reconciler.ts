@@ -6,11 +6,14 @@
 //  - tasks waiting for a running slot of their key (MAX_RUNNING_TASKS_PER_KEY) whose key has
 //    a free one are enqueued (see running-slots.ts).
 // Every worker process runs it, but each sweep holds a transaction-scoped advisory lock,
-// so one sweep runs at a time across all hosts.
+// so one sweep runs at a time across all hosts. Beside it, on its own clock and without the
+// lock, retention removes what outlived RESULT_TTL_MS / TASK_TTL_MS and blobs no row points
+// at (see retention.ts).
 import { config } from '../config.ts';
 import { prisma } from '../db.ts';
 import { log } from '../log.ts';
 import { enqueue, jobsPresent } from './queue.ts';
+import { startRetention } from './retention.ts';
 import { wakeAllWaiting } from './running-slots.ts';
 import * as store from './store.ts';
 
@@ -72,7 +75,9 @@ export function startReconciler(intervalMs = config.reconcileIntervalMs): () => 
   // minute, and say when sweeps work again — not once per interval per worker.
   let failures = 0;
   const everyNth = Math.max(1, Math.round(60_000 / intervalMs));
+  const retention = startRetention();
   const tick = () => {
+    retention.tick();
     running = sweep()
       .then(() => {
         if (failures) log.info({ failures }, 'reconciler sweeps work again');
@@ -90,5 +95,6 @@ export function startReconciler(intervalMs = config.reconcileIntervalMs): () => 
     stopped = true;
     clearTimeout(timer);
     await running;
+    await retention.stop();
   };
 }

@@ -160,7 +160,7 @@ export function getTaskEvents(taskId: string) {
 }
 
 const IMAGE_META = { id: true, ownerId: true, format: true, width: true, height: true, byteSize: true } as const;
-const IMAGE_BLOB = { ...IMAGE_META, storageKey: true, sha256: true } as const;
+const IMAGE_BLOB = { ...IMAGE_META, storageKey: true, sha256: true, expiredAt: true } as const;
 
 export function getImageMeta(id: string) {
   return prisma.image.findUnique({ where: { id }, select: IMAGE_META });
@@ -170,7 +170,10 @@ export function getImagesMeta(ids: string[]) {
   return prisma.image.findMany({ where: { id: { in: ids } }, select: IMAGE_META });
 }
 
-/** An image's metadata with its blob's key and sha-256 (for downloads); null if missing. */
+/**
+ * An image's metadata with its blob's key and sha-256 (for downloads); null if missing.
+ * `expiredAt` set: a tombstone, the bytes were removed by retention (see retention.ts).
+ */
 export function getImageBlob(id: string) {
   return prisma.image.findUnique({ where: { id }, select: IMAGE_BLOB });
 }
