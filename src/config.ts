@@ -172,7 +172,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
       maxTokens: read(env, 'GRAPHQL_MAX_TOKENS', integer(10, 1_000_000), 1000),
       /** GRAPHQL_MAX_DIRECTIVES (10): directives per operation. */
       maxDirectives: read(env, 'GRAPHQL_MAX_DIRECTIVES', integer(0, 10_000), 10),
-      /** GRAPHQL_MAX_COST (25000): graphql-armor's cost; a full page of 100 tasks with every field is ~19,800. */
+      /** GRAPHQL_MAX_COST (25000): graphql-armor's cost; a full page of 100 tasks with every field is ~23,300. */
       maxCost: read(env, 'GRAPHQL_MAX_COST', integer(1), 25_000),
     },
     /** SIGNING_SECRET (generated once and kept in the database): HMAC key of image URLs. */
@@ -218,6 +218,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
      * takes the API out of the data path.
      */
     imageDownloads: read(env, 'IMAGE_DOWNLOADS', oneOf(['proxy', 'redirect'] as const), 'proxy'),
+    /**
+     * WEBHOOK_ALLOW_PRIVATE_NETWORKS (false): callback URLs whose host is or resolves to a
+     * loopback, private, link-local (cloud metadata), CGNAT or otherwise non-public address are
+     * refused when the task is created, and not connected to when delivering (SSRF; see
+     * SECURITY.md). true allows them: a receiver on this host or the internal network (tests).
+     */
+    webhookAllowPrivateNetworks: read(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', boolean, false),
+    /** CALLBACK_TIMEOUT_MS (10000): one callback attempt (connect, send, the answer's status line); longer is a failed attempt. */
+    callbackTimeoutMs: read(env, 'CALLBACK_TIMEOUT_MS', integer(100, 120_000), 10_000),
+    /**
+     * CALLBACK_RETRY_BASE_MS (5000): the wait after a callback's first failed attempt; it
+     * doubles after each (at most an hour, with ±20% jitter). Tests set it to a few ms.
+     */
+    callbackRetryBaseMs: read(env, 'CALLBACK_RETRY_BASE_MS', integer(1, 3_600_000), 5000),
+    /**
+     * CALLBACK_RETRY_FOR_MS (86400000, 24 h): how long a callback is retried; its last attempt
+     * is at this age, then it is given up (recorded). Standard Webhooks receivers expect a day.
+     */
+    callbackRetryForMs: read(env, 'CALLBACK_RETRY_FOR_MS', integer(0), 24 * 3600 * 1000),
+    /** CALLBACK_CONCURRENCY (16): callback attempts one worker process has in flight at once (network waits, not CPU). */
+    callbackConcurrency: read(env, 'CALLBACK_CONCURRENCY', integer(1, 1000), 16),
+    /** CALLBACK_POLL_INTERVAL_MS (1000): how often each worker process looks for due callbacks. */
+    callbackPollIntervalMs: read(env, 'CALLBACK_POLL_INTERVAL_MS', integer(10, 60_000), 1000),
     /**
      * RESULT_TTL_MS (604800000, 7 days): how long the images (source and result) of a task that
      * ended (DONE, FAILED, DELETED) stay in the blob store; then `source`/`result` are null and

@@ -87,6 +87,13 @@ export const stuckQueueChecks = new client.Counter({
   registers: [registry],
 });
 
+export const callbackDeliveries = new client.Counter({
+  name: 'tasklane_callback_deliveries_total',
+  help: 'Callback delivery attempts, by outcome: delivered (a 2xx ended it), failed (retried later), gave_up (failed, and its retry time CALLBACK_RETRY_FOR_MS is over)',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
 export const retentionImagesRemoved = new client.Counter({
   name: 'tasklane_retention_images_removed_total',
   help: 'Images whose bytes retention removed from the blob store, RESULT_TTL_MS after their task ended',

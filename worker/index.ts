@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import os from 'node:os';
 import { imageKey } from '../src/blobs.ts';
+import { startCallbackDelivery } from '../src/callbacks/delivery.ts';
 import { config } from '../src/config.ts';
 import { prisma } from '../src/db.ts';
 import { log } from '../src/log.ts';
@@ -233,6 +234,7 @@ async function main() {
   void consumer.start().then(() => !shuttingDown && log.info({ concurrency: config.workerConcurrency }, 'worker ready'));
   const stopLiveness = startLivenessCheck(consumer, () => inFlight.size, config.workerConcurrency);
   const stopReconciler = startReconciler();
+  const stopCallbacks = startCallbackDelivery();
   const stopMetrics = startMetricsPush('worker');
 
   // A library promise nobody awaits that fails on a connection blip must not kill a worker
@@ -253,9 +255,11 @@ async function main() {
       process.exit(1);
     }, config.shutdownGraceMs + 4000).unref();
     stopLiveness();
+    const callbacksStopped = stopCallbacks(); // no new attempts; those in flight end within CALLBACK_TIMEOUT_MS
     await consumer.close(config.shutdownGraceMs + 2000);
     clearTimeout(forceAfter);
     await stopReconciler();
+    await callbacksStopped;
     await stopMetrics();
     pool?.close();
     await closeQueue();

@@ -2,7 +2,7 @@
 // audit trails are loaded once per batch. Across subscribers of one process, a task
 // change is re-read once per version, however many subscribers watch it.
 import DataLoader from 'dataloader';
-import { getImagesMeta, getTaskEvents } from '../tasks/service.ts';
+import { getCallbackAttempts, getImagesMeta, getTaskEvents } from '../tasks/service.ts';
 
 type ImageMeta = Awaited<ReturnType<typeof getImagesMeta>>[number];
 
@@ -45,11 +45,33 @@ export function loadEvents(taskId: string, version: number) {
   return hit;
 }
 
+export type CallbackAttempt = Awaited<ReturnType<typeof getCallbackAttempts>>[number];
+
+// Callback attempts change without the task changing (no version to key a cache on):
+// batched per tick, never cached.
+const callbacksLoader = new DataLoader<string, CallbackAttempt[]>(
+  async (taskIds) => {
+    const byTask = new Map<string, CallbackAttempt[]>();
+    for (const row of await getCallbackAttempts([...taskIds])) {
+      const list = byTask.get(row.taskId) ?? [];
+      list.push(row);
+      byTask.set(row.taskId, list);
+    }
+    return taskIds.map((id) => byTask.get(id) ?? []);
+  },
+  { cache: false },
+);
+
+export function loadCallbacks(taskId: string): Promise<CallbackAttempt[]> {
+  return callbacksLoader.load(taskId);
+}
+
 export interface Loaders {
   image: typeof loadImage;
   events: typeof loadEvents;
+  callbacks: typeof loadCallbacks;
 }
 
 export function createLoaders(): Loaders {
-  return { image: loadImage, events: loadEvents };
+  return { image: loadImage, events: loadEvents, callbacks: loadCallbacks };
 }

@@ -12,6 +12,7 @@ import {
 import * as tasks from '../tasks/service.ts';
 import type { TaskRow } from '../tasks/service.ts';
 import { builder } from './builder.ts';
+import type { CallbackAttempt } from './loaders.ts';
 import { ImageFormatEnum, JobDefinitionEnum, ResizeFitEnum, TaskStatusEnum } from './enums.ts';
 import { exposeDomainError } from './errors.ts';
 
@@ -52,6 +53,17 @@ const TaskEventRef = builder
     }),
   });
 
+const CallbackDeliveryRef = builder.objectRef<CallbackAttempt>('CallbackDelivery').implement({
+  description: 'One attempt to deliver a callback (a signed POST to the task\'s callbackUrl)',
+  fields: (t) => ({
+    event: t.exposeString('event', { description: 'task.done, task.failed or task.deleted' }),
+    attempt: t.exposeInt('attempt', { description: 'Attempts of this event so far (1 for the first); every attempt of one event has the same webhook-id' }),
+    at: t.expose('at', { type: 'DateTime', description: 'When the attempt started' }),
+    statusCode: t.exposeInt('statusCode', { nullable: true, description: "The receiver's HTTP status; a 2xx ends the delivery" }),
+    error: t.exposeString('error', { nullable: true, description: 'Why there was no answer (timeout, refused connection, refused address, …)' }),
+  }),
+});
+
 export const TaskRef = builder.objectRef<TaskRow>('Task').implement({
   isTypeOf: (value) => typeof value === 'object' && value !== null && 'jobDefinition' in value && 'ownerId' in value,
   fields: (t) => ({
@@ -89,6 +101,12 @@ export const TaskRef = builder.objectRef<TaskRow>('Task').implement({
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     startedAt: t.expose('startedAt', { type: 'DateTime', nullable: true }),
     finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+    callbackUrl: t.exposeString('callbackUrl', { nullable: true, description: 'Where the task\'s callbacks go' }),
+    callbacks: t.field({
+      type: [CallbackDeliveryRef],
+      description: 'Every attempt to deliver its callbacks, oldest first',
+      resolve: (task, _, ctx) => (task.callbackUrl ? ctx.loaders.callbacks(task.id) : []),
+    }),
     events: t.field({
       type: [TaskEventRef],
       description: 'Audit trail, oldest first',
@@ -116,6 +134,9 @@ const CreateTaskInput = builder.inputType('CreateTaskInput', {
     image: t.field({ type: 'File', required: true }),
     resize: t.field({ type: ResizeInput, required: true }),
     run: t.boolean({ defaultValue: false, description: 'Create and run in one call' }),
+    callbackUrl: t.string({
+      description: 'http(s) URL POSTed (signed, Standard Webhooks) when the task ends: DONE, FAILED, DELETED. Must resolve to a public address',
+    }),
   }),
 });
 
@@ -168,6 +189,7 @@ builder.mutationFields((t) => ({
         image: input.image,
         resize: input.resize,
         run: input.run,
+        callbackUrl: input.callbackUrl,
       }),
   }),
   runTask: t.field({

@@ -5,6 +5,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Kind, type DocumentNode, type OperationDefinitionNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import client from 'prom-client';
+import { pendingCallbacks } from '../callbacks/store.ts';
 import { config } from '../config.ts';
 import { prisma } from '../db.ts';
 import { log } from '../log.ts';
@@ -73,6 +74,39 @@ new client.Gauge({
     } catch (error) {
       this.reset();
       log.warn({ err: (error as Error).message }, 'metrics: waiting task count unavailable');
+    }
+  },
+});
+
+// Both callback gauges from one query per scrape.
+let pendingRead: { at: number; value: Promise<{ count: number; oldestSeconds: number }> } | undefined;
+const readPendingCallbacks = () => {
+  if (!pendingRead || Date.now() - pendingRead.at > 1000) pendingRead = { at: Date.now(), value: pendingCallbacks() };
+  return pendingRead.value;
+};
+new client.Gauge({
+  name: 'tasklane_callbacks_pending',
+  help: 'Callback messages neither delivered (2xx) nor given up',
+  registers: [sharedState],
+  async collect() {
+    try {
+      this.set((await readPendingCallbacks()).count);
+    } catch (error) {
+      this.reset();
+      log.warn({ err: (error as Error).message }, 'metrics: pending callbacks unavailable');
+    }
+  },
+});
+new client.Gauge({
+  name: 'tasklane_callback_oldest_pending_seconds',
+  help: 'Age of the oldest callback message neither delivered nor given up (0: none); grows while a receiver is down or no worker delivers',
+  registers: [sharedState],
+  async collect() {
+    try {
+      this.set((await readPendingCallbacks()).oldestSeconds);
+    } catch (error) {
+      this.reset();
+      log.warn({ err: (error as Error).message }, 'metrics: oldest pending callback unavailable');
     }
   },
 });

@@ -1,6 +1,7 @@
 // The OpenAPI 3.1 description of the REST facade (src/http/rest.ts), served at
 // /api/openapi.json. test/rest.e2e.test.ts validates every real response against it and
 // checks that every response documented here is produced by the service.
+import { MAX_CALLBACK_URL_LENGTH } from '../callbacks/address-policy.ts';
 import { IMAGE_FORMATS, MAX_DIMENSION, RESIZE_FITS } from '../jobs/image-resize.ts';
 import { TASK_STATUSES } from '../tasks/lifecycle.ts';
 
@@ -86,6 +87,14 @@ export const openApiDocument = {
                   format: { type: 'string', enum: IMAGE_FORMATS.map((f) => f.toLowerCase()), description: "Case-insensitive; default: the source's format" },
                   quality: { type: 'integer', minimum: 1, maximum: 100 },
                   withoutEnlargement: { type: 'boolean', default: false },
+                  callbackUrl: {
+                    type: 'string',
+                    format: 'uri',
+                    maxLength: MAX_CALLBACK_URL_LENGTH,
+                    description:
+                      'http(s) URL POSTed (signed, Standard Webhooks) when the task ends: DONE, FAILED, DELETED. ' +
+                      'No credentials; must resolve to public addresses (unless WEBHOOK_ALLOW_PRIVATE_NETWORKS)',
+                  },
                 },
               },
             },
@@ -100,7 +109,7 @@ export const openApiDocument = {
           },
           '400': errorBody(
             ['WrongJobDefinitionValue', 'InvalidInput', 'InvalidImage'],
-            'Unknown jobDefinition, a resize field out of range (`field` names it), or not a supported image',
+            'Unknown jobDefinition, a resize field out of range or a refused callbackUrl (`field` names it), or not a supported image',
           ),
           '401': common['401'],
           '413': errorBody(['PayloadTooLarge'], 'The body is over MAX_UPLOAD_BYTES'),
@@ -208,7 +217,7 @@ export const openApiDocument = {
         additionalProperties: false,
         required: [
           'id', 'status', 'jobDefinition', 'resize', 'resultOfJob', 'resultUrl', 'error', 'progress',
-          'attempts', 'version', 'createdAt', 'updatedAt', 'startedAt', 'finishedAt',
+          'attempts', 'version', 'createdAt', 'updatedAt', 'startedAt', 'finishedAt', 'callbackUrl',
         ],
         properties: {
           id: ref('TaskId'),
@@ -228,6 +237,7 @@ export const openApiDocument = {
           updatedAt: dateTime,
           startedAt: nullable(dateTime),
           finishedAt: nullable(dateTime),
+          callbackUrl: { description: 'Where the task\'s callbacks go', ...nullable({ type: 'string' }) },
         },
       },
     },

@@ -49,6 +49,7 @@ export function restTask(task: TaskRow) {
     updatedAt: task.updatedAt.toISOString(),
     startedAt: task.startedAt?.toISOString() ?? null,
     finishedAt: task.finishedAt?.toISOString() ?? null,
+    callbackUrl: task.callbackUrl,
   };
 }
 
@@ -147,6 +148,7 @@ async function createTask(request: Request, caller: Caller): Promise<Response> {
     jobDefinition,
     image,
     resize,
+    callbackUrl: field(form, 'callbackUrl'),
   });
   return json(201, { id: task.id }, { location: `${REST_PREFIX}/tasks/${task.id}` });
 }

@@ -1,5 +1,7 @@
 // The task service: what GraphQL resolvers, the REST facade and the CLI call. Validates at
 // the edge, writes through store.ts transitions (which publish every change), enqueues work.
+import { CallbackUrlRefused, checkCallbackUrl } from '../callbacks/address-policy.ts';
+import { attemptsOf } from '../callbacks/store.ts';
 import { config } from '../config.ts';
 import { isDatabaseUnavailable, prisma } from '../db.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
@@ -25,6 +27,8 @@ export interface CreateTaskInput {
   image: Upload;
   resize: ResizeInput;
   run?: boolean | null;
+  /** POSTed (signed) when the task ends: DONE, FAILED or DELETED (src/callbacks/). */
+  callbackUrl?: string | null;
 }
 
 export async function createTask(caller: Caller, input: CreateTaskInput): Promise<TaskRow> {
@@ -36,6 +40,16 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
   } catch (error) {
     if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
     throw error;
+  }
+  // The callback URL before the bytes are stored: a refusal costs no write.
+  let callbackUrl: string | null = null;
+  if (input.callbackUrl != null) {
+    try {
+      callbackUrl = await checkCallbackUrl(input.callbackUrl, config.webhookAllowPrivateNetworks);
+    } catch (error) {
+      if (error instanceof CallbackUrlRefused) throw new InvalidInput(error.message, 'callbackUrl');
+      throw error;
+    }
   }
   // The bytes go to the blob store first (checked on their head, durable when this
   // resolves), then the row that points at them; if the row is not written, the blob goes.
@@ -62,6 +76,7 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
       source,
       run: Boolean(input.run),
       limit: config.maxActiveTasksPerKey,
+      callbackUrl,
     });
   } catch (error) {
     // Refused by PostgreSQL, the row is not there: its blob goes. A lost connection leaves
@@ -157,6 +172,11 @@ export function getTaskEvents(taskId: string) {
     orderBy: { id: 'asc' },
     select: { at: true, status: true, message: true, version: true },
   });
+}
+
+/** Every callback attempt of the tasks, oldest first per task (Task.callbacks). */
+export function getCallbackAttempts(taskIds: string[]) {
+  return attemptsOf(taskIds);
 }
 
 const IMAGE_META = { id: true, ownerId: true, format: true, width: true, height: true, byteSize: true } as const;

@@ -12,6 +12,7 @@
 // before the row that points at them commits, removed after the row is gone.
 import { randomUUID } from 'node:crypto';
 import type { ImageFormat, ResizeParams } from '../jobs/image-resize.ts';
+import type { PoolClient } from 'pg';
 import { pool } from '../db.ts';
 import { config } from '../config.ts';
 import type { Task } from '../generated/prisma/client.ts';
@@ -88,19 +89,47 @@ export async function insertTask(input: {
   source: StoredImage;
   run: boolean;
   limit: number;
+  /** Checked already (src/callbacks/address-policy.ts). */
+  callbackUrl?: string | null;
 }): Promise<TaskRow | null> {
   const { source } = input;
   // One round trip: the function takes the owner's quota lock, counts, and inserts the image,
   // the task and its events (prisma/migrations/*_insert_task_function).
-  const rows = await query<TaskRow>(pool, sql`
+  const insert = sql`
     SELECT * FROM "tasklane_insert_task"(
       ${randomUUID()}::uuid, ${source.id}::uuid, ${input.ownerId}::text, ${[...ACTIVE_STATUSES]}::"TaskStatus"[], ${input.limit}::int,
       ${source.format}::"ImageFormat", ${source.width}::int, ${source.height}::int, ${source.byteSize}::int,
       ${source.storageKey}::text, ${source.sha256}::text,
-      ${input.jobDefinition}::"JobDefinition", ${JSON.stringify(input.params)}::jsonb, ${input.run}::boolean)`);
+      ${input.jobDefinition}::"JobDefinition", ${JSON.stringify(input.params)}::jsonb, ${input.run}::boolean)`;
+  // With a callback URL, the task must never exist without it (it could end before a later
+  // write): it is set in the same transaction.
+  const rows = input.callbackUrl
+    ? await inTransaction(async (client) => {
+        const [created] = await query<TaskRow>(client, insert);
+        if (!created) return [];
+        return query<TaskRow>(client, sql`
+          UPDATE "Task" SET "callbackUrl" = ${input.callbackUrl}::text WHERE "id" = ${created.id}::uuid RETURNING *`);
+      })
+    : await query<TaskRow>(pool, insert);
   const task = rows[0];
   if (task && input.run) countTransition({ status: 'CREATED', jobDefinition: task.jobDefinition });
   return committed(task);
+}
+
+async function inTransaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch((rollback: Error) => (broken = rollback));
+    throw error;
+  } finally {
+    client.release(broken);
+  }
 }
 
 export function markQueued(id: string, ownerId: string): Promise<TaskRow | null> {

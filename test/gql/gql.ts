@@ -18,6 +18,9 @@ type Documents = {
     "\n  mutation FaultRun($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.FaultRunDocument,
     "\n  mutation FaultDelete($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.FaultDeleteDocument,
     "\n  query FaultTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status attempts error events { status message } result { id url } } }\n  }\n": typeof types.FaultTaskDocument,
+    "\n  mutation CreateWithCallback($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status callbackUrl }\n      ... on InvalidInput { message field }\n    }\n  }\n": typeof types.CreateWithCallbackDocument,
+    "\n  query TaskCallbacks($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status error progress attempts version resultOfJob finishedAt callbackUrl\n        result { id format width height byteSize url }\n        callbacks { event attempt at statusCode error }\n      }\n    }\n  }\n": typeof types.TaskCallbacksDocument,
+    "\n  mutation DeleteWithCallback($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.DeleteWithCallbackDocument,
     "\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": typeof types.ClientCreateTaskDocument,
     "\n  mutation ClientRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.ClientRunTaskDocument,
     "\n  query ClientGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.ClientGetTaskDocument,
@@ -55,6 +58,9 @@ const documents: Documents = {
     "\n  mutation FaultRun($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.FaultRunDocument,
     "\n  mutation FaultDelete($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.FaultDeleteDocument,
     "\n  query FaultTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status attempts error events { status message } result { id url } } }\n  }\n": types.FaultTaskDocument,
+    "\n  mutation CreateWithCallback($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status callbackUrl }\n      ... on InvalidInput { message field }\n    }\n  }\n": types.CreateWithCallbackDocument,
+    "\n  query TaskCallbacks($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status error progress attempts version resultOfJob finishedAt callbackUrl\n        result { id format width height byteSize url }\n        callbacks { event attempt at statusCode error }\n      }\n    }\n  }\n": types.TaskCallbacksDocument,
+    "\n  mutation DeleteWithCallback($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.DeleteWithCallbackDocument,
     "\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": types.ClientCreateTaskDocument,
     "\n  mutation ClientRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.ClientRunTaskDocument,
     "\n  query ClientGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": types.ClientGetTaskDocument,
@@ -118,6 +124,18 @@ export function graphql(source: "\n  mutation FaultDelete($id: ID!) {\n    delet
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  query FaultTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status attempts error events { status message } result { id url } } }\n  }\n"): (typeof documents)["\n  query FaultTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status attempts error events { status message } result { id url } } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation CreateWithCallback($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status callbackUrl }\n      ... on InvalidInput { message field }\n    }\n  }\n"): (typeof documents)["\n  mutation CreateWithCallback($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status callbackUrl }\n      ... on InvalidInput { message field }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query TaskCallbacks($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status error progress attempts version resultOfJob finishedAt callbackUrl\n        result { id format width height byteSize url }\n        callbacks { event attempt at statusCode error }\n      }\n    }\n  }\n"): (typeof documents)["\n  query TaskCallbacks($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status error progress attempts version resultOfJob finishedAt callbackUrl\n        result { id format width height byteSize url }\n        callbacks { event attempt at statusCode error }\n      }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation DeleteWithCallback($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  mutation DeleteWithCallback($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

@@ -81,7 +81,12 @@ export async function createInfra(label: string, { kind = 'test', serverUrl = SE
     async createKey(keyName) {
       const key = `tl_${randomBytes(32).toString('base64url')}`;
       const hash = createHash('sha256').update(key).digest('hex');
-      await pool.query(`INSERT INTO "ApiKey" ("id", "name", "keyHash") VALUES (gen_random_uuid(), $1, $2)`, [keyName, hash]);
+      // The name's callback secret, as createKey gives it (src/tasks/keys.ts).
+      await pool.query(
+        `INSERT INTO "ApiKey" ("id", "name", "keyHash", "callbackSecret")
+         SELECT gen_random_uuid(), $1, $2, COALESCE((SELECT "callbackSecret" FROM "ApiKey" WHERE "name" = $1 ORDER BY "createdAt", "id" LIMIT 1), $3)`,
+        [keyName, hash, `whsec_${randomBytes(32).toString('base64')}`],
+      );
       return key;
     },
     async dispose() {
