@@ -2,6 +2,7 @@
 import { signedImageUrl } from '../image-urls.ts';
 import type { ResizeParams } from '../jobs/image-resize.ts';
 import {
+  IdempotencyKeyReused,
   InvalidImage,
   InvalidInput,
   InvalidTaskState,
@@ -137,6 +138,11 @@ const CreateTaskInput = builder.inputType('CreateTaskInput', {
     callbackUrl: t.string({
       description: 'http(s) URL POSTed (signed, Standard Webhooks) when the task ends: DONE, FAILED, DELETED. Must resolve to a public address',
     }),
+    idempotencyKey: t.string({
+      description:
+        '1..255 characters: the same key of the same API key within 24 h answers with the same task, ' +
+        'never makes a second one (a retry after a lost answer is safe); the same key with a different request is IdempotencyKeyReused',
+    }),
   }),
 });
 
@@ -182,7 +188,7 @@ builder.mutationFields((t) => ({
   createTask: t.field({
     type: TaskRef,
     args: { input: t.arg({ type: CreateTaskInput, required: true }) },
-    errors: { types: [InvalidInput, InvalidImage, TooManyTasks], union: { name: 'CreateTaskResult' } },
+    errors: { types: [InvalidInput, InvalidImage, TooManyTasks, IdempotencyKeyReused], union: { name: 'CreateTaskResult' } },
     resolve: async (_, { input }, { caller }) =>
       tasks.createTask(caller, {
         jobDefinition: input.jobDefinition,
@@ -190,6 +196,7 @@ builder.mutationFields((t) => ({
         resize: input.resize,
         run: input.run,
         callbackUrl: input.callbackUrl,
+        idempotencyKey: input.idempotencyKey,
       }),
   }),
   runTask: t.field({

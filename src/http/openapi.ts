@@ -71,6 +71,20 @@ export const openApiDocument = {
       post: {
         operationId: 'createTask',
         summary: 'Create an image-resize task (CREATED; run it with POST /api/tasks/{id}/run)',
+        parameters: [
+          {
+            name: 'Idempotency-Key',
+            in: 'header',
+            required: false,
+            description:
+              'Makes a retry safe (IETF httpapi Idempotency-Key draft): 1 to 255 characters, bare (`abc`) or a quoted string (`"abc"`). ' +
+              "The same key of the same API key within 24 h answers with the first answer's status and body (201, the same task, " +
+              'plus `Idempotent-Replayed: true`) and never makes a second task, even for requests sent at the same time; ' +
+              'the same key with a different request (job, resize fields or image bytes) is 422 IdempotencyKeyReused naming that task. ' +
+              'Only a created task is remembered: a refused request (400, 413, 429) can be retried with its key.',
+            schema: { type: 'string', minLength: 1, maxLength: 255 },
+          },
+        ],
         requestBody: {
           required: true,
           content: {
@@ -102,17 +116,28 @@ export const openApiDocument = {
         },
         responses: {
           '201': {
-            description: 'Created',
-            headers: { Location: { description: 'The new task: /api/tasks/{id}', schema: { type: 'string' } } },
+            description: 'Created (or, for a repeated Idempotency-Key, created by the first request)',
+            headers: {
+              Location: { description: 'The new task: /api/tasks/{id}', schema: { type: 'string' } },
+              'Idempotent-Replayed': { description: '`true` when this is the answer of an earlier request with the same Idempotency-Key', schema: { type: 'string', const: 'true' } },
+            },
             content: { 'application/json': { schema: ref('Created') } },
             links: taskLinks,
           },
           '400': errorBody(
             ['WrongJobDefinitionValue', 'InvalidInput', 'InvalidImage'],
-            'Unknown jobDefinition, a resize field out of range or a refused callbackUrl (`field` names it), or not a supported image',
+            'Unknown jobDefinition, a resize field or the Idempotency-Key header out of range, or a refused callbackUrl (`field` names it), or not a supported image',
           ),
           '401': common['401'],
           '413': errorBody(['PayloadTooLarge'], 'The body is over MAX_UPLOAD_BYTES'),
+          '422': {
+            description: 'The Idempotency-Key was used within 24 h for a different request; `taskId` is the task it made',
+            content: {
+              'application/json': {
+                schema: { allOf: [ref('Error'), { required: ['taskId'], properties: { error: { const: 'IdempotencyKeyReused' } } }] },
+              },
+            },
+          },
           '429': {
             ...errorBody(['TooManyTasks', 'RateLimited'], "The key's quota of active tasks (MAX_ACTIVE_TASKS_PER_KEY) is full, or its request rate limit (RATE_LIMIT_PER_MINUTE) is reached"),
             headers: rateLimited.headers,
@@ -180,6 +205,7 @@ export const openApiDocument = {
           status: { $ref: '#/components/schemas/TaskStatus', description: 'InvalidTaskState: the task status' },
           limit: { type: 'integer', description: 'TooManyTasks: the quota' },
           retryAfter: { type: 'integer', minimum: 1, description: 'RateLimited: seconds to wait' },
+          taskId: { $ref: '#/components/schemas/TaskId', description: 'IdempotencyKeyReused: the task the key made' },
         },
       },
       Created: {

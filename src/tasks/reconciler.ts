@@ -4,7 +4,8 @@
 //  - QUEUED tasks that are due but have no job in Redis (flushed, enqueue failed) are
 //    enqueued again;
 //  - tasks waiting for a running slot of their key (MAX_RUNNING_TASKS_PER_KEY) whose key has
-//    a free one are enqueued (see running-slots.ts).
+//    a free one are enqueued (see running-slots.ts);
+//  - expired idempotency keys are removed, a batch per sweep (see idempotency.ts).
 // Every worker process runs it, but each sweep holds a transaction-scoped advisory lock,
 // so one sweep runs at a time across all hosts. Beside it, on its own clock and without the
 // lock, retention removes what outlived RESULT_TTL_MS / TASK_TTL_MS and blobs no row points
@@ -12,6 +13,7 @@
 import { config } from '../config.ts';
 import { prisma } from '../db.ts';
 import { log } from '../log.ts';
+import { sweepExpiredIdempotencyKeys } from './idempotency.ts';
 import { enqueue, jobsPresent } from './queue.ts';
 import { startRetention } from './retention.ts';
 import { wakeAllWaiting } from './running-slots.ts';
@@ -44,6 +46,7 @@ export async function sweep(): Promise<SweepReport | null> {
       const [{ locked }] = await tx.$queryRaw<{ locked: boolean }[]>`SELECT pg_try_advisory_xact_lock(${RECONCILER_LOCK_KEY}) AS locked`;
       if (!locked) return null;
       const report: SweepReport = { retried: 0, failed: 0, enqueued: 0, woken: 0 };
+      await sweepExpiredIdempotencyKeys(BATCH); // first: it needs no Redis, which the steps below do
       for (const { id, attempts } of await store.findExpiredLeases(BATCH)) {
         const task = await store.retryOrFail(id, attempts, 'the worker was lost (crashed, killed or stalled)');
         if (!task) continue;

@@ -31,6 +31,8 @@ type Documents = {
     "\n  query GetTask($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status progress attempts version error resultOfJob startedAt finishedAt createdAt updatedAt\n        source { id url width height format }\n        result { id url width height format byteSize }\n        events { at status message }\n      }\n      ... on Error { message }\n    }\n  }\n": typeof types.GetTaskDocument,
     "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": typeof types.ListTasksDocument,
     "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": typeof types.SubmitTaskDocument,
+    "\n  mutation CreateKeyed($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on IdempotencyKeyReused { taskId }\n    }\n  }\n": typeof types.CreateKeyedDocument,
+    "\n  mutation DeleteKeyed($id: ID!) {\n    deleteTask(id: $id) { __typename }\n  }\n": typeof types.DeleteKeyedDocument,
     "\n  mutation UpgradeRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.UpgradeRunTaskDocument,
     "\n  query UpgradeTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status error result { width } } }\n  }\n": typeof types.UpgradeTaskDocument,
     "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.TaskStatusDuringOutageDocument,
@@ -71,6 +73,8 @@ const documents: Documents = {
     "\n  query GetTask($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status progress attempts version error resultOfJob startedAt finishedAt createdAt updatedAt\n        source { id url width height format }\n        result { id url width height format byteSize }\n        events { at status message }\n      }\n      ... on Error { message }\n    }\n  }\n": types.GetTaskDocument,
     "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": types.ListTasksDocument,
     "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": types.SubmitTaskDocument,
+    "\n  mutation CreateKeyed($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on IdempotencyKeyReused { taskId }\n    }\n  }\n": types.CreateKeyedDocument,
+    "\n  mutation DeleteKeyed($id: ID!) {\n    deleteTask(id: $id) { __typename }\n  }\n": types.DeleteKeyedDocument,
     "\n  mutation UpgradeRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.UpgradeRunTaskDocument,
     "\n  query UpgradeTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status error result { width } } }\n  }\n": types.UpgradeTaskDocument,
     "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": types.TaskStatusDuringOutageDocument,
@@ -176,6 +180,14 @@ export function graphql(source: "\n  query ListTasks($first: Int, $after: String
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n"): (typeof documents)["\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation CreateKeyed($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on IdempotencyKeyReused { taskId }\n    }\n  }\n"): (typeof documents)["\n  mutation CreateKeyed($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on IdempotencyKeyReused { taskId }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation DeleteKeyed($id: ID!) {\n    deleteTask(id: $id) { __typename }\n  }\n"): (typeof documents)["\n  mutation DeleteKeyed($id: ID!) {\n    deleteTask(id: $id) { __typename }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
