@@ -104,6 +104,8 @@ function loadStorage(env: NodeJS.ProcessEnv): StorageConfig {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
+  const localPostgresPort = read(env, 'LOCAL_PG_PORT', integer(1, 65535), 5432);
+  const localRedisPort = read(env, 'LOCAL_REDIS_PORT', integer(1, 65535), 6379);
   const workers = read(env, 'WORKERS', integer(0, 256), os.availableParallelism());
   const workerConcurrency = read(env, 'WORKER_CONCURRENCY', integer(1, 64), 1);
   const resultTtlMs = read(env, 'RESULT_TTL_MS', integer(1), 7 * DAY_MS);
@@ -113,9 +115,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     /** HOST (0.0.0.0): the address the API listens on; tests use 127.0.0.1. */
     host: read(env, 'HOST', text(/^[\w.:-]+$/, 'must be a host name or address'), '0.0.0.0'),
     /** DATABASE_URL: PostgreSQL, the source of truth. The database is created if missing. */
-    databaseUrl: read(env, 'DATABASE_URL', url(['postgresql:', 'postgres:']), 'postgresql://postgres@127.0.0.1:5432/tasklane'),
+    databaseUrl: read(env, 'DATABASE_URL', url(['postgresql:', 'postgres:']), `postgresql://postgres@127.0.0.1:${localPostgresPort}/tasklane`),
     /** REDIS_URL: queue and pub/sub. Redis may lose everything; PostgreSQL is the truth. */
-    redisUrl: read(env, 'REDIS_URL', url(['redis:', 'rediss:']), 'redis://127.0.0.1:6379'),
+    redisUrl: read(env, 'REDIS_URL', url(['redis:', 'rediss:']), `redis://127.0.0.1:${localRedisPort}`),
+    /**
+     * What `npm start` may run itself (src/cli/local-services.ts): with DATABASE_URL unset and
+     * nothing answering on 127.0.0.1:LOCAL_PG_PORT (5432), an embedded PostgreSQL there; with
+     * REDIS_URL unset and nothing on 127.0.0.1:LOCAL_REDIS_PORT (6379), a private redis-server
+     * there. The default URLs name these ports, so every process and CLI finds them.
+     * LOCAL_SERVICES_DIR (data, git-ignored) keeps the database cluster and both logs.
+     */
+    localServices: {
+      postgres: !env.DATABASE_URL,
+      postgresPort: localPostgresPort,
+      redis: !env.REDIS_URL,
+      redisPort: localRedisPort,
+      dir: path.resolve(PROJECT_ROOT, read(env, 'LOCAL_SERVICES_DIR', text(), 'data')),
+    },
     /** REDIS_PREFIX (tasklane): namespaces every Redis key and channel of one deployment. */
     redisPrefix: read(env, 'REDIS_PREFIX', text(/^[\w.-]{1,64}$/, 'must be 1-64 letters, digits, _ . or -'), 'tasklane'),
     /** WORKERS (CPU cores): worker processes `npm start` runs; sharp is fastest with one image per core. */

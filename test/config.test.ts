@@ -34,6 +34,17 @@ describe('loadConfig', () => {
     expect(config.workers).toBeGreaterThanOrEqual(1);
   });
 
+  it("points the default URLs at the ports where npm start runs its own PostgreSQL and Redis (LOCAL_PG_PORT, LOCAL_REDIS_PORT)", () => {
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    expect(loadConfig({}).localServices).toEqual({ postgres: true, postgresPort: 5432, redis: true, redisPort: 6379, dir: path.join(root, 'data') });
+    const moved = loadConfig({ LOCAL_PG_PORT: '55432', LOCAL_REDIS_PORT: '56379', LOCAL_SERVICES_DIR: '/srv/tasklane' });
+    expect(moved).toMatchObject({ databaseUrl: 'postgresql://postgres@127.0.0.1:55432/tasklane', redisUrl: 'redis://127.0.0.1:56379' });
+    expect(moved.localServices).toMatchObject({ postgresPort: 55432, redisPort: 56379, dir: '/srv/tasklane' });
+    // A URL that is set is used as it is, and npm start runs nothing for it.
+    const given = loadConfig({ DATABASE_URL: 'postgresql://db.example/tasklane', REDIS_URL: 'redis://cache.example:6379', LOCAL_PG_PORT: '55432' });
+    expect(given).toMatchObject({ databaseUrl: 'postgresql://db.example/tasklane', localServices: { postgres: false, redis: false } });
+  });
+
   it('keeps blobs in data/blobs under the project root by default, whatever the working directory', () => {
     const root = fileURLToPath(new URL('..', import.meta.url));
     expect(loadConfig({}).storage).toEqual({ kind: 'disk', root: path.join(root, 'data', 'blobs') });
@@ -82,6 +93,8 @@ describe('loadConfig', () => {
     ['CALLBACK_RETRY_BASE_MS', '0', /CALLBACK_RETRY_BASE_MS must be between 1 and/],
     ['CALLBACK_RETRY_FOR_MS', '1h', /CALLBACK_RETRY_FOR_MS must be an integer/],
     ['CALLBACK_CONCURRENCY', '0', /CALLBACK_CONCURRENCY must be between 1 and 1000/],
+    ['LOCAL_PG_PORT', '0', /LOCAL_PG_PORT must be between 1 and 65535/],
+    ['LOCAL_REDIS_PORT', 'x', /LOCAL_REDIS_PORT must be an integer/],
     ['RESULT_TTL_MS', '0', /RESULT_TTL_MS must be between 1 and/],
     ['RESULT_TTL_MS', '1.5', /RESULT_TTL_MS must be an integer/],
     ['TASK_TTL_MS', '-1', /TASK_TTL_MS must be an integer/],
