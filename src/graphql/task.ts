@@ -71,7 +71,7 @@ export const TaskRef = builder.objectRef<TaskRow>('Task').implement({
     id: t.exposeID('id'),
     status: t.field({ type: TaskStatusEnum, resolve: (task) => task.status }),
     jobDefinition: t.field({ type: JobDefinitionEnum, resolve: (task) => task.jobDefinition }),
-    resize: t.field({ type: ResizeParamsRef, resolve: (task) => task.params as unknown as ResizeParams }),
+    resize: t.field({ type: ResizeParamsRef, resolve: (task) => task.params }),
     // Image metadata is cached per process, so whether the images are gone is the task's to say.
     source: t.field({
       type: ImageRef,

@@ -4,7 +4,7 @@
 import { isDatabaseUnavailable } from '../db.ts';
 import { config } from '../config.ts';
 import { signedImageUrl } from '../image-urls.ts';
-import type { ImageFormat, ResizeFit, ResizeInput, ResizeParams } from '../jobs/image-resize.ts';
+import type { ImageFormat, ResizeFit, ResizeInput } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
 import type { JobDefinition } from '../generated/prisma/enums.ts';
 import {
@@ -41,7 +41,7 @@ export function restTask(task: TaskRow) {
     id: task.id,
     status: task.status,
     jobDefinition: task.jobDefinition,
-    resize: task.params as unknown as ResizeParams,
+    resize: task.params,
     resultOfJob: done ? task.resultImageId : null,
     resultUrl: done && !task.imagesExpiredAt ? signedImageUrl(task.resultImageId!) : null,
     error: task.error,

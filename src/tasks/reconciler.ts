@@ -14,9 +14,7 @@
 import { config } from '../config.ts';
 import { prisma } from '../db.ts';
 import { log } from '../log.ts';
-import { publishChange } from './events.ts';
 import { sweepExpiredIdempotencyKeys } from './idempotency.ts';
-import { retryDelayMs } from './lifecycle.ts';
 import { enqueue, jobsPresent } from './queue.ts';
 import { startRetention } from './retention.ts';
 import { wakeAllWaiting } from './running-slots.ts';
@@ -52,15 +50,10 @@ export async function sweep(): Promise<SweepReport | null> {
       const report: SweepReport = { retried: 0, failed: 0, enqueued: 0, woken: 0 };
       await sweepExpiredIdempotencyKeys(BATCH); // first: it needs no Redis, which the steps below do
       for (const { id, attempts } of await store.findExpiredLeases(BATCH)) {
-        const reason = 'the worker was lost (crashed, killed or stalled)';
-        const task =
-          attempts >= config.maxAttempts
-            ? await store.fail(id, `gave up after ${attempts} attempts: ${reason}`, attempts)
-            : await store.retryLater(id, attempts, reason, retryDelayMs(attempts));
+        const task = await store.retryOrFail(id, attempts, 'the worker was lost (crashed, killed or stalled)');
         if (!task) continue;
         task.status === 'FAILED' ? report.failed++ : report.retried++;
         log.warn({ taskId: id, attempts, status: task.status }, 'recovered a task whose worker was lost');
-        await publishChange(task);
       }
       // Slots freed without a worker to say so (a lost worker above, a deleted running task, a raised cap).
       report.woken = await wakeAllWaiting(BATCH);

@@ -1,5 +1,5 @@
 // The task service: what GraphQL resolvers, the REST facade and the CLI call. Validates at
-// the edge, writes through store.ts transitions, publishes every change, enqueues work.
+// the edge, writes through store.ts transitions (which publish every change), enqueues work.
 import { CallbackUrlRefused, checkCallbackUrl } from '../callbacks/address-policy.ts';
 import { attemptsOf } from '../callbacks/store.ts';
 import { config } from '../config.ts';
@@ -14,15 +14,13 @@ import {
   type ResizeParams,
 } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
-import { publishChange } from './events.ts';
 import { IdempotencyKeyReused, InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
 import { afterEarlierDuplicates, checkIdempotencyKey, findIdempotencyKey, imageOfBytes, requestFingerprint, type IdempotencyRecord } from './idempotency.ts';
 import { hashUpload, removeBlobs, storeUpload, type Upload } from './images.ts';
 import type { Caller } from './keys.ts';
 import { enqueue } from './queue.ts';
 import * as store from './store.ts';
-import { IdempotencyKeyTaken } from './store.ts';
-import type { TaskRow } from './store.ts';
+import { asTaskRows, IdempotencyKeyTaken, type TaskRow } from './store.ts';
 import { insertTaskFromUpload, uploadedImage } from './uploads.ts';
 import { isUuid } from '../uuid.ts';
 
@@ -175,7 +173,6 @@ async function insertNewTask(
     throw new TooManyTasks(config.maxActiveTasksPerKey);
   }
   log.info({ taskId: task.id, owner: caller.owner, status: task.status }, 'task created');
-  await publishChange(task);
   if (task.status === 'QUEUED') await enqueue(task.id);
   return { task, replayed: false };
 }
@@ -205,7 +202,6 @@ export async function runTask(caller: Caller, id: string): Promise<TaskRow> {
     throw new InvalidTaskState(current.status, 'run');
   }
   log.info({ taskId }, 'task queued');
-  await publishChange(task);
   await enqueue(taskId);
   return task;
 }
@@ -218,10 +214,9 @@ export async function deleteTask(caller: Caller, id: string): Promise<TaskRow> {
   const { task, blobKeys } = deleted;
   log.info({ taskId }, 'task deleted');
   // The rows are gone (committed): now their blobs. A failure is logged, not the caller's.
-  await removeBlobs(blobKeys);
   // A queued job finds the task DELETED when it is picked and does nothing; a running
   // one loses its fencing check at its next write and stops (see worker/).
-  await publishChange(task);
+  await removeBlobs(blobKeys);
   return task;
 }
 
@@ -261,7 +256,7 @@ export async function listTasks(
     orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
     take: first + 1,
   });
-  return { tasks: rows.slice(0, first), hasNextPage: rows.length > first };
+  return { tasks: asTaskRows(rows.slice(0, first)), hasNextPage: rows.length > first };
 }
 
 export function getTaskEvents(taskId: string) {

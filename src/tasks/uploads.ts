@@ -248,33 +248,22 @@ export async function uploadedImage(
   return { id: randomUUID(), storageKey, ...image };
 }
 
-/** Thrown inside insertTaskFromUpload's transaction to roll it back when the quota is full. */
-class QuotaFull extends Error {}
-
 /**
  * Inserts the task (store.insertTask) and marks upload `uploadId` USED in one transaction.
  * The row lock orders concurrent calls: the second waits for the first to commit, then finds
  * the upload USED (InvalidInput). A full quota (null) or any failure leaves the upload as it was.
  */
-export async function insertTaskFromUpload(uploadId: string, task: store.NewTask): Promise<TaskRow | null> {
-  try {
-    return await store.inTransaction(async (client) => {
-      const claimed = await query(client, sql`
-        UPDATE "Upload" SET "state" = 'USED', "usedAt" = now()
-        WHERE "id" = ${uploadId}::uuid AND "ownerId" = ${task.ownerId}::text
-          AND "state" IN ('PENDING', 'UPLOADED') AND "expiresAt" > now()
-        RETURNING "id"`);
-      if (!claimed.length) {
-        throw unusable(await findUpload(uploadId, client), uploadId, task.ownerId) ?? new InvalidInput(`upload ${uploadId} cannot be used now`, 'uploadId');
-      }
-      const row = await store.insertTask(task, client);
-      if (!row) throw new QuotaFull();
-      return row;
-    });
-  } catch (error) {
-    if (error instanceof QuotaFull) return null;
-    throw error;
-  }
+export function insertTaskFromUpload(uploadId: string, task: store.NewTask): Promise<TaskRow | null> {
+  return store.insertTask(task, async (client) => {
+    const claimed = await query(client, sql`
+      UPDATE "Upload" SET "state" = 'USED', "usedAt" = now()
+      WHERE "id" = ${uploadId}::uuid AND "ownerId" = ${task.ownerId}::text
+        AND "state" IN ('PENDING', 'UPLOADED') AND "expiresAt" > now()
+      RETURNING "id"`);
+    if (!claimed.length) {
+      throw unusable(await findUpload(uploadId, client), uploadId, task.ownerId) ?? new InvalidInput(`upload ${uploadId} cannot be used now`, 'uploadId');
+    }
+  });
 }
 
 let sweeping: Promise<number> | null = null;
