@@ -4,7 +4,7 @@
 import { GraphQLError } from 'graphql';
 import { isDatabaseUnavailable } from '../db.ts';
 import { signedImageUrl } from '../image-urls.ts';
-import type { ImageFormat, ResizeFit, ResizeInput, ResizeParams } from '../jobs/image-resize.ts';
+import type { ImageFormat, ResizeFit, ResizeInput } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
 import type { JobDefinition } from '../generated/prisma/enums.ts';
 import {
@@ -20,9 +20,10 @@ import { checkIdempotencyKey } from '../tasks/idempotency.ts';
 import { removeBlobs } from '../tasks/images.ts';
 import { authenticate, bearerKey, type Caller } from '../tasks/keys.ts';
 import type { StoredImage } from '../tasks/store.ts';
-import { isMultipart, MultipartForm } from './multipart.ts';
-import { PAYLOAD_TOO_LARGE } from './request-body.ts';
+import { isMultipart, MultipartForm, type StreamedUpload } from './multipart.ts';
+import { badRequest, bodyRefusal, PAYLOAD_TOO_LARGE, payloadTooLarge } from './request-body.ts';
 import * as tasks from '../tasks/service.ts';
+import * as uploads from '../tasks/uploads.ts';
 import type { TaskRow } from '../tasks/service.ts';
 import { openApiDocument } from './openapi.ts';
 import { StorageUnavailable } from '../storage/index.ts';
@@ -43,7 +44,7 @@ export function restTask(task: TaskRow) {
     id: task.id,
     status: task.status,
     jobDefinition: task.jobDefinition,
-    resize: task.params as unknown as ResizeParams,
+    resize: task.params,
     resultOfJob: done ? task.resultImageId : null,
     resultUrl: done && !task.imagesExpiredAt ? signedImageUrl(task.resultImageId!) : null,
     error: task.error,
@@ -60,6 +61,12 @@ export function restTask(task: TaskRow) {
 
 /** A typed domain error → its status code and body; anything else is a masked 500. */
 function errorResponse(error: unknown, taskId?: string): Response {
+  if (error instanceof GraphQLError) {
+    // A body refused while it was read (request-body.ts, multipart.ts): over its limit, a
+    // second file, malformed or cut off.
+    if (error.extensions.code === PAYLOAD_TOO_LARGE) return problem(413, 'PayloadTooLarge', error.message);
+    return problem(400, 'InvalidInput', error.message, { field: null });
+  }
   if (error instanceof WrongTaskIdFormat) return problem(400, 'WrongTaskIdFormat', error.message);
   if (error instanceof TaskDoesNotExist) return problem(404, 'TaskDoesNotExist', error.message);
   if (error instanceof InvalidTaskState) return problem(409, 'InvalidTaskState', error.message, { status: error.status });
@@ -83,9 +90,9 @@ function errorResponse(error: unknown, taskId?: string): Response {
   return problem(500, 'InternalError', 'Unexpected error.');
 }
 
-// ---- parsing the multipart form of POST /api/tasks (edge validation only) ----
+// ---- parsing the forms of POST /api/tasks and /api/uploads (edge validation only) ----
 
-/** The text fields of the form (the first of each name) and the names that came as files. */
+/** The text fields of a form (the first of each name) and the names that came as files. */
 interface FormFields {
   values: Map<string, string>;
   files: Set<string>;
@@ -147,19 +154,6 @@ function idempotencyKeyOf(headers: Headers): string | null {
   return checkIdempotencyKey(key, IDEMPOTENCY_KEY_HEADER);
 }
 
-/** What the fields say (their form only: the service checks the values). */
-function taskFields(form: FormFields): { jobDefinition: JobDefinition; resize: ResizeInput; callbackUrl: string | null } {
-  const resize: ResizeInput = {
-    width: integerField(form, 'width'),
-    height: integerField(form, 'height'),
-    fit: enumField(form, 'fit') as ResizeFit | null,
-    format: enumField(form, 'format') as ImageFormat | null,
-    quality: integerField(form, 'quality'),
-    withoutEnlargement: booleanField(form, 'withoutEnlargement'),
-  };
-  return { jobDefinition: (field(form, 'jobDefinition') ?? '') as JobDefinition, resize, callbackUrl: field(form, 'callbackUrl') };
-}
-
 /** A promise that never resolves and rejects as `promise` does: to race a read against a failed store. */
 function failureOf(promise: Promise<unknown>): Promise<never> {
   const failure = new Promise<never>((_, reject) => promise.catch(reject));
@@ -168,65 +162,108 @@ function failureOf(promise: Promise<unknown>): Promise<never> {
 }
 
 /**
- * POST /api/tasks. The image streams into the store as it arrives, and the fields may come
- * before or after it (curl and HTML forms send them in either order): the fields before
- * the image are checked before it is stored, all of them once the body has been read, and
- * the stored image is removed if the task is refused.
+ * The fields of a POST: multipart/form-data (the only way to send a file) or, without a
+ * file, application/x-www-form-urlencoded. A multipart body is read as it arrives
+ * (multipart.ts): its `image` file part goes to `onImage` while it streams in, with the
+ * fields that came before it; any other file part is skipped, its name kept in `files`. A
+ * refused body throws its GraphQLError (errorResponse maps it: 413, 400).
  */
-async function createTask(request: Request, caller: Caller): Promise<Response> {
-  const idempotencyKey = idempotencyKeyOf(request.headers);
-  if (!isMultipart(request)) {
-    throw new InvalidInput('send the task as multipart/form-data (fields jobDefinition, image, width, height, …)', null);
-  }
-  const body = new MultipartForm(request);
+async function readForm(request: Request, fields: string, onImage?: (image: StreamedUpload, before: FormFields) => Promise<unknown>): Promise<FormFields> {
   const form: FormFields = { values: new Map(), files: new Set() };
-  let stored: Promise<StoredImage> | null = null;
+  if (/^application\/x-www-form-urlencoded/i.test(request.headers.get('content-type') ?? '')) {
+    let text: string;
+    try {
+      text = await request.text();
+    } catch {
+      const limit = bodyRefusal(request);
+      throw limit ? payloadTooLarge(limit) : badRequest('the form could not be read');
+    }
+    for (const [name, value] of new URLSearchParams(text)) if (!form.values.has(name)) form.values.set(name, value);
+    return form;
+  }
+  if (!isMultipart(request)) throw new InvalidInput(`send multipart/form-data or application/x-www-form-urlencoded (fields ${fields})`, null);
+  const body = new MultipartForm(request);
+  let failed: Promise<never> | null = null;
+  const next = () => {
+    const part = body.next();
+    if (!failed) return part;
+    part.catch(() => {}); // lost the race to a failed image: a refusal, if any, is in body.refusal
+    return Promise.race([part, failed]);
+  };
   try {
-    let failed: Promise<never> | null = null;
-    const next = () => {
-      const part = body.next();
-      if (!failed) return part;
-      part.catch(() => {}); // lost the race to a failed store: the refusal, if any, is in body.refusal
-      return Promise.race([part, failed]);
-    };
     for (let part = await next(); part; part = await next()) {
       if (!part.upload) {
         if (!form.values.has(part.name)) form.values.set(part.name, part.value);
-      } else if (part.name !== 'image' || form.values.has('image')) {
+      } else if (onImage && part.name === 'image' && !failed) {
+        failed = failureOf(onImage(part.upload, form));
+      } else {
         form.files.add(part.name);
         part.upload.discard();
-      } else {
-        taskFields(form); // what is wrong already is refused before a byte is stored
-        stored = tasks.storeImage(part.upload);
-        failed = failureOf(stored);
       }
     }
-    if (!stored) {
-      taskFields(form);
-      throw new InvalidInput('image must be a file part of the form', 'image');
-    }
-    let fields;
-    try {
-      fields = taskFields(form);
-    } catch (error) {
-      await stored.then((source) => removeBlobs([source.storageKey]), () => {});
-      throw error;
-    }
-    const { task, replayed } = await tasks.createOrReplayTaskWithImage(caller, { ...fields, idempotencyKey, source: await stored });
+    return form;
+  } catch (error) {
+    throw body.refusal ?? error;
+  } finally {
+    if (!body.refusal) body.discardRest(); // the answer may go before the body was read
+  }
+}
+
+/** What the fields of a task say (their form only: the service checks the values). */
+function taskFields(form: FormFields) {
+  const resize: ResizeInput = {
+    width: integerField(form, 'width'),
+    height: integerField(form, 'height'),
+    fit: enumField(form, 'fit') as ResizeFit | null,
+    format: enumField(form, 'format') as ImageFormat | null,
+    quality: integerField(form, 'quality'),
+    withoutEnlargement: booleanField(form, 'withoutEnlargement'),
+  };
+  return {
+    jobDefinition: (field(form, 'jobDefinition') ?? '') as JobDefinition,
+    resize,
+    uploadId: field(form, 'uploadId'),
+    callbackUrl: field(form, 'callbackUrl'),
+  };
+}
+
+/**
+ * POST /api/tasks. The image streams into the store as it arrives, and the fields may come
+ * before or after it (curl and HTML forms send them in either order): the fields before the
+ * image are checked before it is stored, all of them once the body has been read, and the
+ * stored image is removed if the task is refused.
+ */
+async function createTask(request: Request, caller: Caller): Promise<Response> {
+  const idempotencyKey = idempotencyKeyOf(request.headers);
+  let stored: Promise<StoredImage> | null = null;
+  let handedOver = false;
+  try {
+    const form = await readForm(request, 'jobDefinition, image or uploadId, width, height, …', (image, before) => {
+      taskFields(before); // what is wrong already is refused before a byte is stored
+      return (stored = tasks.storeImage(image));
+    });
+    const fields = taskFields(form);
+    if (form.values.has('image')) throw new InvalidInput('image must be a file part of the form', 'image');
+    handedOver = true;
+    const { task, replayed } = stored
+      ? await tasks.createOrReplayTaskWithImage(caller, { ...fields, idempotencyKey, stored: await stored })
+      : await tasks.createOrReplayTask(caller, { ...fields, idempotencyKey });
     // A repeated request (same Idempotency-Key) gets the first answer again: its status and body.
     return json(201, { id: task.id }, { location: `${REST_PREFIX}/tasks/${task.id}`, ...(replayed ? { 'idempotent-replayed': 'true' } : {}) });
   } catch (error) {
-    // Over MAX_UPLOAD_BYTES while streaming, a second file, a malformed body.
-    const refusal = body.refusal ?? (error instanceof GraphQLError ? error : null);
-    if (refusal) {
-      return refusal.extensions.code === PAYLOAD_TOO_LARGE
-        ? problem(413, 'PayloadTooLarge', refusal.message)
-        : problem(400, 'InvalidInput', refusal.message, { field: null });
-    }
+    const image = stored as Promise<StoredImage> | null;
+    if (image && !handedOver) await image.then((source) => removeBlobs([source.storageKey]), () => {});
     throw error;
-  } finally {
-    if (!body.refusal) body.discardRest();
   }
+}
+
+/** POST /api/uploads: createUpload (contentType, byteSize) → 201 the pending upload. */
+async function createUpload(request: Request, caller: Caller): Promise<Response> {
+  const form = await readForm(request, 'contentType, byteSize');
+  const byteSize = integerField(form, 'byteSize');
+  if (byteSize === null) throw new InvalidInput('byteSize is required', 'byteSize');
+  const upload = await uploads.createUpload(caller, { contentType: field(form, 'contentType') ?? '', byteSize });
+  return json(201, { ...upload, expiresAt: upload.expiresAt.toISOString() });
 }
 
 const methodNotAllowed = (allow: string) =>
@@ -240,14 +277,18 @@ export async function handleRest(request: Request, url: URL): Promise<Response> 
     return method === 'GET' || method === 'HEAD' ? json(200, openApiDocument) : methodNotAllowed('GET');
   }
   const route = /^\/tasks(?:\/([^/]+)(\/status|\/run)?)?$/.exec(path);
-  if (!route) return problem(404, 'NotFound', `no such endpoint: ${url.pathname} (see ${REST_PREFIX}/openapi.json)`);
+  if (!route && path !== '/uploads') return problem(404, 'NotFound', `no such endpoint: ${url.pathname} (see ${REST_PREFIX}/openapi.json)`);
   const caller = await authenticate(bearerKey(request.headers.get('authorization')));
   if (!caller) {
     return problem(401, 'Unauthenticated', 'a valid API key is required: send Authorization: Bearer <key>', {}, { 'www-authenticate': 'Bearer' });
   }
-  const [, rawId, action] = route;
+  const [, rawId, action] = route ?? [];
   const id = rawId === undefined ? undefined : decodeURIComponent(rawId);
   try {
+    if (path === '/uploads') {
+      if (method !== 'POST') return methodNotAllowed('POST');
+      return await createUpload(request, caller);
+    }
     if (id === undefined) {
       if (method !== 'POST') return methodNotAllowed('POST');
       return await createTask(request, caller);

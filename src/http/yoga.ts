@@ -61,6 +61,17 @@ const openRoutes: Plugin = {
 };
 
 /**
+ * The disk store's upload URL (PUT /uploads/<id>): its signature is the credential, its
+ * declared byteSize the body limit (not MAX_REQUEST_BYTES). Not rate-limited: each upload
+ * takes one PUT, and createUpload, which made it, was.
+ */
+const uploadRoute: Plugin = {
+  async onRequest({ request, url, endResponse }) {
+    if (url.pathname.startsWith('/uploads/')) return endResponse(await routes.upload(request, url));
+  },
+};
+
+/**
  * The per-key rate limit, checked before the body is read or a document parsed. Requests
  * without a valid key are not counted here (they get 401 without touching a task).
  */
@@ -149,13 +160,15 @@ export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, C
     if (!caller) throw unauthenticated();
     return { caller, loaders: createLoaders() };
   },
-  // Order matters: open routes, then the rate limit, the multipart parser (before the body
-  // limit, whose parse hook wraps it), the body limit (it wraps the body every later reader
-  // sees: REST, the GraphQL parsers), then the key (before any document is looked at),
-  // document limits, production's hiding of schema hints, and the status of request errors.
+  // Order matters: open routes and uploads, then the rate limit, the multipart parser
+  // (before the body limit, whose parse hook wraps it), the body limit (it wraps the body
+  // every later reader sees: REST, the GraphQL parsers), then the key (before any document
+  // is looked at), document limits, production's hiding of schema hints, and the status of
+  // request errors.
   plugins: [
     httpMetricsPlugin(),
     openRoutes,
+    uploadRoute,
     rateLimit,
     multipartRequests(),
     requestBody(refuseBody),

@@ -112,22 +112,72 @@ async function streamUpload(
     throw error;
   }
   if (!info) {
-    // The head was not enough: check the stored image as a whole before anything points at
-    // it, from a file (s3: a temporary copy), never from the whole image in memory.
-    const store = blobStore();
-    const copy = store.localPath(key) === null ? path.join(os.tmpdir(), `tasklane-check-${id}`) : null;
+    // The head was not enough: check the stored image as a whole before anything points at it.
     try {
-      if (copy) await pipeline((await store.open(key)).stream, createWriteStream(copy));
-      info = await inspectImage(headBuffer, limits.maxInputPixels, copy ?? store.localPath(key)!);
+      info = await inspectStored(key, headBuffer, limits.maxInputPixels);
       limits.accept?.(info);
     } catch (error) {
       await removeBlobs([key]);
       throw refusal(error);
-    } finally {
-      if (copy) await rm(copy, { force: true });
     }
   }
   return { id, ...info, byteSize: put.byteSize, storageKey: key, sha256: put.sha256 };
+}
+
+/**
+ * The header of a stored image read as a whole (its directory may lie past the head): from
+ * its file (disk) or a temporary copy (s3), never from the whole image in memory.
+ */
+async function inspectStored(key: string, head: Buffer, maxInputPixels: number): Promise<ImageInfo> {
+  const store = blobStore();
+  const file = store.localPath(key);
+  if (file !== null) return inspectImage(head, maxInputPixels, file);
+  const copy = path.join(os.tmpdir(), `tasklane-check-${randomUUID()}`);
+  try {
+    await pipeline((await store.open(key)).stream, createWriteStream(copy));
+    return await inspectImage(head, maxInputPixels, copy);
+  } finally {
+    await rm(copy, { force: true });
+  }
+}
+
+/**
+ * A blob already in the store (a two-step upload) checked as storeUpload checks an upload:
+ * the image check on its head (on the whole blob when the header lies further in), then
+ * `accept`. One pass over the bytes also gives its size and sha-256; nothing is copied.
+ * InvalidImage when refused; BlobNotFound and StorageUnavailable pass through.
+ */
+export async function inspectStoredImage(
+  key: string,
+  limits: { maxInputPixels: number; accept?: (info: ImageInfo) => void },
+): Promise<Omit<StoredImage, 'id' | 'storageKey'>> {
+  const store = blobStore();
+  const hash = createHash('sha256');
+  const head: Buffer[] = [];
+  let headBytes = 0;
+  let byteSize = 0;
+  for await (const chunk of (await store.open(key)).stream as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    byteSize += chunk.length;
+    if (headBytes < HEAD_BYTES) {
+      head.push(chunk);
+      headBytes += chunk.length;
+    }
+  }
+  const headBuffer = Buffer.concat(head);
+  let info: ImageInfo;
+  try {
+    try {
+      info = await inspectImage(headBuffer, limits.maxInputPixels);
+    } catch (error) {
+      if (!(error instanceof UnreadableHeader) || byteSize === headBytes) throw error;
+      info = await inspectStored(key, headBuffer, limits.maxInputPixels);
+    }
+    limits.accept?.(info);
+  } catch (error) {
+    throw refusal(error);
+  }
+  return { ...info, byteSize, sha256: hash.digest('hex') };
 }
 
 /**
