@@ -51,6 +51,43 @@ export function redisPubSub() {
   return pubsub;
 }
 
+/**
+ * engine.subscribe, minus a trap: while a channel's SUBSCRIBE is in flight,
+ * graphql-redis-subscriptions parks a promise that only later subscribers to that channel
+ * await. If SUBSCRIBE fails (Redis down) and nobody else waited, that promise rejects
+ * unhandled and ends the process. Our caller still gets the failure.
+ */
+export async function subscribeTopic(topic: string, listener: (message: never) => void): Promise<number> {
+  const { engine, subscriber } = redisPubSub();
+  // ioredis writes a SUBSCRIBE issued between connect and ready straight away; its ready
+  // check (INFO) is then refused in subscriber mode, which failed the subscription and
+  // ended the process. So subscribe only on a ready connection (channels subscribed
+  // before a reconnect are re-subscribed by ioredis itself).
+  if (subscriber.status !== 'ready') await ready(subscriber);
+  const subscribed = engine.subscribe(topic, listener);
+  const pending = (engine as unknown as { subsPendingRefsMap: Map<string, { pending?: Promise<unknown> }> }).subsPendingRefsMap;
+  pending.get(topic)?.pending?.catch(() => {});
+  return subscribed;
+}
+
+/** How long a new subscription waits for the pub/sub connection before it fails. */
+const READY_TIMEOUT_MS = 5000;
+
+function ready(connection: Redis): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      connection.off('ready', onReady);
+      reject(new Error(`the Redis pub/sub connection is not ready after ${READY_TIMEOUT_MS} ms`));
+    }, READY_TIMEOUT_MS);
+    // After ioredis's own 'ready' work (re-subscribing) is done.
+    const onReady = () => {
+      clearTimeout(timer);
+      setImmediate(resolve);
+    };
+    connection.once('ready', onReady);
+  });
+}
+
 export async function closeRedis(): Promise<void> {
   const clients = [commands, pubsub?.publisher, pubsub?.subscriber].filter(Boolean) as Redis[];
   // QUIT waits for an answer; with Redis down that could be forever, so cut after a second.

@@ -6,9 +6,8 @@
 import { EventEmitter } from 'node:events';
 import { config } from '../config.ts';
 import { log } from '../log.ts';
-import type { Redis } from 'ioredis';
 import { pool } from '../db.ts';
-import { channel, redisPubSub } from '../redis.ts';
+import { channel, redisPubSub, subscribeTopic as subscribe } from '../redis.ts';
 import { withTimeout } from '../timeout.ts';
 import { query, sql } from '../sql.ts';
 import type { TaskRow } from './store.ts';
@@ -86,43 +85,6 @@ async function catchUp() {
   } catch (error) {
     log.warn({ err: (error as Error).message }, 'live catch-up skipped');
   }
-}
-
-/**
- * engine.subscribe, minus a trap: while a channel's SUBSCRIBE is in flight,
- * graphql-redis-subscriptions parks a promise that only later subscribers to that channel
- * await. If SUBSCRIBE fails (Redis down) and nobody else waited, that promise rejects
- * unhandled and ends the process. Our caller still gets the failure.
- */
-async function subscribe(topic: string, listener: (message: never) => void): Promise<number> {
-  const { engine, subscriber } = redisPubSub();
-  // ioredis writes a SUBSCRIBE issued between connect and ready straight away; its ready
-  // check (INFO) is then refused in subscriber mode, which failed the subscription and
-  // ended the process. So subscribe only on a ready connection (channels subscribed
-  // before a reconnect are re-subscribed by ioredis itself).
-  if (subscriber.status !== 'ready') await ready(subscriber);
-  const subscribed = engine.subscribe(topic, listener);
-  const pending = (engine as unknown as { subsPendingRefsMap: Map<string, { pending?: Promise<unknown> }> }).subsPendingRefsMap;
-  pending.get(topic)?.pending?.catch(() => {});
-  return subscribed;
-}
-
-/** How long a new subscription waits for the pub/sub connection before it fails. */
-const READY_TIMEOUT_MS = 5000;
-
-function ready(connection: Redis): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      connection.off('ready', onReady);
-      reject(new Error(`the Redis pub/sub connection is not ready after ${READY_TIMEOUT_MS} ms`));
-    }, READY_TIMEOUT_MS);
-    // After ioredis's own 'ready' work (re-subscribing) is done.
-    const onReady = () => {
-      clearTimeout(timer);
-      setImmediate(resolve);
-    };
-    connection.once('ready', onReady);
-  });
 }
 
 const local = new EventEmitter().setMaxListeners(0);
