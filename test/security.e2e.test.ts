@@ -655,7 +655,7 @@ describe('quota and rate limit, across two API processes', () => {
     const key = await infra.createKey('streamer');
     const reserved = await reserveStream(urls[0], key);
     expect(reserved.status).toBe(201);
-    const stream = await singleConnection(urls[1], await reserved.text()); // reserved on one process, opened on the other
+    const stream = await singleConnection(urls[1], await reserved.text(), { key }); // reserved on one process, opened on the other
     try {
       expect(stream.status).toBe(200);
       const started = Date.now();

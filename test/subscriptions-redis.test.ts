@@ -156,7 +156,7 @@ describe('single-connection SSE mode across two API processes (a balancer withou
 
   it('a DELETE sent to the first stops the operation running on the second; with the stream gone, both answer 404', async () => {
     const token = await (await reserveStream(first.url, key)).text(); // reserved on one, opened on the other
-    const stream = await singleConnection(second.url, token);
+    const stream = await singleConnection(second.url, token, { key });
     try {
       expect(stream.status).toBe(200);
       const id = await createTask(viaFirst, small, { width: 8 });
@@ -186,7 +186,7 @@ describe('the subscriber connection cut', () => {
     const overSse = await sse(second.url, WatchTask, { id }, { key });
     const ws = wsClient(second.url, key);
     // Single-connection mode too, its operations sent through the first (forwarded over Redis).
-    const single = await singleConnection(second.url, await (await reserveStream(second.url, key)).text());
+    const single = await singleConnection(second.url, await (await reserveStream(second.url, key)).text(), { key });
     try {
       const overWs = wsSubscribe(ws, WatchTask, { id });
       expect((await single.start('watch', WatchTask, { id }, first.url)).status).toBe(202);

@@ -253,7 +253,7 @@ describe('refusals: an error with its code, and never a data event', () => {
     ['a bad id', 'WRONG_TASK_ID_FORMAT', () => 'not-a-uuid', /"not-a-uuid" is not a task id/],
     ['a missing task', 'TASK_DOES_NOT_EXIST', () => missing, /does not exist/],
     ['a foreign task', 'TASK_DOES_NOT_EXIST', () => foreignTask, /does not exist/],
-  ])('%s → %s over SSE and WebSocket', async (_, code, id, message) => {
+  ])('%s → %s over SSE (both modes) and WebSocket', async (_, code, id, message) => {
     const stream = await sse(service.url, WatchTask, { id: id() }, { key: alice.key });
     await within(stream.ended, 10_000, 'the refused SSE stream to end');
     expect(stream.results).toHaveLength(1);
@@ -447,7 +447,7 @@ describe('stream tickets (EventSource without the key in its URL)', () => {
 async function openStream(c: Client = alice) {
   const reserved = await reserveStream(service.url, c.key);
   expect(reserved.status).toBe(201);
-  const stream = await singleConnection(service.url, await reserved.text());
+  const stream = await singleConnection(service.url, await reserved.text(), { key: c.key });
   expect(stream.status).toBe(200);
   return stream;
 }
@@ -462,7 +462,7 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
     const token = await reserved.text();
     expect(token).toMatch(/^sse\./);
     expect(token).not.toContain(alice.key!.slice(3, 20));
-    const stream = await singleConnection(service.url, token);
+    const stream = await singleConnection(service.url, token, { key: alice.key });
     try {
       expect([stream.status, stream.headers.get('content-type')]).toEqual([200, 'text/event-stream']);
       const id = await createTask(alice, big, { width: 1600, format: 'PNG' });
@@ -516,14 +516,33 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
     }
   });
 
-  it('a reservation opens one stream, once; a tampered or expired one none; the token is no key, and no key is a token', async () => {
+  it('a reservation opens one stream, once; a tampered or expired one none; operations need the key too; the token is no key, and no key is a token', async () => {
     const token = await (await reserveStream(service.url, alice.key)).text();
-    const first = await singleConnection(service.url, token);
+    const first = await singleConnection(service.url, token, { key: alice.key });
     try {
       expect(first.status).toBe(200);
       const second = await singleConnection(service.url, token);
       expect(second.status).toBe(409);
       expect(JSON.parse(second.body).errors[0].extensions.code).toBe('CONFLICT');
+      // The token routes, the key authorises: with no key, or another owner's, nothing runs or stops.
+      const id = await createTask(alice, small, { width: 8 });
+      expect((await first.start('watch', WatchTask, { id })).status).toBe(202);
+      await first.waitFor('watch', () => true);
+      for (const key of [null, mallory.key, 'tl_not-a-key']) {
+        const headers = { 'x-graphql-event-stream-token': token, ...(key ? { authorization: `Bearer ${key}` } : {}) };
+        const post = await fetch(`${service.url}/graphql`, {
+          method: 'POST',
+          headers: { ...headers, 'content-type': 'application/json' },
+          body: JSON.stringify({ query: `mutation { deleteTask(id: "${id}") { __typename } }`, extensions: { operationId: 'x' } }),
+        });
+        const stop = await fetch(`${service.url}/graphql?operationId=watch`, { method: 'DELETE', headers });
+        expect([key, post.status, (await post.json()).errors[0].extensions.code, stop.status]).toEqual([key, 401, 'UNAUTHENTICATED', 401]);
+      }
+      // Nothing was deleted, nothing stopped: the watch still gets the task's next state.
+      await alice.request(RunTask, { id });
+      await first.waitForComplete('watch');
+      expect(statesOf(first.results('watch')).at(-1)).toMatchObject({ status: 'DONE' });
+      expect(first.results('x')).toEqual([]);
     } finally {
       first.close();
     }
@@ -562,7 +581,7 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
 
   it('?token= carries the reservation for an EventSource (no header); an API key as ?token= is still a key', async () => {
     const token = await (await reserveStream(service.url, alice.key)).text();
-    const stream = await singleConnection(service.url, token, { tokenIn: 'query' });
+    const stream = await singleConnection(service.url, token, { key: alice.key, tokenIn: 'query' });
     try {
       expect(stream.status).toBe(200);
       const id = await createTask(alice, small, { width: 8 });
@@ -599,10 +618,10 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
     const reserved = await reserveStream(service.url, alice.key, { origin });
     expect(cors(reserved)).toEqual(cors(query));
     const token = await reserved.text();
-    const stream = await singleConnection(service.url, token, { headers: { origin } });
+    const stream = await singleConnection(service.url, token, { key: alice.key, headers: { origin } });
     try {
       expect(cors({ headers: stream.headers } as Response)).toEqual(cors(query));
-      const tokenHeader = { 'x-graphql-event-stream-token': token, origin };
+      const tokenHeader = { 'x-graphql-event-stream-token': token, authorization: `Bearer ${alice.key}`, origin };
       const started = await fetch(`${service.url}/graphql`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', ...tokenHeader },
@@ -624,7 +643,7 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
       const post = (body: unknown, contentType = 'application/json') =>
         fetch(`${service.url}/graphql`, {
           method: 'POST',
-          headers: { 'content-type': contentType, 'x-graphql-event-stream-token': stream.token },
+          headers: { 'content-type': contentType, 'x-graphql-event-stream-token': stream.token, authorization: `Bearer ${alice.key}` },
           body: typeof body === 'string' ? body : JSON.stringify(body),
         });
       for (const [body, contentType] of [

@@ -4,16 +4,19 @@
 //
 //   PUT    /graphql (with a key)                    → 201, a reservation token (text/plain)
 //   GET    /graphql, Accept: text/event-stream, token → the one event stream of that reservation
-//   POST   /graphql, token, {query, variables, operationName, extensions: {operationId}}
+//   POST   /graphql, token + key, {query, variables, operationName, extensions: {operationId}}
 //          → 202; the results go to the stream as `event: next` `data: {"id", "payload"}`,
 //            then `event: complete` `data: {"id"}`
-//   DELETE /graphql?operationId=…, token            → 200; that operation stops
+//   DELETE /graphql?operationId=…, token + key      → 200; that operation stops
 //
 // The token comes in the X-GraphQL-Event-Stream-Token header, or as `?token=` (an
 // EventSource cannot send headers). `?token=` is also where an API key may be given; a
 // reservation is told apart by its form (`sse.…`, src/tasks/keys.ts), a key never has it.
-// The token stands for the key it was reserved with: every request that carries it is that
-// key's (checked not revoked each time, rate-limited like any other request but DELETE).
+// The token routes, the key authorises: the stream opens with the token alone (it only
+// receives what the key's holder sends to it, and a reservation opens one stream, once, so
+// a token copied from a URL afterwards opens nothing), but POST and DELETE also need a key
+// of the reservation's owner, so a leaked token runs no operation. Every request checks the
+// reservation's key is not revoked; each counts against the rate limit, except DELETE.
 //
 // Across processes: the stream lives in one API process, but POST and DELETE may reach any
 // (a balancer without sticky sessions). The holder subscribes to the stream's Redis channel;
@@ -141,12 +144,15 @@ export async function serveSingleConnection(request: IncomingMessage, response: 
       if (refused) await reply(refused);
       return;
     }
+    if (request.method !== 'POST' && request.method !== 'DELETE') {
+      return await reply(new Response(null, { status: 405, headers: { allow: 'PUT, POST, DELETE, GET (Accept: text/event-stream)' } }));
+    }
+    const refused = await checkKey(request, caller);
+    if (refused) return await reply(refused);
     if (request.method === 'POST') return await reply(await operate(request, reservation, caller));
-    if (request.method === 'DELETE') return await reply(await stopOperation(request, reservation));
-    return await reply(
-      new Response(null, { status: 405, headers: { allow: 'PUT, POST, DELETE, GET (Accept: text/event-stream)' } }),
-    );
+    return await reply(await stopOperation(request, reservation));
   } catch (error) {
+
     if (response.headersSent) {
       response.destroy();
       return;
@@ -164,11 +170,24 @@ export async function serveSingleConnection(request: IncomingMessage, response: 
   }
 }
 
-/** PUT: the key (Authorization, or `?token=`) gets a reservation token. */
-async function reserve(request: IncomingMessage): Promise<Response> {
+/** The key of a request (Authorization, or an API key as `?token=`), as everywhere (yoga.ts). */
+function keyCaller(request: IncomingMessage): Promise<Caller | null> {
   const headers: Record<string, string> = {};
   if (request.headers.authorization) headers.authorization = request.headers.authorization;
-  const caller = await requestCaller(new Request(new URL(request.url ?? '/', 'http://localhost'), { method: 'PUT', headers }));
+  return requestCaller(new Request(new URL(request.url ?? '/', 'http://localhost'), { method: request.method, headers }));
+}
+
+/** POST and DELETE: a key of the reservation's owner must come with the token. */
+async function checkKey(request: IncomingMessage, reserved: Caller): Promise<Response | null> {
+  const caller = await keyCaller(request);
+  if (!caller) return unauthenticated(UNAUTHENTICATED_MESSAGE);
+  if (caller.owner !== reserved.owner) return unauthenticated('the key is not of the owner the stream was reserved for');
+  return null;
+}
+
+/** PUT: the key gets a reservation token. */
+async function reserve(request: IncomingMessage): Promise<Response> {
+  const caller = await keyCaller(request);
   if (!caller) return unauthenticated(UNAUTHENTICATED_MESSAGE);
   const waitMs = await takeRequest(caller.owner);
   if (waitMs !== null) return rateLimitedResponse(waitMs);

@@ -158,10 +158,18 @@ export interface SingleConnection {
   close(): void;
 }
 
-/** Opens the stream of `token` (in the header, or `?token=` as an EventSource would). */
-export async function singleConnection(baseUrl: string, token: string, options: { tokenIn?: 'header' | 'query'; headers?: Record<string, string> } = {}): Promise<SingleConnection> {
+/**
+ * Opens the stream of `token` (in the header, or `?token=` as an EventSource would, with
+ * no key); `key` goes with the operations (POST, DELETE), as graphql-sse's client sends it.
+ */
+export async function singleConnection(
+  baseUrl: string,
+  token: string,
+  options: { key?: string | null; tokenIn?: 'header' | 'query'; headers?: Record<string, string> } = {},
+): Promise<SingleConnection> {
   const abort = new AbortController();
   const tokenHeader = { 'x-graphql-event-stream-token': token };
+  const operationHeaders = { ...tokenHeader, ...(options.key ? { authorization: `Bearer ${options.key}` } : {}) };
   const url = options.tokenIn === 'query' ? `${baseUrl}/graphql?token=${encodeURIComponent(token)}` : `${baseUrl}/graphql`;
   const response = await fetch(url, {
     headers: { accept: 'text/event-stream', ...(options.tokenIn === 'query' ? {} : tokenHeader), ...options.headers },
@@ -223,10 +231,10 @@ export async function singleConnection(baseUrl: string, token: string, options: 
     start: (id, document, variables, at = baseUrl) =>
       fetch(`${at}/graphql`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...tokenHeader },
+        headers: { 'content-type': 'application/json', ...operationHeaders },
         body: JSON.stringify({ query: typeof document === 'string' ? document : print(document), variables, extensions: { operationId: id } }),
       }),
-    stop: (id, at = baseUrl) => fetch(`${at}/graphql?operationId=${encodeURIComponent(id)}`, { method: 'DELETE', headers: tokenHeader }),
+    stop: (id, at = baseUrl) => fetch(`${at}/graphql?operationId=${encodeURIComponent(id)}`, { method: 'DELETE', headers: operationHeaders }),
     ended,
     close: () => abort.abort(),
   };
