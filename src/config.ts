@@ -81,6 +81,8 @@ const storageUrl: Parser<{ kind: 'disk'; root: string } | { kind: 's3'; bucket: 
   return { kind: 's3', bucket: match[1], prefix: prefix === '' ? '' : `${prefix}/` };
 };
 
+const DAY_MS = 24 * 3600 * 1000;
+
 function read<T>(env: NodeJS.ProcessEnv, name: string, parse: Parser<T>, fallback: T): T {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
@@ -102,17 +104,34 @@ function loadStorage(env: NodeJS.ProcessEnv): StorageConfig {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
+  const localPostgresPort = read(env, 'LOCAL_PG_PORT', integer(1, 65535), 5432);
+  const localRedisPort = read(env, 'LOCAL_REDIS_PORT', integer(1, 65535), 6379);
   const workers = read(env, 'WORKERS', integer(0, 256), os.availableParallelism());
   const workerConcurrency = read(env, 'WORKER_CONCURRENCY', integer(1, 64), 1);
+  const resultTtlMs = read(env, 'RESULT_TTL_MS', integer(1), 7 * DAY_MS);
   return {
     /** PORT (4000): the API's HTTP port; 0 picks a free one (tests). */
     port: read(env, 'PORT', integer(0, 65535), 4000),
     /** HOST (0.0.0.0): the address the API listens on; tests use 127.0.0.1. */
     host: read(env, 'HOST', text(/^[\w.:-]+$/, 'must be a host name or address'), '0.0.0.0'),
     /** DATABASE_URL: PostgreSQL, the source of truth. The database is created if missing. */
-    databaseUrl: read(env, 'DATABASE_URL', url(['postgresql:', 'postgres:']), 'postgresql://postgres@127.0.0.1:5432/tasklane'),
+    databaseUrl: read(env, 'DATABASE_URL', url(['postgresql:', 'postgres:']), `postgresql://postgres@127.0.0.1:${localPostgresPort}/tasklane`),
     /** REDIS_URL: queue and pub/sub. Redis may lose everything; PostgreSQL is the truth. */
-    redisUrl: read(env, 'REDIS_URL', url(['redis:', 'rediss:']), 'redis://127.0.0.1:6379'),
+    redisUrl: read(env, 'REDIS_URL', url(['redis:', 'rediss:']), `redis://127.0.0.1:${localRedisPort}`),
+    /**
+     * What `npm start` may run itself (src/cli/local-services.ts): with DATABASE_URL unset and
+     * nothing answering on 127.0.0.1:LOCAL_PG_PORT (5432), an embedded PostgreSQL there; with
+     * REDIS_URL unset and nothing on 127.0.0.1:LOCAL_REDIS_PORT (6379), a private redis-server
+     * there. The default URLs name these ports, so every process and CLI finds them.
+     * LOCAL_SERVICES_DIR (data, git-ignored) keeps the database cluster and both logs.
+     */
+    localServices: {
+      postgres: !env.DATABASE_URL,
+      postgresPort: localPostgresPort,
+      redis: !env.REDIS_URL,
+      redisPort: localRedisPort,
+      dir: path.resolve(PROJECT_ROOT, read(env, 'LOCAL_SERVICES_DIR', text(), 'data')),
+    },
     /** REDIS_PREFIX (tasklane): namespaces every Redis key and channel of one deployment. */
     redisPrefix: read(env, 'REDIS_PREFIX', text(/^[\w.-]{1,64}$/, 'must be 1-64 letters, digits, _ . or -'), 'tasklane'),
     /** WORKERS (CPU cores): worker processes `npm start` runs; sharp is fastest with one image per core. */
@@ -169,7 +188,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
       maxTokens: read(env, 'GRAPHQL_MAX_TOKENS', integer(10, 1_000_000), 1000),
       /** GRAPHQL_MAX_DIRECTIVES (10): directives per operation. */
       maxDirectives: read(env, 'GRAPHQL_MAX_DIRECTIVES', integer(0, 10_000), 10),
-      /** GRAPHQL_MAX_COST (25000): graphql-armor's cost; a full page of 100 tasks with every field is ~19,800. */
+      /** GRAPHQL_MAX_COST (25000): graphql-armor's cost; a full page of 100 tasks with every field is ~23,300. */
       maxCost: read(env, 'GRAPHQL_MAX_COST', integer(1), 25_000),
     },
     /** SIGNING_SECRET (generated once and kept in the database): HMAC key of image URLs. */
@@ -215,6 +234,42 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
      * takes the API out of the data path.
      */
     imageDownloads: read(env, 'IMAGE_DOWNLOADS', oneOf(['proxy', 'redirect'] as const), 'proxy'),
+    /**
+     * WEBHOOK_ALLOW_PRIVATE_NETWORKS (false): callback URLs whose host is or resolves to a
+     * loopback, private, link-local (cloud metadata), CGNAT or otherwise non-public address are
+     * refused when the task is created, and not connected to when delivering (SSRF; see
+     * SECURITY.md). true allows them: a receiver on this host or the internal network (tests).
+     */
+    webhookAllowPrivateNetworks: read(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', boolean, false),
+    /** CALLBACK_TIMEOUT_MS (10000): one callback attempt (connect, send, the answer's status line); longer is a failed attempt. */
+    callbackTimeoutMs: read(env, 'CALLBACK_TIMEOUT_MS', integer(100, 120_000), 10_000),
+    /**
+     * CALLBACK_RETRY_BASE_MS (5000): the wait after a callback's first failed attempt; it
+     * doubles after each (at most an hour, with ±20% jitter). Tests set it to a few ms.
+     */
+    callbackRetryBaseMs: read(env, 'CALLBACK_RETRY_BASE_MS', integer(1, 3_600_000), 5000),
+    /**
+     * CALLBACK_RETRY_FOR_MS (86400000, 24 h): how long a callback is retried; its last attempt
+     * is at this age, then it is given up (recorded). Standard Webhooks receivers expect a day.
+     */
+    callbackRetryForMs: read(env, 'CALLBACK_RETRY_FOR_MS', integer(0), 24 * 3600 * 1000),
+    /** CALLBACK_CONCURRENCY (16): callback attempts one worker process has in flight at once (network waits, not CPU). */
+    callbackConcurrency: read(env, 'CALLBACK_CONCURRENCY', integer(1, 1000), 16),
+    /** CALLBACK_POLL_INTERVAL_MS (1000): how often each worker process looks for due callbacks. */
+    callbackPollIntervalMs: read(env, 'CALLBACK_POLL_INTERVAL_MS', integer(10, 60_000), 1000),
+    /**
+     * RESULT_TTL_MS (604800000, 7 days): how long the images (source and result) of a task that
+     * ended (DONE, FAILED, DELETED) stay in the blob store; then `source`/`result` are null and
+     * /images/<id> answers 410. A week covers a client that fetches its result late (a
+     * weekend, an outage) without keeping every image for good.
+     */
+    resultTtlMs,
+    /**
+     * TASK_TTL_MS (2592000000, 30 days; never less than RESULT_TTL_MS, as an image cannot
+     * outlive its task): how long a task that ended stays, with its audit trail, after its last
+     * change; then it is removed (TaskDoesNotExist).
+     */
+    taskTtlMs: read(env, 'TASK_TTL_MS', integer(resultTtlMs), Math.max(resultTtlMs, 30 * DAY_MS)),
     /** LOG_LEVEL (info): fatal, error, warn, info, debug, trace or silent. */
     logLevel: read(env, 'LOG_LEVEL', oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const), 'info'),
     /** NODE_ENV (development): production hides schema hints (suggestions, introspection). */

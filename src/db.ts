@@ -15,14 +15,13 @@ export const pool = new pg.Pool({
   query_timeout: 30_000,
 });
 // An idle connection dropped by the server (restart, pg_terminate_backend) is an 'error'
-// event on the pool: without a listener it would end the process. The pool replaces it.
-pool.on('error', () => {});
+// event on the pool: without a listener it would end the process. The pool replaces the
+// connection; the next query meets the outage, if there is one, and reports it.
+pool.on('error', (error) => log.warn({ err: error.message }, 'idle PostgreSQL connection lost; the pool replaces it'));
 
 export const prisma = new PrismaClient({
   adapter: new PrismaPg(pool, { disposeExternalPool: true }),
 });
-
-export type Db = typeof prisma;
 
 // What a lost, refused or timed-out connection looks like, at any depth of Prisma's
 // wrapping (Prisma codes, the pg adapter's kinds, PostgreSQL's SQLSTATEs, node's errnos).

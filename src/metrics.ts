@@ -87,6 +87,31 @@ export const stuckQueueChecks = new client.Counter({
   registers: [registry],
 });
 
+export const callbackDeliveries = new client.Counter({
+  name: 'tasklane_callback_deliveries_total',
+  help: 'Callback delivery attempts, by outcome: delivered (a 2xx ended it), failed (retried later), gave_up (failed, and its retry time CALLBACK_RETRY_FOR_MS is over)',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
+export const retentionImagesRemoved = new client.Counter({
+  name: 'tasklane_retention_images_removed_total',
+  help: 'Images whose bytes retention removed from the blob store, RESULT_TTL_MS after their task ended',
+  registers: [registry],
+});
+
+export const retentionTasksRemoved = new client.Counter({
+  name: 'tasklane_retention_tasks_removed_total',
+  help: 'Ended tasks retention removed with their audit trail, TASK_TTL_MS after their last change',
+  registers: [registry],
+});
+
+export const orphanBlobsRemoved = new client.Counter({
+  name: 'tasklane_orphan_blobs_removed_total',
+  help: 'Blobs no row pointed at (a crash between a write and its row, a delete that failed) removed after the grace period',
+  registers: [registry],
+});
+
 /** Called by the task store for every transition it commits. */
 export function countTransition(task: { status: string; jobDefinition: string }): void {
   taskTransitions.inc({ status: task.status, job_definition: task.jobDefinition });

@@ -17,8 +17,8 @@ const redisOptions: RedisOptions = {
   retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),
 };
 
-export function createRedis(name: string, options: RedisOptions = {}): Redis {
-  const client = new Redis(config.redisUrl, { ...redisOptions, ...options, connectionName: `${config.redisPrefix}:${name}` });
+export function createRedis(name: string, options: RedisOptions = {}, Connection: typeof Redis = Redis): Redis {
+  const client = new Connection(config.redisUrl, { ...redisOptions, ...options, connectionName: `${config.redisPrefix}:${name}` });
   client.on('error', (error) => log.warn({ err: error.message, redis: name }, 'redis connection error'));
   return client;
 }
@@ -30,50 +30,64 @@ export function redisCommands(): Redis {
   return commands;
 }
 
+// ---- graphql-redis-subscriptions: the one place that knows its traps -------------------
+// Checked against graphql-redis-subscriptions 2.7.0 and ioredis 5 (test/redis-pubsub.test.ts
+// names the installed versions and fails when a trap is no longer covered). Both traps are
+// promises the library drops; they reject when the connection is closed with the command
+// unanswered (a process stopping during an outage), and unhandled that ends the process.
+
+/**
+ * The subscriber connection. The library fires UNSUBSCRIBE/PUNSUBSCRIBE when a channel's
+ * last subscriber leaves and drops the promise; a channel left subscribed after a failed
+ * UNSUBSCRIBE only costs ignored messages, so the failure is logged, not thrown.
+ */
+class SubscriberConnection extends Redis {
+  override unsubscribe(...args: unknown[]): Promise<unknown> {
+    return logged(super.unsubscribe(...(args as [string])), 'unsubscribe');
+  }
+  override punsubscribe(...args: unknown[]): Promise<unknown> {
+    return logged(super.punsubscribe(...(args as [string])), 'punsubscribe');
+  }
+}
+
+function logged(result: Promise<unknown>, command: string): Promise<unknown> {
+  result.catch((error: Error) => log.warn({ err: error.message }, `redis ${command} failed`));
+  return result;
+}
+
 let pubsub: { engine: RedisPubSub; publisher: Redis; subscriber: Redis } | undefined;
 export function redisPubSub() {
   if (!pubsub) {
     const publisher = createRedis('publisher');
-    const subscriber = createRedis('subscriber');
-    // graphql-redis-subscriptions fires UNSUBSCRIBE and drops its promise. While Redis is
-    // down that promise rejects (maxRetriesPerRequest), and an unhandled rejection would
-    // end the process; a channel left subscribed only costs ignored messages.
-    for (const method of ['unsubscribe', 'punsubscribe'] as const) {
-      const original = subscriber[method].bind(subscriber) as (...args: unknown[]) => Promise<unknown>;
-      (subscriber as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
-        const result = original(...args);
-        result.catch((error: Error) => log.warn({ err: error.message }, `redis ${method} failed`));
-        return result;
-      };
-    }
+    const subscriber = createRedis('subscriber', {}, SubscriberConnection);
     pubsub = { engine: new RedisPubSub({ publisher, subscriber }), publisher, subscriber };
   }
   return pubsub;
 }
 
 /**
- * engine.subscribe, minus a trap: while a channel's SUBSCRIBE is in flight,
- * graphql-redis-subscriptions parks a promise that only later subscribers to that channel
- * await. If SUBSCRIBE fails (Redis down) and nobody else waited, that promise rejects
- * unhandled and ends the process. Our caller still gets the failure.
+ * engine.subscribe, minus its traps. Our caller gets a failure as a rejection.
+ *  - While a channel's first SUBSCRIBE is in flight, the library parks a promise in its
+ *    private `subsPendingRefsMap` that only later subscribers to that channel await; if
+ *    SUBSCRIBE fails and nobody else waited, it rejects unhandled. (No public way to reach
+ *    it exists; this is the only read of a private field of the library.)
+ *  - ioredis writes a SUBSCRIBE issued between connect and ready straight away; its ready
+ *    check (INFO) is then refused in subscriber mode. So subscribe only on a ready
+ *    connection (channels subscribed before a reconnect are re-subscribed by ioredis).
  */
-export async function subscribeTopic(topic: string, listener: (message: never) => void): Promise<number> {
+export async function subscribeChannel(topic: string, listener: (message: never) => void): Promise<number> {
   const { engine, subscriber } = redisPubSub();
-  // ioredis writes a SUBSCRIBE issued between connect and ready straight away; its ready
-  // check (INFO) is then refused in subscriber mode, which failed the subscription and
-  // ended the process. So subscribe only on a ready connection (channels subscribed
-  // before a reconnect are re-subscribed by ioredis itself).
-  if (subscriber.status !== 'ready') await ready(subscriber);
+  if (subscriber.status !== 'ready') await whenReady(subscriber);
   const subscribed = engine.subscribe(topic, listener);
-  const pending = (engine as unknown as { subsPendingRefsMap: Map<string, { pending?: Promise<unknown> }> }).subsPendingRefsMap;
-  pending.get(topic)?.pending?.catch(() => {});
+  const pending = (engine as unknown as { subsPendingRefsMap?: Map<string, { pending?: Promise<unknown> }> }).subsPendingRefsMap;
+  pending?.get(topic)?.pending?.catch(() => {});
   return subscribed;
 }
 
 /** How long a new subscription waits for the pub/sub connection before it fails. */
 const READY_TIMEOUT_MS = 5000;
 
-function ready(connection: Redis): Promise<void> {
+function whenReady(connection: Redis): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       connection.off('ready', onReady);

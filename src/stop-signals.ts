@@ -28,10 +28,14 @@ export type StopReason = NodeJS.Signals | 'supervisor gone' | 'parent gone';
 export function onStopRequest(stop: (reason: StopReason) => void): void {
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => stop(signal));
   if (process.send) {
-    process.on('disconnect', () => {
+    const gone = () => {
       log.warn('the supervisor is gone (IPC channel closed); stopping');
       stop('supervisor gone');
-    });
+    };
+    // The channel may have closed while this process was still starting, before anyone
+    // listened: 'disconnect' is then past, but `connected` tells.
+    if (process.connected) process.on('disconnect', gone);
+    else setImmediate(gone);
   }
   if (startedByNpm()) {
     const parent = process.ppid;

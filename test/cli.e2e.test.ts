@@ -3,6 +3,7 @@
 // subscription (the CLI makes exactly two GraphQL requests: create, subscribe).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import net from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -58,6 +59,49 @@ function submit(args: string[], env: Record<string, string | undefined> = {}, cw
     child.stderr.on('data', (chunk) => (stderr += chunk));
     child.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/**
+ * A TCP proxy to `target` that lets the first connection's request through but cuts that
+ * connection as the answer starts (the service has done the work; the client never hears of
+ * it), as a crash or a network cut after the commit would. Later connections pass as they are.
+ */
+async function answerLosingProxy(target: URL) {
+  let connections = 0;
+  let cut = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        sockets.delete(socket);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    if (++connections === 1) {
+      upstream.once('data', () => {
+        cut++;
+        client.destroy();
+        upstream.destroy();
+      });
+    } else {
+      upstream.pipe(client);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    /** Answers cut so far. */
+    cut: () => cut,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 async function graphqlRequests(): Promise<number> {
@@ -130,6 +174,26 @@ describe('npm run submit', () => {
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/^InvalidImage: /m);
   }, 300_000);
+
+  it('retries a create whose answer was lost with the same idempotency key: one task, DONE and saved', async () => {
+    const retryKey = await infra.createKey('cli-retry');
+    const proxy = await answerLosingProxy(new URL(service.url));
+    try {
+      const out = path.join(dir, 'retried.webp');
+      const run = await submit([photoPath, '--width', '320', '--format', 'webp', '--out', out], { TASKLANE_URL: proxy.url, TASKLANE_KEY: retryKey });
+      expect(run.code, run.stderr).toBe(0);
+      expect(proxy.cut()).toBe(1); // the first answer never reached the CLI
+      const retried = /^cannot reach .*; trying again in 0\.5 s \(idempotency key ([0-9a-f-]{36})\)$/m.exec(run.stderr);
+      expect(retried, run.stderr).not.toBeNull();
+      expect(await sharp(out).metadata()).toMatchObject({ format: 'webp', width: 320 });
+      // The first try made the task; the retry was answered with it: one task, under the CLI's key.
+      const tasks = await infra.sql(`SELECT t."id", k."key" FROM "Task" t LEFT JOIN "IdempotencyKey" k ON k."taskId" = t."id" WHERE t."ownerId" = 'cli-retry'`);
+      expect(tasks).toEqual([{ id: expect.any(String), key: retried![1] }]);
+      expect(run.stdout).toContain(`task ${tasks[0].id}`);
+    } finally {
+      await proxy.close();
+    }
+  }, 120_000);
 
   it('exits 3 when the service cannot be reached', async () => {
     const run = await submit([photoPath, '--width', '10'], { TASKLANE_URL: 'http://127.0.0.1:9' });

@@ -83,6 +83,11 @@ describe('/metrics', () => {
       tasklane_active_subscriptions: 'gauge',
       tasklane_http_request_duration_seconds: 'histogram',
       tasklane_graphql_operation_duration_seconds: 'histogram',
+      tasklane_blob_store_objects: 'gauge',
+      tasklane_blob_store_bytes: 'gauge',
+      tasklane_retention_images_removed_total: 'counter',
+      tasklane_retention_tasks_removed_total: 'counter',
+      tasklane_orphan_blobs_removed_total: 'counter',
       process_cpu_user_seconds_total: 'counter',
       nodejs_eventloop_lag_seconds: 'gauge',
     };
@@ -91,6 +96,8 @@ describe('/metrics', () => {
     expect(metrics.sum('tasklane_task_transitions_total')).toBe(0);
     expect(metrics.has('tasklane_tasks_waiting_for_slot')).toBe(true);
     expect(metrics.sum('tasklane_tasks_waiting_for_slot')).toBe(0);
+    expect(metrics.sum('tasklane_blob_store_objects')).toBe(0);
+    expect(metrics.sum('tasklane_blob_store_bytes')).toBe(0);
   });
 
   it('moves as tasks run: queue depth, transitions (API and worker), durations, waits, subscriptions, requests', async () => {
@@ -129,6 +136,13 @@ describe('/metrics', () => {
     expect(metrics.sum('tasklane_queue_jobs', { state: 'waiting' })).toBe(0);
     expect(metrics.sum('tasklane_tasks', { status: 'DONE' })).toBe(1);
     expect(metrics.sum('tasklane_tasks', { status: 'FAILED' })).toBe(1);
+    // Both sources and the one result, as their rows count them.
+    const [stored] = await infra.sql<{ objects: number; bytes: number }>(
+      `SELECT count(*)::int AS objects, sum("byteSize")::int AS bytes FROM "Image"`,
+    );
+    expect(stored.objects).toBe(3);
+    expect(metrics.sum('tasklane_blob_store_objects')).toBe(3);
+    expect(metrics.sum('tasklane_blob_store_bytes')).toBe(stored.bytes);
 
     // GraphQL operations are timed by root field.
     const query = await fetch(`${api.url}/graphql`, {

@@ -66,12 +66,12 @@ async function call(
   method: string,
   template: string,
   path: string,
-  options: { key?: string | null; body?: BodyInit; baseUrl?: string } = {},
+  options: { key?: string | null; body?: BodyInit; baseUrl?: string; headers?: Record<string, string> } = {},
 ): Promise<Reply> {
   const key = options.key === undefined ? aliceKey : options.key;
   const response = await fetch(`${options.baseUrl ?? service.url}${path}`, {
     method,
-    headers: key ? { authorization: `Bearer ${key}` } : {},
+    headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...options.headers },
     body: options.body,
   });
   expect(response.headers.get('content-type')).toBe('application/json');
@@ -420,6 +420,105 @@ describe('REST errors', () => {
     expect(wrong.status).toBe(405);
     expect(wrong.headers.get('allow')).toBe('POST');
     expect(await wrong.json()).toMatchObject({ error: 'MethodNotAllowed' });
+  });
+});
+
+describe('REST Idempotency-Key', () => {
+  const post = (idempotencyKey: string | null, key: string, fields: Record<string, string | Blob> = {}) =>
+    call('POST', '/api/tasks', '/api/tasks', {
+      key,
+      headers: idempotencyKey === null ? {} : { 'idempotency-key': idempotencyKey },
+      body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(), width: '100', ...fields }),
+    });
+  const tasksOf = async (owner: string) =>
+    (await infra.sql<{ n: number }>(`SELECT count(*)::int AS n FROM "Task" WHERE "ownerId" = $1`, [owner]))[0].n;
+
+  it('answers a repeated request with the status and body of the first answer, making no second task', async () => {
+    const gina = await infra.createKey('gina');
+    const first = await post('a3f1c2', gina);
+    expect(first.status).toBe(201);
+    expect(first.headers.get('idempotent-replayed')).toBeNull();
+    const blobs = (await infra.blobKeys()).length;
+    // The draft's quoted form ("…") names the same key as the bare one.
+    for (const header of ['a3f1c2', '"a3f1c2"']) {
+      const again = await post(header, gina);
+      expect({ status: again.status, body: again.body, location: again.headers.get('location') }).toEqual({
+        status: 201,
+        body: first.body,
+        location: first.headers.get('location'),
+      });
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+    }
+    expect(await tasksOf('gina')).toBe(1);
+    expect((await infra.blobKeys()).length).toBe(blobs);
+    // GraphQL and REST share the keys: the same key and request through GraphQL is the same task.
+    const graphqlReply = await fetch(`${service.url}/graphql`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${gina}` },
+      body: (() => {
+        const data = new FormData();
+        data.append('operations', JSON.stringify({
+          query: 'mutation ($image: File!) { createTask(input: {jobDefinition: IMAGE_RESIZE, image: $image, resize: {width: 100}, idempotencyKey: "a3f1c2"}) { __typename ... on Task { id } } }',
+          variables: { image: null },
+        }));
+        data.append('map', JSON.stringify({ 0: ['variables.image'] }));
+        data.append('0', image(), 'photo.jpg');
+        return data;
+      })(),
+    });
+    expect(await graphqlReply.json()).toEqual({ data: { createTask: { __typename: 'Task', id: first.body.id } } });
+  });
+
+  it('422 IdempotencyKeyReused with the taskId for a different request under the same key', async () => {
+    const hugo = await infra.createKey('hugo');
+    const first = await post('order-7', hugo);
+    const different: Record<string, string | Blob>[] = [{ width: '101' }, { format: 'webp' }, { image: image(Buffer.concat([jpeg, Buffer.from([0])])) }];
+    for (const fields of different) {
+      const reply = await post('order-7', hugo, fields);
+      expect(reply.status).toBe(422);
+      expect(reply.body).toEqual({
+        error: 'IdempotencyKeyReused',
+        message: `this idempotency key was used for a different request within the last 24 hours (task ${first.body.id}); send a new key with a new request`,
+        taskId: first.body.id,
+      });
+    }
+    expect(await tasksOf('hugo')).toBe(1);
+  });
+
+  it('scopes keys per API key name: two tenants with the same key get two tasks', async () => {
+    const [ines, jon] = await Promise.all([infra.createKey('ines'), infra.createKey('jon')]);
+    const a = await post('same', ines);
+    const b = await post('same', jon);
+    expect([a.status, b.status]).toEqual([201, 201]);
+    expect(a.body.id).not.toBe(b.body.id);
+  });
+
+  it('400 InvalidInput naming Idempotency-Key for an empty, too long or malformed key, storing nothing', async () => {
+    const kim = await infra.createKey('kim');
+    const blobs = (await infra.blobKeys()).length;
+    for (const [header, message] of [
+      ['', 'Idempotency-Key must be 1 to 255 characters long, got 0'],
+      ['""', 'Idempotency-Key must be 1 to 255 characters long, got 0'],
+      ['k'.repeat(256), 'Idempotency-Key must be 1 to 255 characters long, got 256'],
+      ['"unterminated', 'Idempotency-Key must be a bare value or a quoted string ("…")'],
+    ]) {
+      const reply = await post(header, kim);
+      expect(reply.status, header).toBe(400);
+      expect(reply.body).toEqual({ error: 'InvalidInput', field: 'Idempotency-Key', message });
+    }
+    expect(await tasksOf('kim')).toBe(0);
+    expect((await infra.blobKeys()).length).toBe(blobs);
+    expect((await post('k'.repeat(255), kim)).status).toBe(201);
+  });
+
+  it('answers a repeated request also when the quota is full (the repeat makes no task)', async () => {
+    const lena = await infra.createKey('lena');
+    for (let i = 0; i < QUOTA - 1; i++) await create({}, lena);
+    const last = await post('the-last-one', lena);
+    expect(last.status).toBe(201);
+    expect((await post(null, lena)).status).toBe(429);
+    const again = await post('the-last-one', lena);
+    expect({ status: again.status, body: again.body }).toEqual({ status: 201, body: last.body });
   });
 });
 

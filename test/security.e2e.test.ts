@@ -506,9 +506,9 @@ describe('GraphQL documents', () => {
   it('refuses too many directives and too costly a query', async () => {
     const directives = `{ ${Array.from({ length: 11 }, (_, i) => `t${i}: __typename @include(if: true)`).join(' ')} }`;
     expect(await ask(directives)).toEqual(refused('GRAPHQL_MAX_DIRECTIVES', 'Directives limit of 10 exceeded, found 11 (GRAPHQL_MAX_DIRECTIVES)'));
-    // One full page with every field is legitimate (cost ~19,800); two of them are not.
+    // One full page with every field is legitimate (cost ~23,300); two of them are not.
     const image = '{ id format width height byteSize url }';
-    const page = `tasks(first: 100) { edges { cursor node { id status jobDefinition resize { width height fit format quality withoutEnlargement } source ${image} resultOfJob result ${image} error progress attempts version createdAt updatedAt startedAt finishedAt events { at status message } } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } }`;
+    const page = `tasks(first: 100) { edges { cursor node { id status jobDefinition resize { width height fit format quality withoutEnlargement } source ${image} resultOfJob result ${image} error progress attempts version createdAt updatedAt startedAt finishedAt events { at status message } callbackUrl callbacks { event attempt at statusCode error } } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } }`;
     const one = await ask(`{ ${page} }`);
     expect(one.status).toBe(200);
     const costly = await ask(`{ a: ${page} b: ${page} }`);

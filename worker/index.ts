@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import os from 'node:os';
 import { imageKey } from '../src/blobs.ts';
+import { startCallbackDelivery } from '../src/callbacks/delivery.ts';
 import { config } from '../src/config.ts';
 import { prisma } from '../src/db.ts';
 import type { ResizeParams } from '../src/jobs/image-resize.ts';
@@ -156,12 +157,6 @@ export async function runJob(taskId: string): Promise<void> {
   }
 }
 
-/** For tests that run jobs in-process: stops the executor processes. */
-export function closeExecutors() {
-  pool?.close();
-  pool = undefined;
-}
-
 /**
  * Lower priority than the API on a shared host: the CPU goes to request handling first,
  * resizing soaks up the rest. On Linux a nice value belongs to a thread, so every thread
@@ -190,6 +185,7 @@ async function main() {
   void consumer.start().then(() => !shuttingDown && log.info({ concurrency: config.workerConcurrency }, 'worker ready'));
   const stopLiveness = startLivenessCheck(consumer, () => inFlight.size, config.workerConcurrency);
   const stopReconciler = startReconciler();
+  const stopCallbacks = startCallbackDelivery();
   const stopMetrics = startMetricsPush('worker');
 
   // A library promise nobody awaits that fails on a connection blip must not kill a worker
@@ -210,9 +206,11 @@ async function main() {
       process.exit(1);
     }, config.shutdownGraceMs + 4000).unref();
     stopLiveness();
+    const callbacksStopped = stopCallbacks(); // no new attempts; those in flight end within CALLBACK_TIMEOUT_MS
     await consumer.close(config.shutdownGraceMs + 2000);
     clearTimeout(forceAfter);
     await stopReconciler();
+    await callbacksStopped;
     await stopMetrics();
     pool?.close();
     await closeQueue();

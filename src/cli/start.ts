@@ -5,6 +5,9 @@
 // children stop by themselves (their IPC channel closes).
 // Started while PostgreSQL is unreachable, it waits for it (the API answers /ready 503
 // meanwhile) instead of failing.
+// With DATABASE_URL or REDIS_URL unset and nothing on its default port, it first starts an
+// embedded PostgreSQL or a private redis-server there (./local-services.ts), and stops them
+// after all its children.
 process.title = 'tasklane';
 
 import { fork, type ChildProcess } from 'node:child_process';
@@ -15,6 +18,7 @@ import { log } from '../log.ts';
 import { migrate } from '../migrate.ts';
 import { blobStore } from '../blobs.ts';
 import { onStopRequest, type StopReason } from '../stop-signals.ts';
+import { LocalServiceError, localServices } from './local-services.ts';
 
 const API = fileURLToPath(new URL('./api.ts', import.meta.url));
 const WORKER = fileURLToPath(new URL('../../worker/index.ts', import.meta.url));
@@ -30,6 +34,7 @@ interface Child {
 
 const children = new Set<Child>();
 let stopping = false;
+const services = localServices();
 
 function spawn(role: Child['role'], script: string): void {
   if (stopping) return;
@@ -57,8 +62,14 @@ function shutdown(reason: StopReason | 'start-up failed', exitCode = 0) {
     if (children.size === 0) {
       clearInterval(check);
       clearTimeout(force);
-      log.info('all processes stopped');
-      process.exit(exitCode);
+      // The database and Redis last: the children drained against them.
+      void services
+        .stop()
+        .catch((error) => log.error({ err: error }, 'stopping the local services failed'))
+        .finally(() => {
+          log.info('all processes stopped');
+          process.exit(exitCode);
+        });
     }
   }, 50);
 }
@@ -66,6 +77,7 @@ function shutdown(reason: StopReason | 'start-up failed', exitCode = 0) {
 async function main() {
   // First of all: a stop request while waiting for PostgreSQL must work too.
   onStopRequest(shutdown);
+  await services.start();
   // The API listens at once (its /ready says 503 until PostgreSQL answers and the schema is
   // current); workers start once the migrations are applied.
   spawn('api', API);
@@ -76,6 +88,8 @@ async function main() {
 }
 
 main().catch((error) => {
-  log.fatal({ err: error }, 'tasklane failed to start');
+  if (stopping) return; // asked to stop while starting: not a failure
+  if (error instanceof LocalServiceError) log.fatal(error.message);
+  else log.fatal({ err: error }, 'tasklane failed to start');
   shutdown('start-up failed', 1);
 });

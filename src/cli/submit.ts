@@ -3,9 +3,14 @@
 // polling), and saves the result. A plain client of the public GraphQL API: it needs only
 // TASKLANE_URL and TASKLANE_KEY, none of the server's configuration.
 //
+// The create is retried when its answer is lost (connection cut, the API restarting: 502,
+// 503, 504), with the same idempotency key (one random UUID per invocation), so a retry
+// never makes a second task: the service answers it with the task the first attempt made.
+//
 // Exit codes: 0 the task is DONE and saved; 1 the task FAILED (or was deleted);
 // 2 bad usage or a request the service refused (bad input, image, key); 3 the service
 // could not be reached or answered unexpectedly.
+import { randomUUID } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -99,6 +104,17 @@ async function request(url: string, init: RequestInit): Promise<Response> {
   }
 }
 
+/** Tries of the create when its answer is lost, and the pause before each retry (doubling). */
+const CREATE_TRIES = 5;
+const FIRST_RETRY_MS = 500;
+
+/** An answer worth asking again for, with the same idempotency key. */
+class Transient extends Exit {
+  constructor(message: string) {
+    super(3, message);
+  }
+}
+
 async function createTask(base: string, key: string, file: string, resize: object): Promise<TaskState> {
   let bytes: Buffer;
   try {
@@ -106,29 +122,60 @@ async function createTask(base: string, key: string, file: string, resize: objec
   } catch (error) {
     throw new Exit(2, `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
+  // One key for every try of this invocation: whichever try reached the service made the task.
+  const idempotencyKey = randomUUID();
+  for (let attempt = 1, delay = FIRST_RETRY_MS; ; attempt++, delay *= 2) {
+    try {
+      return await createOnce(base, key, file, bytes, resize, idempotencyKey);
+    } catch (error) {
+      if (!(error instanceof Transient) || attempt >= CREATE_TRIES) throw error;
+      process.stderr.write(`${error.message}; trying again in ${delay / 1000} s (idempotency key ${idempotencyKey})\n`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
+
+async function createOnce(base: string, key: string, file: string, bytes: Buffer, resize: object, idempotencyKey: string): Promise<TaskState> {
   const operations = {
-    query: `mutation Submit($image: File!, $resize: ResizeInput!) {
-      createTask(input: { jobDefinition: IMAGE_RESIZE, image: $image, resize: $resize, run: true }) {
+    query: `mutation Submit($image: File!, $resize: ResizeInput!, $idempotencyKey: String!) {
+      createTask(input: { jobDefinition: IMAGE_RESIZE, image: $image, resize: $resize, run: true, idempotencyKey: $idempotencyKey }) {
         __typename ... on Task { ${TASK_FIELDS} } ... on Error { message } ... on InvalidInput { field }
       }
     }`,
-    variables: { image: null, resize },
+    variables: { image: null, resize, idempotencyKey },
   };
   const form = new FormData();
   form.append('operations', JSON.stringify(operations));
   form.append('map', JSON.stringify({ 0: ['variables.image'] }));
   form.append('0', new Blob([bytes as Uint8Array<ArrayBuffer>]), path.basename(file));
-  const response = await request(`${base}/graphql`, { method: 'POST', headers: { authorization: `Bearer ${key}` }, body: form });
-  const body = (await response.json().catch(() => null)) as {
+  const url = `${base}/graphql`;
+  let response: Response;
+  let text: string;
+  try {
+    response = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${key}` }, body: form });
+    text = await response.text(); // a connection cut before the whole answer arrived is worth a retry too
+  } catch (error) {
+    throw new Transient(`cannot reach ${url}: ${(error as Error).cause ?? (error as Error).message}`);
+  }
+  let body: {
     data?: { createTask: TaskState & { __typename: string; message?: string; field?: string } };
     errors?: { message: string; extensions?: { code?: string } }[];
-  } | null;
+  } | null = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON: reported below
+  }
+  if (response.status === 502 || response.status === 503 || response.status === 504) {
+    const error = body?.errors?.[0];
+    throw new Transient(error ? `${error.extensions?.code ?? 'ERROR'}: ${error.message}` : `${url} answered HTTP ${response.status}`);
+  }
   if (body?.errors?.length) {
     const [error] = body.errors;
     throw new Exit(response.status >= 500 ? 3 : 2, `${error.extensions?.code ?? 'ERROR'}: ${error.message}`);
   }
   const result = body?.data?.createTask;
-  if (!result) throw new Exit(3, `unexpected answer from ${base}/graphql (HTTP ${response.status})`);
+  if (!result) throw new Exit(3, `unexpected answer from ${url} (HTTP ${response.status})`);
   if (result.__typename !== 'Task') {
     throw new Exit(2, `${result.__typename}: ${result.message}${result.field ? ` (${result.field})` : ''}`);
   }

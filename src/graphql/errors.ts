@@ -3,6 +3,7 @@
 // outside a union (subscriptions, list arguments).
 import { GraphQLError } from 'graphql';
 import {
+  IdempotencyKeyReused,
   InvalidImage,
   InvalidInput,
   InvalidTaskState,
@@ -57,6 +58,14 @@ builder.objectType(TooManyTasks, {
   fields: (t) => ({ limit: t.exposeInt('limit') }),
 });
 
+builder.objectType(IdempotencyKeyReused, {
+  name: 'IdempotencyKeyReused',
+  description: 'The idempotency key was used within 24 h for a different request; `taskId` is the task it made',
+  interfaces: [ErrorInterface],
+  isTypeOf: (value) => value instanceof IdempotencyKeyReused,
+  fields: (t) => ({ taskId: t.exposeID('taskId') }),
+});
+
 const CODES: [new (...args: never[]) => TaskError, string][] = [
   [WrongTaskIdFormat, 'WRONG_TASK_ID_FORMAT'],
   [TaskDoesNotExist, 'TASK_DOES_NOT_EXIST'],
@@ -64,6 +73,7 @@ const CODES: [new (...args: never[]) => TaskError, string][] = [
   [InvalidInput, 'BAD_USER_INPUT'],
   [InvalidImage, 'INVALID_IMAGE'],
   [TooManyTasks, 'TOO_MANY_TASKS'],
+  [IdempotencyKeyReused, 'IDEMPOTENCY_KEY_REUSED'],
   [KeyRevoked, 'UNAUTHENTICATED'],
 ];
 

@@ -2,6 +2,7 @@
 import { signedImageUrl } from '../image-urls.ts';
 import type { ResizeParams } from '../jobs/image-resize.ts';
 import {
+  IdempotencyKeyReused,
   InvalidImage,
   InvalidInput,
   InvalidTaskState,
@@ -12,6 +13,7 @@ import {
 import * as tasks from '../tasks/service.ts';
 import type { TaskRow } from '../tasks/service.ts';
 import { builder } from './builder.ts';
+import type { CallbackAttempt } from './loaders.ts';
 import { ImageFormatEnum, JobDefinitionEnum, ResizeFitEnum, TaskStatusEnum } from './enums.ts';
 import { exposeDomainError } from './errors.ts';
 
@@ -52,6 +54,17 @@ const TaskEventRef = builder
     }),
   });
 
+const CallbackDeliveryRef = builder.objectRef<CallbackAttempt>('CallbackDelivery').implement({
+  description: 'One attempt to deliver a callback (a signed POST to the task\'s callbackUrl)',
+  fields: (t) => ({
+    event: t.exposeString('event', { description: 'task.done, task.failed or task.deleted' }),
+    attempt: t.exposeInt('attempt', { description: 'Attempts of this event so far (1 for the first); every attempt of one event has the same webhook-id' }),
+    at: t.expose('at', { type: 'DateTime', description: 'When the attempt started' }),
+    statusCode: t.exposeInt('statusCode', { nullable: true, description: "The receiver's HTTP status; a 2xx ends the delivery" }),
+    error: t.exposeString('error', { nullable: true, description: 'Why there was no answer (timeout, refused connection, refused address, …)' }),
+  }),
+});
+
 export const TaskRef = builder.objectRef<TaskRow>('Task').implement({
   isTypeOf: (value) => typeof value === 'object' && value !== null && 'jobDefinition' in value && 'ownerId' in value,
   fields: (t) => ({
@@ -59,21 +72,27 @@ export const TaskRef = builder.objectRef<TaskRow>('Task').implement({
     status: t.field({ type: TaskStatusEnum, resolve: (task) => task.status }),
     jobDefinition: t.field({ type: JobDefinitionEnum, resolve: (task) => task.jobDefinition }),
     resize: t.field({ type: ResizeParamsRef, resolve: (task) => task.params as unknown as ResizeParams }),
+    // Image metadata is cached per process, so whether the images are gone is the task's to say.
     source: t.field({
       type: ImageRef,
       nullable: true,
-      resolve: async (task, _, ctx) => (task.sourceImageId ? ((await ctx.loaders.image(task.sourceImageId)) ?? null) : null),
+      description: 'The uploaded image; null after delete, and once removed RESULT_TTL_MS after the task ended',
+      resolve: async (task, _, ctx) =>
+        task.sourceImageId && !task.imagesExpiredAt ? ((await ctx.loaders.image(task.sourceImageId)) ?? null) : null,
     }),
     resultOfJob: t.id({
       nullable: true,
-      description: 'UUID of the result image, when DONE',
+      description: 'UUID of the result image, when DONE (kept after the image was removed: /images/<id> then answers 410)',
       resolve: (task) => (task.status === 'DONE' ? task.resultImageId : null),
     }),
     result: t.field({
       type: ImageRef,
       nullable: true,
+      description: 'The result image, when DONE; null once removed RESULT_TTL_MS after the task ended',
       resolve: async (task, _, ctx) =>
-        task.status === 'DONE' && task.resultImageId ? ((await ctx.loaders.image(task.resultImageId)) ?? null) : null,
+        task.status === 'DONE' && task.resultImageId && !task.imagesExpiredAt
+          ? ((await ctx.loaders.image(task.resultImageId)) ?? null)
+          : null,
     }),
     error: t.exposeString('error', { nullable: true, description: 'Why it FAILED' }),
     progress: t.exposeFloat('progress', { description: '0..1' }),
@@ -83,6 +102,12 @@ export const TaskRef = builder.objectRef<TaskRow>('Task').implement({
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     startedAt: t.expose('startedAt', { type: 'DateTime', nullable: true }),
     finishedAt: t.expose('finishedAt', { type: 'DateTime', nullable: true }),
+    callbackUrl: t.exposeString('callbackUrl', { nullable: true, description: 'Where the task\'s callbacks go' }),
+    callbacks: t.field({
+      type: [CallbackDeliveryRef],
+      description: 'Every attempt to deliver its callbacks, oldest first',
+      resolve: (task, _, ctx) => (task.callbackUrl ? ctx.loaders.callbacks(task.id) : []),
+    }),
     events: t.field({
       type: [TaskEventRef],
       description: 'Audit trail, oldest first',
@@ -110,6 +135,14 @@ const CreateTaskInput = builder.inputType('CreateTaskInput', {
     image: t.field({ type: 'File', required: true }),
     resize: t.field({ type: ResizeInput, required: true }),
     run: t.boolean({ defaultValue: false, description: 'Create and run in one call' }),
+    callbackUrl: t.string({
+      description: 'http(s) URL POSTed (signed, Standard Webhooks) when the task ends: DONE, FAILED, DELETED. Must resolve to a public address',
+    }),
+    idempotencyKey: t.string({
+      description:
+        '1..255 characters: the same key of the same API key within 24 h answers with the same task, ' +
+        'never makes a second one (a retry after a lost answer is safe); the same key with a different request is IdempotencyKeyReused',
+    }),
   }),
 });
 
@@ -155,13 +188,15 @@ builder.mutationFields((t) => ({
   createTask: t.field({
     type: TaskRef,
     args: { input: t.arg({ type: CreateTaskInput, required: true }) },
-    errors: { types: [InvalidInput, InvalidImage, TooManyTasks], union: { name: 'CreateTaskResult' } },
+    errors: { types: [InvalidInput, InvalidImage, TooManyTasks, IdempotencyKeyReused], union: { name: 'CreateTaskResult' } },
     resolve: async (_, { input }, { caller }) =>
       tasks.createTask(caller, {
         jobDefinition: input.jobDefinition,
         image: input.image,
         resize: input.resize,
         run: input.run,
+        callbackUrl: input.callbackUrl,
+        idempotencyKey: input.idempotencyKey,
       }),
   }),
   runTask: t.field({

@@ -6,7 +6,7 @@
 // application/graphql-response+json (requestErrorStatus in errors.ts).
 // Measured on our schema (SECURITY.md): the standard introspection query (GraphiQL,
 // codegen) is 15 deep and ~185 tokens; our own operations are at most 5 deep, ~70 tokens;
-// the largest legitimate query (one page of 100 tasks with every field) costs ~19,800.
+// the largest legitimate query (one page of 100 tasks with every field) costs ~23,300.
 // Inputs are checked before graphql-js coerces them (inputLimits): a list argument holds at
 // most MAX_LIST_ITEMS, literal or variable, so a huge list costs neither coercion nor SQL;
 // a multipart file part mapped onto anything but a File is refused with a short message

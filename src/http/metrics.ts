@@ -5,11 +5,13 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Kind, type DocumentNode, type OperationDefinitionNode } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import client from 'prom-client';
+import { pendingCallbacks } from '../callbacks/store.ts';
 import { config } from '../config.ts';
 import { prisma } from '../db.ts';
 import { log } from '../log.ts';
 import { activeSubscriptions, clusterRegistry, graphqlDuration, httpDuration } from '../metrics.ts';
 import { queueCounts } from '../tasks/queue.ts';
+import { storedImageTotals } from '../tasks/retention.ts';
 import { oldestDueQueuedMs } from '../tasks/store.ts';
 
 /** Measured at scrape time from the shared stores, so the same from every API process. */
@@ -75,6 +77,65 @@ new client.Gauge({
     }
   },
 });
+
+// Both callback gauges from one query per scrape.
+let pendingRead: { at: number; value: Promise<{ count: number; oldestSeconds: number }> } | undefined;
+const readPendingCallbacks = () => {
+  if (!pendingRead || Date.now() - pendingRead.at > 1000) pendingRead = { at: Date.now(), value: pendingCallbacks() };
+  return pendingRead.value;
+};
+new client.Gauge({
+  name: 'tasklane_callbacks_pending',
+  help: 'Callback messages neither delivered (2xx) nor given up',
+  registers: [sharedState],
+  async collect() {
+    try {
+      this.set((await readPendingCallbacks()).count);
+    } catch (error) {
+      this.reset();
+      log.warn({ err: (error as Error).message }, 'metrics: pending callbacks unavailable');
+    }
+  },
+});
+new client.Gauge({
+  name: 'tasklane_callback_oldest_pending_seconds',
+  help: 'Age of the oldest callback message neither delivered nor given up (0: none); grows while a receiver is down or no worker delivers',
+  registers: [sharedState],
+  async collect() {
+    try {
+      this.set((await readPendingCallbacks()).oldestSeconds);
+    } catch (error) {
+      this.reset();
+      log.warn({ err: (error as Error).message }, 'metrics: oldest pending callback unavailable');
+    }
+  },
+});
+
+// The blob store's contents as the Image rows count them (the images not expired): one
+// aggregate per scrape, shared by both gauges. Blobs no row points at are not counted.
+let imageTotals: Promise<{ objects: number; bytes: number }> | null = null;
+function sharedImageTotals() {
+  imageTotals ??= storedImageTotals().finally(() => setImmediate(() => (imageTotals = null)));
+  return imageTotals;
+}
+for (const [name, help, field] of [
+  ['tasklane_blob_store_objects', 'Images in the blob store (rows of images not removed by retention)', 'objects'],
+  ['tasklane_blob_store_bytes', 'Bytes of the images in the blob store (sum of their sizes, from their rows)', 'bytes'],
+] as const) {
+  new client.Gauge({
+    name,
+    help,
+    registers: [sharedState],
+    async collect() {
+      try {
+        this.set((await sharedImageTotals())[field]);
+      } catch (error) {
+        this.reset();
+        log.warn({ err: (error as Error).message }, 'metrics: blob store totals unavailable');
+      }
+    },
+  });
+}
 
 /** This API process's own runtime (CPU, memory, event loop); not merged across processes. */
 const processRuntime = new client.Registry();

@@ -1,6 +1,7 @@
 // The OpenAPI 3.1 description of the REST facade (src/http/rest.ts), served at
 // /api/openapi.json. test/rest.e2e.test.ts validates every real response against it and
 // checks that every response documented here is produced by the service.
+import { MAX_CALLBACK_URL_LENGTH } from '../callbacks/address-policy.ts';
 import { IMAGE_FORMATS, MAX_DIMENSION, RESIZE_FITS } from '../jobs/image-resize.ts';
 import { TASK_STATUSES } from '../tasks/lifecycle.ts';
 
@@ -70,6 +71,20 @@ export const openApiDocument = {
       post: {
         operationId: 'createTask',
         summary: 'Create an image-resize task (CREATED; run it with POST /api/tasks/{id}/run)',
+        parameters: [
+          {
+            name: 'Idempotency-Key',
+            in: 'header',
+            required: false,
+            description:
+              'Makes a retry safe (IETF httpapi Idempotency-Key draft): 1 to 255 characters, bare (`abc`) or a quoted string (`"abc"`). ' +
+              "The same key of the same API key within 24 h answers with the first answer's status and body (201, the same task, " +
+              'plus `Idempotent-Replayed: true`) and never makes a second task, even for requests sent at the same time; ' +
+              'the same key with a different request (job, resize fields or image bytes) is 422 IdempotencyKeyReused naming that task. ' +
+              'Only a created task is remembered: a refused request (400, 413, 429) can be retried with its key.',
+            schema: { type: 'string', minLength: 1, maxLength: 255 },
+          },
+        ],
         requestBody: {
           required: true,
           content: {
@@ -86,6 +101,14 @@ export const openApiDocument = {
                   format: { type: 'string', enum: IMAGE_FORMATS.map((f) => f.toLowerCase()), description: "Case-insensitive; default: the source's format" },
                   quality: { type: 'integer', minimum: 1, maximum: 100 },
                   withoutEnlargement: { type: 'boolean', default: false },
+                  callbackUrl: {
+                    type: 'string',
+                    format: 'uri',
+                    maxLength: MAX_CALLBACK_URL_LENGTH,
+                    description:
+                      'http(s) URL POSTed (signed, Standard Webhooks) when the task ends: DONE, FAILED, DELETED. ' +
+                      'No credentials; must resolve to public addresses (unless WEBHOOK_ALLOW_PRIVATE_NETWORKS)',
+                  },
                 },
               },
             },
@@ -93,17 +116,28 @@ export const openApiDocument = {
         },
         responses: {
           '201': {
-            description: 'Created',
-            headers: { Location: { description: 'The new task: /api/tasks/{id}', schema: { type: 'string' } } },
+            description: 'Created (or, for a repeated Idempotency-Key, created by the first request)',
+            headers: {
+              Location: { description: 'The new task: /api/tasks/{id}', schema: { type: 'string' } },
+              'Idempotent-Replayed': { description: '`true` when this is the answer of an earlier request with the same Idempotency-Key', schema: { type: 'string', const: 'true' } },
+            },
             content: { 'application/json': { schema: ref('Created') } },
             links: taskLinks,
           },
           '400': errorBody(
             ['WrongJobDefinitionValue', 'InvalidInput', 'InvalidImage'],
-            'Unknown jobDefinition, a resize field out of range (`field` names it), or not a supported image',
+            'Unknown jobDefinition, a resize field or the Idempotency-Key header out of range, or a refused callbackUrl (`field` names it), or not a supported image',
           ),
           '401': common['401'],
           '413': errorBody(['PayloadTooLarge'], 'The body is over MAX_UPLOAD_BYTES'),
+          '422': {
+            description: 'The Idempotency-Key was used within 24 h for a different request; `taskId` is the task it made',
+            content: {
+              'application/json': {
+                schema: { allOf: [ref('Error'), { required: ['taskId'], properties: { error: { const: 'IdempotencyKeyReused' } } }] },
+              },
+            },
+          },
           '429': {
             ...errorBody(['TooManyTasks', 'RateLimited'], "The key's quota of active tasks (MAX_ACTIVE_TASKS_PER_KEY) is full, or its request rate limit (RATE_LIMIT_PER_MINUTE) is reached"),
             headers: rateLimited.headers,
@@ -171,6 +205,7 @@ export const openApiDocument = {
           status: { $ref: '#/components/schemas/TaskStatus', description: 'InvalidTaskState: the task status' },
           limit: { type: 'integer', description: 'TooManyTasks: the quota' },
           retryAfter: { type: 'integer', minimum: 1, description: 'RateLimited: seconds to wait' },
+          taskId: { $ref: '#/components/schemas/TaskId', description: 'IdempotencyKeyReused: the task the key made' },
         },
       },
       Created: {
@@ -208,16 +243,16 @@ export const openApiDocument = {
         additionalProperties: false,
         required: [
           'id', 'status', 'jobDefinition', 'resize', 'resultOfJob', 'resultUrl', 'error', 'progress',
-          'attempts', 'version', 'createdAt', 'updatedAt', 'startedAt', 'finishedAt',
+          'attempts', 'version', 'createdAt', 'updatedAt', 'startedAt', 'finishedAt', 'callbackUrl',
         ],
         properties: {
           id: ref('TaskId'),
           status: ref('TaskStatus'),
           jobDefinition: { type: 'string', enum: ['IMAGE_RESIZE'] },
           resize: ref('ResizeParams'),
-          resultOfJob: { description: 'The result image id, when DONE', ...nullable(ref('TaskId')) },
+          resultOfJob: { description: 'The result image id, when DONE (kept after the image was removed: /images/<id> then answers 410)', ...nullable(ref('TaskId')) },
           resultUrl: {
-            description: 'Signed, expiring URL (absolute path) of the result bytes, when DONE; works without headers',
+            description: 'Signed, expiring URL (absolute path) of the result bytes, when DONE; works without headers; null once the images were removed (RESULT_TTL_MS after the task ended)',
             ...nullable({ type: 'string', pattern: '^/images/' }),
           },
           error: { description: 'Why it FAILED', ...nullable({ type: 'string' }) },
@@ -228,6 +263,7 @@ export const openApiDocument = {
           updatedAt: dateTime,
           startedAt: nullable(dateTime),
           finishedAt: nullable(dateTime),
+          callbackUrl: { description: 'Where the task\'s callbacks go', ...nullable({ type: 'string' }) },
         },
       },
     },

@@ -8,6 +8,7 @@ import type { ImageFormat, ResizeFit, ResizeInput, ResizeParams } from '../jobs/
 import { log } from '../log.ts';
 import type { JobDefinition } from '../generated/prisma/enums.ts';
 import {
+  IdempotencyKeyReused,
   InvalidImage,
   InvalidInput,
   InvalidTaskState,
@@ -15,6 +16,7 @@ import {
   TooManyTasks,
   WrongTaskIdFormat,
 } from '../tasks/errors.ts';
+import { checkIdempotencyKey } from '../tasks/idempotency.ts';
 import { authenticate, bearerKey, type Caller } from '../tasks/keys.ts';
 import { bodyRefusal } from './request-body.ts';
 import * as tasks from '../tasks/service.ts';
@@ -40,7 +42,7 @@ export function restTask(task: TaskRow) {
     jobDefinition: task.jobDefinition,
     resize: task.params as unknown as ResizeParams,
     resultOfJob: done ? task.resultImageId : null,
-    resultUrl: done ? signedImageUrl(task.resultImageId!) : null,
+    resultUrl: done && !task.imagesExpiredAt ? signedImageUrl(task.resultImageId!) : null,
     error: task.error,
     progress: task.progress,
     attempts: task.attempts,
@@ -49,6 +51,7 @@ export function restTask(task: TaskRow) {
     updatedAt: task.updatedAt.toISOString(),
     startedAt: task.startedAt?.toISOString() ?? null,
     finishedAt: task.finishedAt?.toISOString() ?? null,
+    callbackUrl: task.callbackUrl,
   };
 }
 
@@ -64,6 +67,7 @@ function errorResponse(error: unknown, taskId?: string): Response {
   }
   if (error instanceof InvalidImage) return problem(400, 'InvalidImage', error.message);
   if (error instanceof TooManyTasks) return problem(429, 'TooManyTasks', error.message, { limit: error.limit });
+  if (error instanceof IdempotencyKeyReused) return problem(422, 'IdempotencyKeyReused', error.message, { taskId: error.taskId });
   if (error instanceof StorageUnavailable) {
     log.warn({ err: error.message }, 'blob store unavailable');
     return problem(503, 'StorageUnavailable', STORAGE_UNAVAILABLE_MESSAGE, {}, { 'retry-after': '5' });
@@ -115,7 +119,27 @@ function enumField(form: FormData, name: string): string | null {
   return value === 'JPG' ? 'JPEG' : value;
 }
 
+export const IDEMPOTENCY_KEY_HEADER = 'Idempotency-Key';
+
+/**
+ * The Idempotency-Key header: a Structured Field string as the IETF httpapi draft has it
+ * (`"…"`, with \" and \\ escapes), or a bare value taken as it is (as most clients send
+ * it; `abc` and `"abc"` are the same key). Null when absent.
+ */
+function idempotencyKeyOf(headers: Headers): string | null {
+  const raw = headers.get(IDEMPOTENCY_KEY_HEADER);
+  if (raw === null) return null;
+  let key = raw.trim();
+  if (key.startsWith('"')) {
+    const quoted = /^"((?:[^"\\]|\\["\\])*)"$/.exec(key);
+    if (!quoted) throw new InvalidInput(`${IDEMPOTENCY_KEY_HEADER} must be a bare value or a quoted string ("…")`, IDEMPOTENCY_KEY_HEADER);
+    key = quoted[1].replace(/\\(["\\])/g, '$1');
+  }
+  return checkIdempotencyKey(key, IDEMPOTENCY_KEY_HEADER);
+}
+
 async function createTask(request: Request, caller: Caller): Promise<Response> {
+  const idempotencyKey = idempotencyKeyOf(request.headers);
   const length = Number(request.headers.get('content-length') ?? 0);
   if (length > config.maxUploadBytes) {
     return problem(413, 'PayloadTooLarge', `the request body is ${length} bytes, over the limit of ${config.maxUploadBytes} (MAX_UPLOAD_BYTES)`);
@@ -143,12 +167,15 @@ async function createTask(request: Request, caller: Caller): Promise<Response> {
   };
   const jobDefinition = (field(form, 'jobDefinition') ?? '') as JobDefinition;
   if (image === null || typeof image === 'string') throw new InvalidInput('image must be a file part of the form', 'image');
-  const task = await tasks.createTask(caller, {
+  const { task, replayed } = await tasks.createOrReplayTask(caller, {
     jobDefinition,
     image,
     resize,
+    callbackUrl: field(form, 'callbackUrl'),
+    idempotencyKey,
   });
-  return json(201, { id: task.id }, { location: `${REST_PREFIX}/tasks/${task.id}` });
+  // A repeated request (same Idempotency-Key) gets the first answer again: its status and body.
+  return json(201, { id: task.id }, { location: `${REST_PREFIX}/tasks/${task.id}`, ...(replayed ? { 'idempotent-replayed': 'true' } : {}) });
 }
 
 const methodNotAllowed = (allow: string) =>

@@ -54,7 +54,8 @@ export async function ready(): Promise<Response> {
 /**
  * GET/HEAD /images/<id>: with a valid signature (exp, sig) for anyone, which is what makes
  * <img src> work; without a signature for the owner's API key only. A tampered or expired
- * signature is 403; a deleted, missing or foreign image is 404.
+ * signature is 403; a deleted, missing or foreign image is 404; an image whose bytes
+ * retention removed (RESULT_TTL_MS after its task ended) is 410, until its task goes too.
  *
  * The bytes stream from the blob store (or, with IMAGE_DOWNLOADS=redirect on an s3 store,
  * the client is sent to a presigned store URL). An image's bytes never change (a new image
@@ -79,6 +80,7 @@ export async function image(request: Request, url: URL): Promise<Response> {
   }
   const row = await getImageBlob(id);
   if (!row || (owner !== null && row.ownerId !== owner)) return text(404, 'no such image\n');
+  if (row.expiredAt) return gone();
   const contentType = imageContentType(row.format);
   const etag = `"${row.sha256}"`;
   const headers: Record<string, string> = {
@@ -121,7 +123,10 @@ export async function image(request: Request, url: URL): Promise<Response> {
     }
     return new Response(body, { status: 200, headers: { ...headers, 'content-type': contentType, 'content-length': String(blob.byteSize) } });
   } catch (error) {
-    if (error instanceof BlobNotFound) return text(404, 'no such image\n'); // deleted meanwhile
+    if (error instanceof BlobNotFound) {
+      // Removed meanwhile: by retention (410), or with its task (404).
+      return (await getImageBlob(id))?.expiredAt ? gone() : text(404, 'no such image\n');
+    }
     if (error instanceof RangeNotSatisfiable) return text(416, 'range not satisfiable\n', { ...headers, 'content-range': `bytes */${error.byteSize}` });
     if (error instanceof StorageUnavailable) {
       log.warn({ err: error.message }, 'blob store unavailable');
@@ -130,6 +135,8 @@ export async function image(request: Request, url: URL): Promise<Response> {
     throw error;
   }
 }
+
+const gone = () => text(410, 'this image was removed: its task ended longer ago than the retention time (RESULT_TTL_MS)\n');
 
 /** If-None-Match against our (strong) ETag; the comparison is weak, as RFC 9110 says for it. */
 function etagMatches(header: string | null, sha256: string): boolean {

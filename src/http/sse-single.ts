@@ -33,7 +33,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getOperationAST, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import { log } from '../log.ts';
 import { httpDuration } from '../metrics.ts';
-import { channel, redisCommands, redisPubSub, subscribeTopic } from '../redis.ts';
+import { channel, redisCommands, redisPubSub, subscribeChannel } from '../redis.ts';
 import { onRevocation } from '../tasks/events.ts';
 import {
   authenticateKeyId,
@@ -302,7 +302,7 @@ class SingleStream {
   /** Subscribes to what other processes forward, and to revocations of the key. */
   async listen() {
     const { engine } = redisPubSub();
-    const subscription = await subscribeTopic(streamTopic(this.nonce), ((message: Forwarded) => {
+    const subscription = await subscribeChannel(streamTopic(this.nonce), ((message: Forwarded) => {
       if (this.closed || typeof message?.id !== 'string') return;
       // A duplicate id forwarded from another process is dropped (a local one gets 409).
       if (message.op === 'start' && !this.ops.has(message.id)) this.start(message.id, message.params);

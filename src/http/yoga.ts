@@ -20,13 +20,6 @@ import { handleRest, problem, REST_PREFIX } from './rest.ts';
 import * as routes from './routes.ts';
 import { payloadTooLargeResponse, requestBody } from './request-body.ts';
 
-export function graphqlError(status: number, code: string, message: string): Response {
-  return new Response(JSON.stringify({ errors: [{ message, extensions: { code } }] }), {
-    status,
-    headers: { 'content-type': 'application/json' },
-  });
-}
-
 /** The API key of a request: `Authorization: Bearer`, or `?token=` (EventSource cannot send headers; discouraged). */
 function requestKey(request: Request, url: URL): string | null {
   return bearerKey(request.headers.get('authorization')) ?? url.searchParams.get('token');

@@ -50,3 +50,10 @@ export class TooManyTasks extends TaskError {
     super(`this key already has ${limit} active tasks (CREATED, QUEUED or RUNNING), the most it may hold`);
   }
 }
+
+export class IdempotencyKeyReused extends TaskError {
+  override name = 'IdempotencyKeyReused';
+  constructor(readonly taskId: string) {
+    super(`this idempotency key was used for a different request within the last 24 hours (task ${taskId}); send a new key with a new request`);
+  }
+}

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { config } from '../config.ts';
 import { log } from '../log.ts';
 import { pool } from '../db.ts';
-import { channel, redisPubSub, subscribeTopic as subscribe } from '../redis.ts';
+import { channel, redisPubSub, subscribeChannel } from '../redis.ts';
 import { withTimeout } from '../timeout.ts';
 import { query, sql } from '../sql.ts';
 import type { TaskRow } from './store.ts';
@@ -49,7 +49,7 @@ const listenersByOwner = new Map<string, Set<(change: TaskChange) => void>>();
 export async function subscribeToOwner(ownerId: string, listener: (change: TaskChange) => void): Promise<() => void> {
   const { engine } = redisPubSub();
   watchReconnects();
-  const subscriptionId = await subscribe(ownerTopic(ownerId), listener);
+  const subscriptionId = await subscribeChannel(ownerTopic(ownerId), listener);
   let listeners = listenersByOwner.get(ownerId);
   if (!listeners) listenersByOwner.set(ownerId, (listeners = new Set()));
   listeners.add(listener);
@@ -132,7 +132,7 @@ export async function publishRevocation(name: string): Promise<void> {
 let revocationSubscription: Promise<unknown> | undefined;
 /** `listener` runs when any process revokes the keys of `name`. */
 export async function onRevocation(listener: (name: string) => void): Promise<() => void> {
-  revocationSubscription ??= subscribe(REVOKED_TOPIC, (message: { name: string }) => local.emit('revoked', message.name)).catch((error: unknown) => {
+  revocationSubscription ??= subscribeChannel(REVOKED_TOPIC, (message: { name: string }) => local.emit('revoked', message.name)).catch((error: unknown) => {
       revocationSubscription = undefined; // try again with the next caller
       throw error;
     });

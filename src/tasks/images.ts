@@ -1,6 +1,6 @@
 // Images in the blob store, as the task service sees them: an upload streamed into the
 // store after its head passed the image check, and blobs removed once no row points at them.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { blobStore, imageContentType, imageKey } from '../blobs.ts';
 import { inspectImage, sniffFormat, UnreadableHeader, UnsupportedImage, type ImageInfo } from '../jobs/image-resize.ts';
@@ -106,6 +106,23 @@ export async function storeUpload(
     }
   }
   return { id, ...info, byteSize: put.byteSize, storageKey: key, sha256: put.sha256 };
+}
+
+/**
+ * The hex sha-256 of an upload's bytes, read without storing them (for comparing a retry with
+ * the request it repeats). InvalidImage when it is empty or over `maxBytes`, as storeUpload.
+ */
+export async function hashUpload(upload: Upload, maxBytes: number): Promise<string> {
+  if (upload.size !== undefined && upload.size > maxBytes) throw tooLarge(upload.size, maxBytes);
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of upload.stream() as AsyncIterable<Uint8Array>) {
+    bytes += chunk.byteLength;
+    if (bytes > maxBytes) throw tooLarge(undefined, maxBytes);
+    hash.update(chunk);
+  }
+  if (bytes === 0) throw new InvalidImage('the uploaded file is empty');
+  return hash.digest('hex');
 }
 
 /** An UnsupportedImage as the client sees it; anything else as it is. */

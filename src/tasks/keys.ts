@@ -14,11 +14,33 @@ export interface Caller {
 
 const hashKey = (key: string) => createHash('sha256').update(key).digest('hex');
 
+const KEY_NAME = /^[\w.@-]{1,100}$/;
+
 export async function createKey(name: string): Promise<string> {
-  if (!/^[\w.@-]{1,100}$/.test(name)) throw new Error('a key name is 1-100 letters, digits, _ . @ or -');
+  if (!KEY_NAME.test(name)) throw new Error('a key name is 1-100 letters, digits, _ . @ or -');
   const key = `tl_${randomBytes(32).toString('base64url')}`;
-  await prisma.apiKey.create({ data: { name, keyHash: hashKey(key) } });
+  // A new key of a name carries the name's callback secret (rotating keys keeps it); the first
+  // key of a name gets a new one.
+  await prisma.$executeRaw`
+    INSERT INTO "ApiKey" ("id", "name", "keyHash", "callbackSecret")
+    SELECT gen_random_uuid(), ${name}, ${hashKey(key)},
+      COALESCE((SELECT "callbackSecret" FROM "ApiKey" WHERE "name" = ${name} ORDER BY "createdAt", "id" LIMIT 1), ${newCallbackSecret()})`;
   return key;
+}
+
+/** A Standard Webhooks signing secret: `whsec_` and the base64 of 32 random bytes. */
+export function newCallbackSecret(): string {
+  return `whsec_${randomBytes(32).toString('base64')}`;
+}
+
+/**
+ * The callback signing secret of key name `name` (null if it has no key): its oldest key's,
+ * which every later key of the name copies, so two keys created at once for a new name
+ * still give one answer.
+ */
+export async function callbackSecret(name: string): Promise<string | null> {
+  const row = await prisma.apiKey.findFirst({ where: { name }, orderBy: [{ createdAt: 'asc' }, { id: 'asc' }], select: { callbackSecret: true } });
+  return row?.callbackSecret ?? null;
 }
 
 /** Revokes every key of `name` and tells every API process (open subscriptions end). */

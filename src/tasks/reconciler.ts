@@ -4,15 +4,20 @@
 //  - QUEUED tasks that are due but have no job in Redis (flushed, enqueue failed) are
 //    enqueued again;
 //  - tasks waiting for a running slot of their key (MAX_RUNNING_TASKS_PER_KEY) whose key has
-//    a free one are enqueued (see running-slots.ts).
+//    a free one are enqueued (see running-slots.ts);
+//  - expired idempotency keys are removed, a batch per sweep (see idempotency.ts).
 // Every worker process runs it, but each sweep holds a transaction-scoped advisory lock,
-// so one sweep runs at a time across all hosts.
+// so one sweep runs at a time across all hosts. Beside it, on its own clock and without the
+// lock, retention removes what outlived RESULT_TTL_MS / TASK_TTL_MS and blobs no row points
+// at (see retention.ts).
 import { config } from '../config.ts';
 import { prisma } from '../db.ts';
 import { log } from '../log.ts';
 import { publishChange } from './events.ts';
+import { sweepExpiredIdempotencyKeys } from './idempotency.ts';
 import { retryDelayMs } from './lifecycle.ts';
 import { enqueue, jobsPresent } from './queue.ts';
+import { startRetention } from './retention.ts';
 import { wakeAllWaiting } from './running-slots.ts';
 import * as store from './store.ts';
 
@@ -43,6 +48,7 @@ export async function sweep(): Promise<SweepReport | null> {
       const [{ locked }] = await tx.$queryRaw<{ locked: boolean }[]>`SELECT pg_try_advisory_xact_lock(${RECONCILER_LOCK_KEY}) AS locked`;
       if (!locked) return null;
       const report: SweepReport = { retried: 0, failed: 0, enqueued: 0, woken: 0 };
+      await sweepExpiredIdempotencyKeys(BATCH); // first: it needs no Redis, which the steps below do
       for (const { id, attempts } of await store.findExpiredLeases(BATCH)) {
         const reason = 'the worker was lost (crashed, killed or stalled)';
         const task =
@@ -79,7 +85,9 @@ export function startReconciler(intervalMs = config.reconcileIntervalMs): () => 
   // minute, and say when sweeps work again — not once per interval per worker.
   let failures = 0;
   const everyNth = Math.max(1, Math.round(60_000 / intervalMs));
+  const retention = startRetention();
   const tick = () => {
+    retention.tick();
     running = sweep()
       .then(() => {
         if (failures) log.info({ failures }, 'reconciler sweeps work again');
@@ -97,5 +105,6 @@ export function startReconciler(intervalMs = config.reconcileIntervalMs): () => 
     stopped = true;
     clearTimeout(timer);
     await running;
+    await retention.stop();
   };
 }

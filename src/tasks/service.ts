@@ -1,16 +1,20 @@
 // The task service: what GraphQL resolvers, the REST facade and the CLI call. Validates at
 // the edge, writes through store.ts transitions, publishes every change, enqueues work.
+import { CallbackUrlRefused, checkCallbackUrl } from '../callbacks/address-policy.ts';
+import { attemptsOf } from '../callbacks/store.ts';
 import { config } from '../config.ts';
 import { isDatabaseUnavailable, prisma } from '../db.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
 import { checkOutputSize, InvalidResizeParams, validateResizeInput, type ResizeInput, type ResizeParams } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
 import { publishChange } from './events.ts';
-import { InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
-import { removeBlobs, storeUpload, type Upload } from './images.ts';
+import { IdempotencyKeyReused, InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
+import { afterEarlierDuplicates, checkIdempotencyKey, findIdempotencyKey, imageOfBytes, requestFingerprint, type IdempotencyRecord } from './idempotency.ts';
+import { hashUpload, removeBlobs, storeUpload, type Upload } from './images.ts';
 import type { Caller } from './keys.ts';
 import { enqueue } from './queue.ts';
 import * as store from './store.ts';
+import { IdempotencyKeyTaken } from './store.ts';
 import type { TaskRow } from './store.ts';
 import { isUuid } from '../uuid.ts';
 
@@ -26,9 +30,21 @@ export interface CreateTaskInput {
   image: Upload;
   resize: ResizeInput;
   run?: boolean | null;
+  /** POSTed (signed) when the task ends: DONE, FAILED or DELETED (src/callbacks/). */
+  callbackUrl?: string | null;
+  /** The same key of the same owner within 24 h answers with the same task (see idempotency.ts). */
+  idempotencyKey?: string | null;
 }
 
 export async function createTask(caller: Caller, input: CreateTaskInput): Promise<TaskRow> {
+  return (await createOrReplayTask(caller, input)).task;
+}
+
+/**
+ * createTask, saying whether the task was made by this call or is the one an earlier call
+ * with the same idempotency key made (`replayed`; the REST facade answers it the same way).
+ */
+export async function createOrReplayTask(caller: Caller, input: CreateTaskInput): Promise<{ task: TaskRow; replayed: boolean }> {
   if (input.jobDefinition !== 'IMAGE_RESIZE') throw new InvalidInput(`unknown job definition ${input.jobDefinition}`, 'jobDefinition');
   // Parameters first (cheap, and they do not depend on the image but for the default format).
   let params: ResizeParams;
@@ -38,6 +54,44 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
     if (error instanceof InvalidResizeParams) throw new InvalidInput(error.message, error.field);
     throw error;
   }
+  // The callback URL before the bytes are stored: a refusal costs no write.
+  let callbackUrl: string | null = null;
+  if (input.callbackUrl != null) {
+    try {
+      callbackUrl = await checkCallbackUrl(input.callbackUrl, config.webhookAllowPrivateNetworks);
+    } catch (error) {
+      if (error instanceof CallbackUrlRefused) throw new InvalidInput(error.message, 'callbackUrl');
+      throw error;
+    }
+  }
+  if (input.idempotencyKey == null) return insertNewTask(caller, input, params, callbackUrl, null);
+  const key = checkIdempotencyKey(input.idempotencyKey);
+  const request = { jobDefinition: input.jobDefinition, resize: input.resize, run: Boolean(input.run), callbackUrl };
+  return afterEarlierDuplicates(caller.owner, key, async () => {
+    // A retry of a request that made its task already: answered without storing its bytes again.
+    const earlier = await findIdempotencyKey(caller.owner, key);
+    if (earlier) {
+      const image = imageOfBytes(await hashUpload(input.image, config.maxUploadBytes));
+      return { task: await replay(caller, earlier, requestFingerprint({ ...request, image })), replayed: true };
+    }
+    const keyed = { key, fingerprint: (sha256: string) => requestFingerprint({ ...request, image: imageOfBytes(sha256) }) };
+    return insertNewTask(caller, input, params, callbackUrl, keyed);
+  });
+}
+
+/**
+ * Stores the upload and inserts its task, with its idempotency key when `keyed` (the
+ * fingerprint needs the stored bytes' sha-256). If a concurrent request with that key made
+ * its task first, this one's blob goes and the answer is the replay of that task.
+ */
+async function insertNewTask(
+  caller: Caller,
+  input: CreateTaskInput,
+  validated: ResizeParams,
+  callbackUrl: string | null,
+  keyed: { key: string; fingerprint: (sha256: string) => string } | null,
+): Promise<{ task: TaskRow; replayed: boolean }> {
+  let params = validated;
   // The bytes go to the blob store first (checked on their head, durable when this
   // resolves), then the row that points at them; if the row is not written, the blob goes.
   const source = await storeUpload(input.image, {
@@ -54,30 +108,62 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
       }
     },
   });
-  let task: TaskRow | null;
-  try {
-    task = await store.insertTask({
-      ownerId: caller.owner,
-      jobDefinition: input.jobDefinition,
-      params,
-      source,
-      run: Boolean(input.run),
-      limit: config.maxActiveTasksPerKey,
-    });
-  } catch (error) {
-    // Refused by PostgreSQL, the row is not there: its blob goes. A lost connection leaves
-    // it unknown whether the row committed; the blob stays then (an unreferenced blob is
-    // swept later, a row without its blob would be a broken image).
-    if (!isDatabaseUnavailable(error)) await removeBlobs([source.storageKey]);
-    throw error;
+  const idempotency = keyed && { key: keyed.key, fingerprint: keyed.fingerprint(source.sha256) };
+  const replayed = async (winner: IdempotencyRecord) => {
+    await removeBlobs([source.storageKey]);
+    log.info({ taskId: winner.taskId, owner: caller.owner }, 'idempotency key taken by a concurrent request: answered with its task, this request\'s blob deleted');
+    return { task: await replay(caller, winner, idempotency!.fingerprint), replayed: true };
+  };
+  let task: TaskRow | null = null;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      task = await store.insertTask({
+        ownerId: caller.owner,
+        jobDefinition: input.jobDefinition,
+        params,
+        source,
+        run: Boolean(input.run),
+        limit: config.maxActiveTasksPerKey,
+        callbackUrl,
+        idempotency,
+      });
+      break;
+    } catch (error) {
+      if (error instanceof IdempotencyKeyTaken) {
+        // A concurrent duplicate committed its task first; nothing of this one was written.
+        // Its key can be gone already only if it expired or its task row was deleted
+        // meanwhile, and then the key is free: try again.
+        const winner = await findIdempotencyKey(caller.owner, idempotency!.key);
+        if (winner) return replayed(winner);
+        if (attempt < 3) continue;
+      }
+      // Refused by PostgreSQL, the row is not there: its blob goes. A lost connection leaves
+      // it unknown whether the row committed; the blob stays then (an unreferenced blob is
+      // swept later, a row without its blob would be a broken image).
+      if (!isDatabaseUnavailable(error)) await removeBlobs([source.storageKey]);
+      throw error;
+    }
   }
   if (!task) {
+    // The quota may have filled up with this very request's task, made by a concurrent duplicate.
+    const winner = idempotency && (await findIdempotencyKey(caller.owner, idempotency.key));
+    if (winner) return replayed(winner);
     await removeBlobs([source.storageKey]);
     throw new TooManyTasks(config.maxActiveTasksPerKey);
   }
   log.info({ taskId: task.id, owner: caller.owner, status: task.status }, 'task created');
   await publishChange(task);
   if (task.status === 'QUEUED') await enqueue(task.id);
+  return { task, replayed: false };
+}
+
+/** The task an idempotency key made, if `fingerprint` is the request that made it; else IdempotencyKeyReused. */
+async function replay(caller: Caller, earlier: IdempotencyRecord, fingerprint: string): Promise<TaskRow> {
+  if (earlier.fingerprint !== fingerprint) throw new IdempotencyKeyReused(earlier.taskId);
+  // The key row goes with its task (foreign key, cascade), so the task is there.
+  const task = await store.findTask(earlier.taskId, caller.owner);
+  if (!task) throw new Error(`idempotency key of task ${earlier.taskId} outlived its task`);
+  log.debug({ taskId: task.id, owner: caller.owner }, 'createTask repeated with its idempotency key: answered with its task');
   return task;
 }
 
@@ -163,8 +249,13 @@ export function getTaskEvents(taskId: string) {
   });
 }
 
+/** Every callback attempt of the tasks, oldest first per task (Task.callbacks). */
+export function getCallbackAttempts(taskIds: string[]) {
+  return attemptsOf(taskIds);
+}
+
 const IMAGE_META = { id: true, ownerId: true, format: true, width: true, height: true, byteSize: true } as const;
-const IMAGE_BLOB = { ...IMAGE_META, storageKey: true, sha256: true } as const;
+const IMAGE_BLOB = { ...IMAGE_META, storageKey: true, sha256: true, expiredAt: true } as const;
 
 export function getImageMeta(id: string) {
   return prisma.image.findUnique({ where: { id }, select: IMAGE_META });
@@ -174,7 +265,10 @@ export function getImagesMeta(ids: string[]) {
   return prisma.image.findMany({ where: { id: { in: ids } }, select: IMAGE_META });
 }
 
-/** An image's metadata with its blob's key and sha-256 (for downloads); null if missing. */
+/**
+ * An image's metadata with its blob's key and sha-256 (for downloads); null if missing.
+ * `expiredAt` set: a tombstone, the bytes were removed by retention (see retention.ts).
+ */
 export function getImageBlob(id: string) {
   return prisma.image.findUnique({ where: { id }, select: IMAGE_BLOB });
 }

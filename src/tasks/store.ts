@@ -7,6 +7,7 @@
 // before the row that points at them commits, removed after the row is gone.
 import { randomUUID } from 'node:crypto';
 import type { ImageFormat, ResizeParams } from '../jobs/image-resize.ts';
+import type { PoolClient } from 'pg';
 import { pool } from '../db.ts';
 import type { Task } from '../generated/prisma/client.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
@@ -58,10 +59,18 @@ async function transition(
   return counted(rows[0]);
 }
 
+/** A concurrent request with the same idempotency key made its task first; this one's insert was rolled back. */
+export class IdempotencyKeyTaken extends Error {
+  override name = 'IdempotencyKeyTaken';
+}
+
 /**
  * Inserts the source image and the task (CREATED, or QUEUED when `run`) with its events,
  * unless the owner already holds `limit` active tasks. The per-owner advisory lock makes
  * the quota exact under concurrency. Returns null when the quota is full.
+ * With `idempotency`, the key's row is inserted in the same statement: if the owner's key is
+ * taken (a concurrent duplicate committed first), nothing is inserted and IdempotencyKeyTaken
+ * is thrown. (An expired row must have been deleted before: see findIdempotencyKey.)
  */
 export async function insertTask(input: {
   ownerId: string;
@@ -70,19 +79,65 @@ export async function insertTask(input: {
   source: StoredImage;
   run: boolean;
   limit: number;
+  /** Checked already (src/callbacks/address-policy.ts). */
+  callbackUrl?: string | null;
+  idempotency?: { key: string; fingerprint: string } | null;
 }): Promise<TaskRow | null> {
-  const { source } = input;
+  const { source, idempotency } = input;
   // One round trip: the function takes the owner's quota lock, counts, and inserts the image,
   // the task and its events (prisma/migrations/*_insert_task_function).
-  const rows = await query<TaskRow>(pool, sql`
+  const insert = sql`
     SELECT * FROM "tasklane_insert_task"(
       ${randomUUID()}::uuid, ${source.id}::uuid, ${input.ownerId}::text, ${[...ACTIVE_STATUSES]}::"TaskStatus"[], ${input.limit}::int,
       ${source.format}::"ImageFormat", ${source.width}::int, ${source.height}::int, ${source.byteSize}::int,
       ${source.storageKey}::text, ${source.sha256}::text,
-      ${input.jobDefinition}::"JobDefinition", ${JSON.stringify(input.params)}::jsonb, ${input.run}::boolean)`);
+      ${input.jobDefinition}::"JobDefinition", ${JSON.stringify(input.params)}::jsonb, ${input.run}::boolean)`;
+  // With an idempotency key, the key's row in the same statement (its primary key lets one
+  // concurrent duplicate commit).
+  const keyed = idempotency
+    ? sql`
+      WITH t AS (${insert}), k AS (
+        INSERT INTO "IdempotencyKey" ("ownerId", "key", "fingerprint", "taskId")
+        SELECT "ownerId", ${idempotency.key}::text, ${idempotency.fingerprint}::text, "id" FROM t
+      )
+      SELECT * FROM t`
+    : insert;
+  let rows: TaskRow[];
+  try {
+    // With a callback URL, the task must never exist without it (it could end before a later
+    // write): it is set in the same transaction.
+    rows = input.callbackUrl
+      ? await inTransaction(async (client) => {
+          const [created] = await query<TaskRow>(client, keyed);
+          if (!created) return [];
+          return query<TaskRow>(client, sql`
+            UPDATE "Task" SET "callbackUrl" = ${input.callbackUrl}::text WHERE "id" = ${created.id}::uuid RETURNING *`);
+        })
+      : await query<TaskRow>(pool, keyed);
+  } catch (error) {
+    const e = error as { code?: string; constraint?: string };
+    if (e.code === '23505' && e.constraint === 'IdempotencyKey_pkey') throw new IdempotencyKeyTaken('idempotency key taken', { cause: error });
+    throw error;
+  }
   const task = rows[0];
   if (task && input.run) countTransition({ status: 'CREATED', jobDefinition: task.jobDefinition });
   return counted(task);
+}
+
+async function inTransaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch((rollback: Error) => (broken = rollback));
+    throw error;
+  } finally {
+    client.release(broken);
+  }
 }
 
 export function markQueued(id: string, ownerId: string): Promise<TaskRow | null> {

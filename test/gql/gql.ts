@@ -18,6 +18,9 @@ type Documents = {
     "\n  mutation FaultRun($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.FaultRunDocument,
     "\n  mutation FaultDelete($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.FaultDeleteDocument,
     "\n  query FaultTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status attempts error events { status message } result { id url } } }\n  }\n": typeof types.FaultTaskDocument,
+    "\n  mutation CreateWithCallback($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status callbackUrl }\n      ... on InvalidInput { message field }\n    }\n  }\n": typeof types.CreateWithCallbackDocument,
+    "\n  query TaskCallbacks($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status error progress attempts version resultOfJob finishedAt callbackUrl\n        result { id format width height byteSize url }\n        callbacks { event attempt at statusCode error }\n      }\n    }\n  }\n": typeof types.TaskCallbacksDocument,
+    "\n  mutation DeleteWithCallback($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.DeleteWithCallbackDocument,
     "\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": typeof types.ClientCreateTaskDocument,
     "\n  mutation ClientRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.ClientRunTaskDocument,
     "\n  query ClientGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.ClientGetTaskDocument,
@@ -28,6 +31,8 @@ type Documents = {
     "\n  query GetTask($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status progress attempts version error resultOfJob startedAt finishedAt createdAt updatedAt\n        source { id url width height format }\n        result { id url width height format byteSize }\n        events { at status message }\n      }\n      ... on Error { message }\n    }\n  }\n": typeof types.GetTaskDocument,
     "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": typeof types.ListTasksDocument,
     "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": typeof types.SubmitTaskDocument,
+    "\n  mutation CreateKeyed($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on IdempotencyKeyReused { taskId }\n    }\n  }\n": typeof types.CreateKeyedDocument,
+    "\n  mutation DeleteKeyed($id: ID!) {\n    deleteTask(id: $id) { __typename }\n  }\n": typeof types.DeleteKeyedDocument,
     "\n  mutation UpgradeRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.UpgradeRunTaskDocument,
     "\n  query UpgradeTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status error result { width } } }\n  }\n": typeof types.UpgradeTaskDocument,
     "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.TaskStatusDuringOutageDocument,
@@ -55,6 +60,9 @@ const documents: Documents = {
     "\n  mutation FaultRun($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.FaultRunDocument,
     "\n  mutation FaultDelete($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.FaultDeleteDocument,
     "\n  query FaultTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status attempts error events { status message } result { id url } } }\n  }\n": types.FaultTaskDocument,
+    "\n  mutation CreateWithCallback($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status callbackUrl }\n      ... on InvalidInput { message field }\n    }\n  }\n": types.CreateWithCallbackDocument,
+    "\n  query TaskCallbacks($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status error progress attempts version resultOfJob finishedAt callbackUrl\n        result { id format width height byteSize url }\n        callbacks { event attempt at statusCode error }\n      }\n    }\n  }\n": types.TaskCallbacksDocument,
+    "\n  mutation DeleteWithCallback($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.DeleteWithCallbackDocument,
     "\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n": types.ClientCreateTaskDocument,
     "\n  mutation ClientRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.ClientRunTaskDocument,
     "\n  query ClientGetTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": types.ClientGetTaskDocument,
@@ -65,6 +73,8 @@ const documents: Documents = {
     "\n  query GetTask($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status progress attempts version error resultOfJob startedAt finishedAt createdAt updatedAt\n        source { id url width height format }\n        result { id url width height format byteSize }\n        events { at status message }\n      }\n      ... on Error { message }\n    }\n  }\n": types.GetTaskDocument,
     "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": types.ListTasksDocument,
     "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": types.SubmitTaskDocument,
+    "\n  mutation CreateKeyed($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on IdempotencyKeyReused { taskId }\n    }\n  }\n": types.CreateKeyedDocument,
+    "\n  mutation DeleteKeyed($id: ID!) {\n    deleteTask(id: $id) { __typename }\n  }\n": types.DeleteKeyedDocument,
     "\n  mutation UpgradeRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.UpgradeRunTaskDocument,
     "\n  query UpgradeTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status error result { width } } }\n  }\n": types.UpgradeTaskDocument,
     "\n  query TaskStatusDuringOutage($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status } }\n  }\n": types.TaskStatusDuringOutageDocument,
@@ -121,6 +131,18 @@ export function graphql(source: "\n  query FaultTask($id: ID!) {\n    task(id: $
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
+export function graphql(source: "\n  mutation CreateWithCallback($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status callbackUrl }\n      ... on InvalidInput { message field }\n    }\n  }\n"): (typeof documents)["\n  mutation CreateWithCallback($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status callbackUrl }\n      ... on InvalidInput { message field }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  query TaskCallbacks($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status error progress attempts version resultOfJob finishedAt callbackUrl\n        result { id format width height byteSize url }\n        callbacks { event attempt at statusCode error }\n      }\n    }\n  }\n"): (typeof documents)["\n  query TaskCallbacks($id: ID!) {\n    task(id: $id) {\n      __typename\n      ... on Task {\n        id status error progress attempts version resultOfJob finishedAt callbackUrl\n        result { id format width height byteSize url }\n        callbacks { event attempt at statusCode error }\n      }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation DeleteWithCallback($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n"): (typeof documents)["\n  mutation DeleteWithCallback($id: ID!) {\n    deleteTask(id: $id) { __typename ... on Task { id status } }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
 export function graphql(source: "\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n"): (typeof documents)["\n  mutation ClientCreateTask($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id status } ... on Error { message } }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
@@ -158,6 +180,14 @@ export function graphql(source: "\n  query ListTasks($first: Int, $after: String
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n"): (typeof documents)["\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation CreateKeyed($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on IdempotencyKeyReused { taskId }\n    }\n  }\n"): (typeof documents)["\n  mutation CreateKeyed($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on IdempotencyKeyReused { taskId }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation DeleteKeyed($id: ID!) {\n    deleteTask(id: $id) { __typename }\n  }\n"): (typeof documents)["\n  mutation DeleteKeyed($id: ID!) {\n    deleteTask(id: $id) { __typename }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

@@ -27,7 +27,7 @@ export interface TestInfra {
   blobStore: BlobStore;
   /** The keys of every blob in this infra's store, sorted. */
   blobKeys(): Promise<string[]>;
-  /** The keys of every blob no Image row points at (should be none once work has settled). */
+  /** The keys of every blob no live Image row points at (should be none once work has settled). */
   orphanBlobs(): Promise<string[]>;
   /** Creates an API key for `name` directly in the database (as `npm run key` does). */
   createKey(name: string): Promise<string>;
@@ -70,7 +70,8 @@ export async function createInfra(label: string, { kind = 'test', serverUrl = SE
     blobStore: store,
     blobKeys,
     async orphanBlobs() {
-      const rows = (await pool.query<{ storageKey: string }>(`SELECT "storageKey" FROM "Image"`)).rows;
+      // A tombstone (retention removed its bytes) points at nothing.
+      const rows = (await pool.query<{ storageKey: string }>(`SELECT "storageKey" FROM "Image" WHERE "expiredAt" IS NULL`)).rows;
       const referenced = new Set(rows.map((row) => row.storageKey));
       return (await blobKeys()).filter((key) => !referenced.has(key));
     },
@@ -80,7 +81,12 @@ export async function createInfra(label: string, { kind = 'test', serverUrl = SE
     async createKey(keyName) {
       const key = `tl_${randomBytes(32).toString('base64url')}`;
       const hash = createHash('sha256').update(key).digest('hex');
-      await pool.query(`INSERT INTO "ApiKey" ("id", "name", "keyHash") VALUES (gen_random_uuid(), $1, $2)`, [keyName, hash]);
+      // The name's callback secret, as createKey gives it (src/tasks/keys.ts).
+      await pool.query(
+        `INSERT INTO "ApiKey" ("id", "name", "keyHash", "callbackSecret")
+         SELECT gen_random_uuid(), $1, $2, COALESCE((SELECT "callbackSecret" FROM "ApiKey" WHERE "name" = $1 ORDER BY "createdAt", "id" LIMIT 1), $3)`,
+        [keyName, hash, `whsec_${randomBytes(32).toString('base64')}`],
+      );
       return key;
     },
     async dispose() {

@@ -1,0 +1,217 @@
+// `npm start` on a machine with only Node.js (and a redis-server on the PATH): with
+// DATABASE_URL and REDIS_URL unset and nothing answering on the default ports, it runs an
+// embedded PostgreSQL (cluster under LOCAL_SERVICES_DIR, reused by the next start) and a
+// private redis-server, and stops both with itself — on SIGTERM, and when the supervisor is
+// SIGKILLed. The machine's own PostgreSQL and Redis keep 5432 and 6379: the defaults point at
+// free ports here (LOCAL_PG_PORT, LOCAL_REDIS_PORT), which is exactly "nothing answers".
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { client, until } from './helpers/client.ts';
+import { photo } from './helpers/images.ts';
+import { createInfra, type TestInfra } from './helpers/infra.ts';
+import { ROOT } from './helpers/service.ts';
+import { submit } from './helpers/tasks.ts';
+
+vi.setConfig({ testTimeout: 240_000, hookTimeout: 60_000 });
+
+let infra: TestInfra; // only for its blob store (disk, or the run's S3)
+let image: Buffer;
+let dir: string;
+let env: NodeJS.ProcessEnv;
+let pgPort: number;
+let redisPort: number;
+/** Every pid a test saw, SIGKILLed in afterAll should a test fail half-way. */
+const seen = new Set<number>();
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+beforeAll(async () => {
+  [infra, image, pgPort, redisPort] = await Promise.all([createInfra('local'), photo(800, 600), freePort(), freePort()]);
+  dir = mkdtempSync(path.join(os.tmpdir(), 'tasklane-local-'));
+  chmodSync(dir, 0o755); // run by root, the servers run as nobody, who must get in
+  env = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    // DATABASE_URL and REDIS_URL unset: the defaults, on ports where nothing answers.
+    LOCAL_PG_PORT: String(pgPort),
+    LOCAL_REDIS_PORT: String(redisPort),
+    LOCAL_SERVICES_DIR: dir,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    WORKERS: '1',
+    WORKER_NICE: '0',
+    LOG_LEVEL: 'info',
+    npm_config_update_notifier: 'false',
+    ...infra.storageEnv,
+  };
+});
+
+afterAll(async () => {
+  for (const pid of seen) if (running(pid)) process.kill(pid, 'SIGKILL');
+  await infra?.dispose();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** State letter of a process from /proc (null: gone). A zombie (Z) has exited. */
+function state(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return null;
+  }
+}
+const running = (pid: number) => {
+  const s = state(pid);
+  return s !== null && s !== 'Z';
+};
+
+/** Every live descendant of `root`, from /proc. */
+function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const found: number[] = [];
+  const visit = (pid: number) => {
+    for (const child of children.get(pid) ?? []) {
+      if (!running(child)) continue;
+      found.push(child);
+      visit(child);
+    }
+  };
+  visit(root);
+  return found;
+}
+
+const ppidOf = (pid: number) => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+};
+const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+
+interface Started {
+  npm: ChildProcess;
+  output(): string;
+  url: string;
+  /** The postmaster and redis-server this start runs. */
+  postgresPid: number;
+  redisPid: number;
+}
+
+async function npmStart(): Promise<Started> {
+  const npm = spawn('npm', ['start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  seen.add(npm.pid!);
+  let output = '';
+  npm.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  npm.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  let exited = false;
+  npm.on('exit', () => (exited = true));
+  const [, port] = await until(
+    async () => {
+      if (exited) throw new Error(`npm start exited:\n${output.slice(-4000)}`);
+      return output.match(/"port":(\d+)[^\n]*api listening/);
+    },
+    (m) => m !== null,
+    120_000,
+  ).then((m) => m!);
+  const url = `http://127.0.0.1:${port}`;
+  await until(() => fetch(`${url}/ready`).then((r) => r.status), (status) => status === 200, 60_000);
+  await until(async () => /worker ready/.test(output), Boolean, 60_000);
+
+  const postgresPid = Number(readFileSync(path.join(dir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const redis = new Redis({ host: '127.0.0.1', port: redisPort, lazyConnect: true, maxRetriesPerRequest: 1 });
+  const redisPid = Number(/process_id:(\d+)/.exec(await redis.info('server'))![1]);
+  redis.disconnect();
+  for (const pid of [postgresPid, redisPid, ...descendants(npm.pid!)]) seen.add(pid);
+  return { npm, output: () => output, url, postgresPid, redisPid };
+}
+
+/** `npm run key -- create <name>` with the same environment: the default DATABASE_URL reaches the embedded server. */
+async function createKey(name: string): Promise<string> {
+  const { stdout } = await promisify(execFile)('npm', ['run', '-s', 'key', '--', 'create', name], { cwd: ROOT, env });
+  return stdout.trim().split('\n').at(-1)!;
+}
+
+async function taskStatus(url: string, key: string, id: string): Promise<string | undefined> {
+  const response = await fetch(`${url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: JSON.stringify({ query: 'query ($id: ID!) { task(id: $id) { ... on Task { status } } }', variables: { id } }),
+  });
+  return ((await response.json()) as { data?: { task?: { status?: string } } }).data?.task?.status;
+}
+
+async function allGone(pids: number[], output: () => string): Promise<void> {
+  await until(async () => pids.filter(running), (left) => left.length === 0, 60_000, 100).catch((error: Error) => {
+    throw new Error(`${error.message}\n${output().slice(-4000)}`);
+  });
+}
+
+describe('npm start without DATABASE_URL and REDIS_URL, nothing on their ports', () => {
+  let key: string;
+  let taskId: string;
+
+  it('runs an embedded PostgreSQL and a private redis-server, runs a task to DONE, and stops them on SIGTERM', async () => {
+    expect(existsSync(path.join(dir, 'postgres'))).toBe(false);
+    const started = await npmStart();
+    expect(started.output()).toMatch(/creating the embedded PostgreSQL cluster/);
+    expect(started.output()).toMatch(new RegExp(`embedded PostgreSQL \\d+ running on 127.0.0.1:${pgPort}`));
+    expect(started.output()).toMatch(new RegExp(`private redis-server running on 127.0.0.1:${redisPort}`));
+    const tree = descendants(started.npm.pid!);
+    expect(tree).toContain(started.postgresPid);
+    expect(tree).toContain(started.redisPid);
+    if (process.getuid?.() === 0) {
+      // PostgreSQL refuses root: both servers run as nobody.
+      expect(uidOf(started.postgresPid)).not.toBe(0);
+      expect(uidOf(started.redisPid)).not.toBe(0);
+    }
+
+    key = await createKey('local');
+    const alice = client(started.url, key);
+    taskId = await submit(alice, image, { width: 200, format: 'WEBP' });
+    await until(() => taskStatus(started.url, key, taskId), (status) => status === 'DONE', 120_000);
+
+    process.kill(started.npm.pid!, 'SIGTERM');
+    await allGone([started.postgresPid, started.redisPid, ...tree], started.output);
+    expect(started.output()).toMatch(/"service":"postgres","msg":"the embedded PostgreSQL stopped"/);
+    expect(started.output()).toMatch(/"service":"redis","msg":"the private redis-server stopped"/);
+    expect(started.output()).toMatch(/all processes stopped/);
+  });
+
+  it('reuses the same database on the next start (the task is still there), and stops both when the supervisor is SIGKILLed', async () => {
+    expect(taskId, 'the first test ran').toBeDefined();
+    const started = await npmStart();
+    expect(started.output()).not.toMatch(/creating the embedded PostgreSQL cluster/);
+    expect(await taskStatus(started.url, key, taskId)).toBe('DONE');
+
+    // The supervisor is npm's child (the script `exec`s node); SIGKILL leaves it no say.
+    const tree = descendants(started.npm.pid!);
+    const supervisor = tree.find((pid) => ppidOf(pid) === started.npm.pid)!;
+    expect(readFileSync(`/proc/${supervisor}/cmdline`, 'utf8')).toMatch(/^tasklane\b/); // its process.title
+    process.kill(supervisor, 'SIGKILL');
+    await allGone([started.postgresPid, started.redisPid, ...tree], started.output);
+  });
+});
