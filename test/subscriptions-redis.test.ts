@@ -178,6 +178,32 @@ describe('single-connection SSE mode across two API processes (a balancer withou
     await until(() => stream.start('late', WatchTasks, {}, first.url).then((r) => r.status), (status) => status === 404, 10_000);
     expect((await stream.start('late', WatchTasks, {}, second.url)).status).toBe(404);
   });
+
+  it('cut off Redis, a process opens no stream (503, Retry-After: the client tries again); once Redis is back it does', async () => {
+    try {
+      proxy.cut();
+      const reserved = await reserveStream(second.url, key); // the key's rate limit is let through while Redis is away
+      expect(reserved.status).toBe(201);
+      const refused = await singleConnection(second.url, await reserved.text(), { key });
+      expect([refused.status, refused.headers.get('retry-after')]).toEqual([503, '5']);
+      expect(JSON.parse(refused.body).errors[0].extensions.code).toBe('SERVICE_UNAVAILABLE');
+    } finally {
+      proxy.unblock();
+    }
+    const opened = await until(
+      async () => singleConnection(second.url, await (await reserveStream(second.url, key)).text(), { key }),
+      (stream) => stream.status === 200,
+      30_000,
+      200,
+    );
+    try {
+      expect((await opened.start('q', '{ __typename }', {}, first.url)).status).toBe(202);
+      await opened.waitForComplete('q');
+      expect(opened.results('q')).toEqual([{ data: { __typename: 'Query' } }]);
+    } finally {
+      opened.close();
+    }
+  });
 });
 
 describe('the subscriber connection cut', () => {

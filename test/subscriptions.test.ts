@@ -605,8 +605,8 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
       body: JSON.stringify({ query: '{ __typename }' }),
     });
     expect(cors(query)['access-control-allow-origin']).toBe(origin);
-    for (const method of ['PUT', 'POST', 'DELETE']) {
-      const preflight = await fetch(`${service.url}/graphql`, {
+    for (const [method, search] of [['PUT', ''], ['POST', ''], ['DELETE', '?operationId=o'], ['POST', '?token=sse.x']]) {
+      const preflight = await fetch(`${service.url}/graphql${search}`, {
         method: 'OPTIONS',
         headers: { origin, 'access-control-request-method': method, 'access-control-request-headers': 'authorization,content-type,x-graphql-event-stream-token' },
       });

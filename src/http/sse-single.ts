@@ -83,7 +83,7 @@ const claimKey = (nonce: string) => channel(`sse-claim:${nonce}`);
 /** Whether `request` belongs to the single-connection mode (decided from its head). */
 export function isSingleConnectionRequest(request: IncomingMessage): boolean {
   const path = (request.url ?? '').split('?', 1)[0];
-  if (path !== yoga.graphqlEndpoint) return false;
+  if (path !== yoga.graphqlEndpoint || request.method === 'OPTIONS') return false; // CORS preflights are yoga's
   if (request.method === 'PUT' || request.method === 'DELETE') return true;
   return tokenOf(request) !== null;
 }
@@ -334,7 +334,8 @@ class SingleStream {
     if (streams.get(this.nonce) === this) streams.delete(this.nonce);
     for (const id of [...this.ops.keys()]) this.stop(id);
     for (const cleanup of this.cleanups.splice(0)) cleanup();
-    if (!this.response.writableEnded) this.response.end();
+    // Not open yet (Redis failed us, or the client left first): the caller answers, or nobody.
+    if (this.response.headersSent && !this.response.writableEnded) this.response.end();
   }
 
   /** The key was revoked: each operation ends with UNAUTHENTICATED, then the stream. */
