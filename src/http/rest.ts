@@ -4,7 +4,7 @@
 import { isDatabaseUnavailable } from '../db.ts';
 import { config } from '../config.ts';
 import { signedImageUrl } from '../image-urls.ts';
-import type { ImageFormat, ResizeFit, ResizeInput, ResizeParams } from '../jobs/image-resize.ts';
+import type { ImageFormat, ResizeFit, ResizeInput } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
 import type { JobDefinition } from '../generated/prisma/enums.ts';
 import {
@@ -20,6 +20,7 @@ import { checkIdempotencyKey } from '../tasks/idempotency.ts';
 import { authenticate, bearerKey, type Caller } from '../tasks/keys.ts';
 import { bodyRefusal } from './request-body.ts';
 import * as tasks from '../tasks/service.ts';
+import * as uploads from '../tasks/uploads.ts';
 import type { TaskRow } from '../tasks/service.ts';
 import { openApiDocument } from './openapi.ts';
 import { StorageUnavailable } from '../storage/index.ts';
@@ -40,7 +41,7 @@ export function restTask(task: TaskRow) {
     id: task.id,
     status: task.status,
     jobDefinition: task.jobDefinition,
-    resize: task.params as unknown as ResizeParams,
+    resize: task.params,
     resultOfJob: done ? task.resultImageId : null,
     resultUrl: done && !task.imagesExpiredAt ? signedImageUrl(task.resultImageId!) : null,
     error: task.error,
@@ -138,25 +139,34 @@ function idempotencyKeyOf(headers: Headers): string | null {
   return checkIdempotencyKey(key, IDEMPOTENCY_KEY_HEADER);
 }
 
-async function createTask(request: Request, caller: Caller): Promise<Response> {
-  const idempotencyKey = idempotencyKeyOf(request.headers);
+/**
+ * The form of a POST: multipart/form-data (the only way to send a file) or, without a file,
+ * application/x-www-form-urlencoded. A Response when the body is refused (413).
+ */
+async function readForm(request: Request, fields: string): Promise<FormData | Response> {
   const length = Number(request.headers.get('content-length') ?? 0);
   if (length > config.maxUploadBytes) {
     return problem(413, 'PayloadTooLarge', `the request body is ${length} bytes, over the limit of ${config.maxUploadBytes} (MAX_UPLOAD_BYTES)`);
   }
-  if (!/^multipart\/form-data/i.test(request.headers.get('content-type') ?? '')) {
-    throw new InvalidInput('send the task as multipart/form-data (fields jobDefinition, image, width, height, …)', null);
+  if (!/^(multipart\/form-data|application\/x-www-form-urlencoded)/i.test(request.headers.get('content-type') ?? '')) {
+    throw new InvalidInput(`send multipart/form-data or application/x-www-form-urlencoded (fields ${fields})`, null);
   }
-  let form: FormData;
   try {
-    form = await request.formData();
+    return await request.formData();
   } catch (error) {
-    // Over MAX_UPLOAD_BYTES while streaming (no or a false Content-Length), or a second file.
+    // Over MAX_UPLOAD_BYTES (or MAX_REQUEST_BYTES) while streaming (no or a false Content-Length), or a second file.
     const refusal = bodyRefusal(request, error);
     if (refusal) return problem(413, 'PayloadTooLarge', refusal);
-    throw new InvalidInput('the multipart body could not be parsed', null);
+    throw new InvalidInput('the form could not be parsed', null);
   }
+}
+
+async function createTask(request: Request, caller: Caller): Promise<Response> {
+  const idempotencyKey = idempotencyKeyOf(request.headers);
+  const form = await readForm(request, 'jobDefinition, image or uploadId, width, height, …');
+  if (form instanceof Response) return form;
   const image = form.get('image');
+  const uploadId = field(form, 'uploadId');
   const resize: ResizeInput = {
     width: integerField(form, 'width'),
     height: integerField(form, 'height'),
@@ -166,16 +176,27 @@ async function createTask(request: Request, caller: Caller): Promise<Response> {
     withoutEnlargement: booleanField(form, 'withoutEnlargement'),
   };
   const jobDefinition = (field(form, 'jobDefinition') ?? '') as JobDefinition;
-  if (image === null || typeof image === 'string') throw new InvalidInput('image must be a file part of the form', 'image');
+  if (typeof image === 'string') throw new InvalidInput('image must be a file part of the form', 'image');
   const { task, replayed } = await tasks.createOrReplayTask(caller, {
     jobDefinition,
     image,
+    uploadId,
     resize,
     callbackUrl: field(form, 'callbackUrl'),
     idempotencyKey,
   });
   // A repeated request (same Idempotency-Key) gets the first answer again: its status and body.
   return json(201, { id: task.id }, { location: `${REST_PREFIX}/tasks/${task.id}`, ...(replayed ? { 'idempotent-replayed': 'true' } : {}) });
+}
+
+/** POST /api/uploads: createUpload (contentType, byteSize) → 201 the pending upload. */
+async function createUpload(request: Request, caller: Caller): Promise<Response> {
+  const form = await readForm(request, 'contentType, byteSize');
+  if (form instanceof Response) return form;
+  const byteSize = integerField(form, 'byteSize');
+  if (byteSize === null) throw new InvalidInput('byteSize is required', 'byteSize');
+  const upload = await uploads.createUpload(caller, { contentType: field(form, 'contentType') ?? '', byteSize });
+  return json(201, { ...upload, expiresAt: upload.expiresAt.toISOString() });
 }
 
 const methodNotAllowed = (allow: string) =>
@@ -189,14 +210,18 @@ export async function handleRest(request: Request, url: URL): Promise<Response> 
     return method === 'GET' || method === 'HEAD' ? json(200, openApiDocument) : methodNotAllowed('GET');
   }
   const route = /^\/tasks(?:\/([^/]+)(\/status|\/run)?)?$/.exec(path);
-  if (!route) return problem(404, 'NotFound', `no such endpoint: ${url.pathname} (see ${REST_PREFIX}/openapi.json)`);
+  if (!route && path !== '/uploads') return problem(404, 'NotFound', `no such endpoint: ${url.pathname} (see ${REST_PREFIX}/openapi.json)`);
   const caller = await authenticate(bearerKey(request.headers.get('authorization')));
   if (!caller) {
     return problem(401, 'Unauthenticated', 'a valid API key is required: send Authorization: Bearer <key>', {}, { 'www-authenticate': 'Bearer' });
   }
-  const [, rawId, action] = route;
+  const [, rawId, action] = route ?? [];
   const id = rawId === undefined ? undefined : decodeURIComponent(rawId);
   try {
+    if (path === '/uploads') {
+      if (method !== 'POST') return methodNotAllowed('POST');
+      return await createUpload(request, caller);
+    }
     if (id === undefined) {
       if (method !== 'POST') return methodNotAllowed('POST');
       return await createTask(request, caller);

@@ -60,6 +60,17 @@ const openRoutes: Plugin = {
 };
 
 /**
+ * The disk store's upload URL (PUT /uploads/<id>): its signature is the credential, its
+ * declared byteSize the body limit (not MAX_REQUEST_BYTES). Not rate-limited: each upload
+ * takes one PUT, and createUpload, which made it, was.
+ */
+const uploadRoute: Plugin = {
+  async onRequest({ request, url, endResponse }) {
+    if (url.pathname.startsWith('/uploads/')) return endResponse(await routes.upload(request, url));
+  },
+};
+
+/**
  * The per-key rate limit, checked before the body is read or a document parsed. Requests
  * without a valid key are not counted here (they get 401 without touching a task).
  */
@@ -156,13 +167,14 @@ export const yoga = createYoga<TransportContext, Context>({
     if (!caller) throw unauthenticated();
     return { caller, loaders: createLoaders() };
   },
-  // Order matters: open routes, then the rate limit, then the body limit (it wraps the body
+  // Order matters: open routes and uploads, then the rate limit, then the body limit (it wraps the body
   // every later reader sees: REST, the GraphQL parsers), then the key (before any document
   // is looked at), document limits, production's hiding of schema hints, and the status of
   // request errors.
   plugins: [
     httpMetricsPlugin(),
     openRoutes,
+    uploadRoute,
     rateLimit,
     requestBody(refuseBody),
     keyedRoutes,

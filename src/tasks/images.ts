@@ -109,6 +109,46 @@ export async function storeUpload(
 }
 
 /**
+ * A blob already in the store (a two-step upload) checked as storeUpload checks an upload:
+ * the image check on its head (on the whole blob when the header lies further in), then
+ * `accept`. One pass over the bytes also gives its size and sha-256; nothing is copied.
+ * InvalidImage when refused; BlobNotFound and StorageUnavailable pass through.
+ */
+export async function inspectStoredImage(
+  key: string,
+  limits: { maxInputPixels: number; accept?: (info: ImageInfo) => void },
+): Promise<Omit<StoredImage, 'id' | 'storageKey'>> {
+  const store = blobStore();
+  const hash = createHash('sha256');
+  const head: Buffer[] = [];
+  let headBytes = 0;
+  let byteSize = 0;
+  for await (const chunk of (await store.open(key)).stream as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    byteSize += chunk.length;
+    if (headBytes < HEAD_BYTES) {
+      head.push(chunk);
+      headBytes += chunk.length;
+    }
+  }
+  const headBuffer = Buffer.concat(head);
+  let info: ImageInfo;
+  try {
+    try {
+      info = await inspectImage(headBuffer, limits.maxInputPixels);
+    } catch (error) {
+      if (!(error instanceof UnreadableHeader) || byteSize === headBytes) throw error;
+      const whole = store.localPath(key) ?? (await readAll((await store.open(key)).stream));
+      info = await inspectImage(headBuffer, limits.maxInputPixels, whole);
+    }
+    limits.accept?.(info);
+  } catch (error) {
+    throw refusal(error);
+  }
+  return { ...info, byteSize, sha256: hash.digest('hex') };
+}
+
+/**
  * The hex sha-256 of an upload's bytes, read without storing them (for comparing a retry with
  * the request it repeats). InvalidImage when it is empty or over `maxBytes`, as storeUpload.
  */
