@@ -130,7 +130,17 @@ const authenticateFirst: Plugin = {
   },
 };
 
-export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
+/**
+ * What a transport that authenticated the caller itself passes to getEnveloped: graphql-ws
+ * its connectionParams, the single-connection SSE mode the caller of its reservation
+ * (never set from a request: only server code builds this context).
+ */
+export interface TransportContext {
+  connectionParams?: Record<string, unknown>;
+  streamCaller?: Caller;
+}
+
+export const yoga = createYoga<TransportContext, Context>({
   schema,
   graphqlEndpoint: '/graphql',
   landingPage: false,
@@ -152,7 +162,8 @@ export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, C
   graphiql: config.production ? false : graphiqlOptions,
   renderGraphiQL,
   maskedErrors: { maskError },
-  context: async ({ request, connectionParams }): Promise<Context> => {
+  context: async ({ request, connectionParams, streamCaller }): Promise<Context> => {
+    if (streamCaller) return { caller: streamCaller, loaders: createLoaders() };
     const fromWebSocket = connectionParams?.authorization ?? connectionParams?.Authorization;
     const caller = connectionParams
       ? await authenticate(bearerKey(typeof fromWebSocket === 'string' ? fromWebSocket : null))
