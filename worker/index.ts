@@ -107,18 +107,39 @@ export async function runJob(taskId: string): Promise<void> {
 /** Runs the job of a claimed task in an executor; every failure becomes an outcome. */
 async function execute(delivery: Delivery, claimed: store.Claim): Promise<Outcome> {
   const { taskId, attempt, signal } = delivery;
-  // The claim itself wrote progress 0, so it counts as the last write: a job shorter than
-  // the interval costs no progress writes (and its watchers no extra events) at all.
+  // At most one progress write per interval. The claim itself wrote progress 0, so it counts
+  // as the last write: a job shorter than the interval costs no progress writes (and its
+  // watchers no extra events) at all. A value that comes within the interval is not lost: the
+  // newest one is written when the interval ends, if the job still runs then. (setProgress
+  // only ever raises the value, so a late write cannot move it back.)
   let lastProgressAt = performance.now();
-  const progress = async (value: number) => {
-    const now = performance.now();
-    if (now - lastProgressAt < PROGRESS_INTERVAL_MS && value < 1) return;
-    lastProgressAt = now;
+  let pendingProgress: number | null = null;
+  let progressTimer: NodeJS.Timeout | undefined;
+  const writeProgress = async (value: number) => {
+    lastProgressAt = performance.now();
     try {
       await store.setProgress(taskId, attempt, value, config.leaseMs);
     } catch (error) {
       log.warn({ taskId, err: (error as Error).message }, 'progress update failed');
     }
+  };
+  const progress = async (value: number) => {
+    const wait = PROGRESS_INTERVAL_MS - (performance.now() - lastProgressAt);
+    if (wait <= 0) {
+      pendingProgress = null;
+      return writeProgress(value);
+    }
+    pendingProgress = value;
+    progressTimer ??= setTimeout(() => {
+      progressTimer = undefined;
+      const value = pendingProgress;
+      pendingProgress = null;
+      if (value !== null) void writeProgress(value);
+    }, wait);
+  };
+  const stopProgress = () => {
+    clearTimeout(progressTimer);
+    pendingProgress = null;
   };
 
   // The result's blob: written by the executor, recorded by complete() (see report). Until
@@ -140,11 +161,14 @@ async function execute(delivery: Delivery, claimed: store.Claim): Promise<Outcom
       },
       { timeoutMs: config.jobTimeoutMs, onProgress: (value) => void progress(value), signal },
     );
-    await progress(0.9); // recorded next
+    stopProgress();
+    // Recorded next; like any progress, written only if the interval is over.
+    if (performance.now() - lastProgressAt >= PROGRESS_INTERVAL_MS) await writeProgress(0.9);
     resultUnrecorded = false;
     const { format, width, height, byteSize, sha256 } = result;
     return { kind: 'done', image: { id: resultId, storageKey: resultKey, format, width, height, byteSize, sha256 } };
   } catch (error) {
+    stopProgress();
     if (resultUnrecorded) await removeBlobs([resultKey]); // the executor may have written it before it stopped
     return failure(error, signal);
   }
