@@ -44,7 +44,7 @@ export async function sweep(): Promise<SweepReport | null> {
       // keep the lock and so block every recovery: PostgreSQL ends its session when the
       // transaction sits idle this long. The lock is for efficiency only (every change is
       // a conditional transition), so a sweep outliving it is harmless.
-      await tx.$executeRawUnsafe(`SET LOCAL idle_in_transaction_session_timeout = '${LOCK_IDLE_TIMEOUT_MS}ms'`);
+      await tx.$executeRaw`SELECT set_config('idle_in_transaction_session_timeout', ${`${LOCK_IDLE_TIMEOUT_MS}ms`}, true)`;
       const [{ locked }] = await tx.$queryRaw<{ locked: boolean }[]>`SELECT pg_try_advisory_xact_lock(${RECONCILER_LOCK_KEY}) AS locked`;
       if (!locked) return null;
       const report: SweepReport = { retried: 0, failed: 0, enqueued: 0, woken: 0 };

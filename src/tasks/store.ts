@@ -224,12 +224,11 @@ export async function ownersWaiting(limit: number): Promise<string[]> {
 
 /** Extends the lease of the delivery `attempt`; false if that delivery no longer owns the task. */
 export async function renewLease(id: string, attempt: number, leaseMs: number): Promise<boolean> {
-  const { rowCount } = await pool.query(
-    `UPDATE "Task" SET "leaseUntil" = now() + make_interval(secs => $3::float8 / 1000)
-     WHERE "id" = $1::uuid AND "status" = 'RUNNING' AND "attempts" = $2::int`,
-    [id, attempt, leaseMs],
-  );
-  return rowCount === 1;
+  const rows = await query<{ id: string }>(pool, sql`
+    UPDATE "Task" SET "leaseUntil" = now() + ${millis(leaseMs)}
+    WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt}::int
+    RETURNING "id"`);
+  return rows.length === 1;
 }
 
 /** Persists progress (a change, so `version` moves and it is published; not a transition, so no TaskEvent). */

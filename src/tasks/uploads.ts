@@ -91,7 +91,7 @@ export async function createUpload(caller: Caller, input: { contentType: string;
   const limit = config.maxPendingUploadsPerKey;
   const expiresAt = await store.inTransaction(async (client) => {
     // The owner's lock, THEN the count: exact under concurrency, like the task quota.
-    await client.query(`SELECT pg_advisory_xact_lock(hashtextextended('uploads:' || $1::text, 0))`, [caller.owner]);
+    await query(client, sql`SELECT pg_advisory_xact_lock(hashtextextended('uploads:' || ${caller.owner}::text, 0))`);
     const [{ pending }] = await query<{ pending: number }>(client, sql`
       SELECT count(*)::int AS "pending" FROM "Upload"
       WHERE "ownerId" = ${caller.owner}::text AND "state" <> 'USED' AND "expiresAt" > now()`);
