@@ -425,3 +425,110 @@ describe('/metrics with METRICS_TOKEN set', () => {
     expect(await response.text()).toContain('tasklane_tasks');
   });
 });
+
+describe("the schema's error shapes (inline snapshots: a change to a rule or a message shows here first)", () => {
+  const query = async (text: string, variables: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
+    (await answer(await post({ query: text, variables }, headers))).body;
+
+  it('task(id): WrongTaskIdFormat, TaskDoesNotExist', async () => {
+    const fields = '__typename ... on Error { message }';
+    expect(await query(`{ a: task(id: "nope") { ${fields} } b: task(id: "00000000-0000-4000-8000-000000000000") { ${fields} } }`)).toMatchInlineSnapshot(`
+      {
+        "data": {
+          "a": {
+            "__typename": "WrongTaskIdFormat",
+            "message": ""nope" is not a task id (a UUID)",
+          },
+          "b": {
+            "__typename": "TaskDoesNotExist",
+            "message": "task 00000000-0000-4000-8000-000000000000 does not exist",
+          },
+        },
+      }
+    `);
+  });
+
+  it('runTask on a deleted task: InvalidTaskState with its status', async () => {
+    const created = (await answer(await createTask(await photo(32, 32)))).body.data!.createTask as { id: string };
+    await query(`mutation ($id: ID!) { deleteTask(id: $id) { __typename } }`, { id: created.id });
+    const body = await query(`mutation ($id: ID!) { runTask(id: $id) { __typename ... on Error { message } ... on InvalidTaskState { status } } }`, { id: created.id });
+    expect(JSON.parse(JSON.stringify(body).replaceAll(created.id, '<id>'))).toMatchInlineSnapshot(`
+      {
+        "data": {
+          "runTask": {
+            "__typename": "InvalidTaskState",
+            "message": "cannot run a task that is DELETED",
+            "status": "DELETED",
+          },
+        },
+      }
+    `);
+  });
+
+  it('createUpload and createTask: InvalidInput naming its field', async () => {
+    const fields = '__typename ... on Error { message } ... on InvalidInput { field }';
+    const uploads = `a: createUpload(input: {contentType: "text/html", byteSize: 10}) { ${fields} } b: createUpload(input: {contentType: "image/png", byteSize: 0}) { ${fields} }`;
+    const tasks = `c: createTask(input: {jobDefinition: IMAGE_RESIZE, uploadId: "00000000-0000-4000-8000-000000000000", resize: {width: 10}}) { ${fields} } d: createTask(input: {jobDefinition: IMAGE_RESIZE, resize: {width: 10}}) { ${fields} }`;
+    expect(await query(`mutation { ${uploads} ${tasks} }`)).toMatchInlineSnapshot(`
+      {
+        "data": {
+          "a": {
+            "__typename": "InvalidInput",
+            "field": "contentType",
+            "message": "contentType must be one of image/jpeg, image/png, image/webp, image/avif, image/gif, image/tiff, got "text/html"",
+          },
+          "b": {
+            "__typename": "InvalidInput",
+            "field": "byteSize",
+            "message": "byteSize must be from 1 to 4194304 (MAX_UPLOAD_BYTES), got 0",
+          },
+          "c": {
+            "__typename": "InvalidInput",
+            "field": "uploadId",
+            "message": "upload 00000000-0000-4000-8000-000000000000 does not exist",
+          },
+          "d": {
+            "__typename": "InvalidInput",
+            "field": "image",
+            "message": "give the image: a file (image) or a finished upload (uploadId)",
+          },
+        },
+      }
+    `);
+  });
+
+  it('no key, and a bad key: UNAUTHENTICATED outside the unions', async () => {
+    const noKey = await answer(await yoga.fetch('http://edge/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ __typename }' }) }));
+    const badKey = await answer(await post({ query: '{ __typename }' }, { authorization: 'Bearer tl_not_a_key' }));
+    expect({ noKey, badKey }).toMatchInlineSnapshot(`
+      {
+        "badKey": {
+          "body": {
+            "errors": [
+              {
+                "extensions": {
+                  "code": "UNAUTHENTICATED",
+                },
+                "message": "a valid API key is required: send Authorization: Bearer <key>",
+              },
+            ],
+          },
+          "status": 401,
+        },
+        "noKey": {
+          "body": {
+            "errors": [
+              {
+                "extensions": {
+                  "code": "UNAUTHENTICATED",
+                },
+                "message": "a valid API key is required: send Authorization: Bearer <key>",
+              },
+            ],
+          },
+          "status": 401,
+        },
+      }
+    `);
+  });
+});
