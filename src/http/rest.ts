@@ -18,7 +18,8 @@ import {
 } from '../tasks/errors.ts';
 import { checkIdempotencyKey } from '../tasks/idempotency.ts';
 import { removeBlobs } from '../tasks/images.ts';
-import { authenticate, bearerKey, type Caller } from '../tasks/keys.ts';
+import type { Caller } from '../tasks/keys.ts';
+import { headerCaller, UNAUTHENTICATED_MESSAGE } from './edge.ts';
 import type { StoredImage } from '../tasks/store.ts';
 import { isMultipart, MultipartForm, type StreamedUpload } from './multipart.ts';
 import { badRequest, bodyRefusal, PAYLOAD_TOO_LARGE, payloadTooLarge } from './request-body.ts';
@@ -278,9 +279,9 @@ export async function handleRest(request: Request, url: URL): Promise<Response> 
   }
   const route = /^\/tasks(?:\/([^/]+)(\/status|\/run)?)?$/.exec(path);
   if (!route && path !== '/uploads') return problem(404, 'NotFound', `no such endpoint: ${url.pathname} (see ${REST_PREFIX}/openapi.json)`);
-  const caller = await authenticate(bearerKey(request.headers.get('authorization')));
+  const caller = await headerCaller(request);
   if (!caller) {
-    return problem(401, 'Unauthenticated', 'a valid API key is required: send Authorization: Bearer <key>', {}, { 'www-authenticate': 'Bearer' });
+    return problem(401, 'Unauthenticated', UNAUTHENTICATED_MESSAGE, {}, { 'www-authenticate': 'Bearer' });
   }
   const [, rawId, action] = route ?? [];
   const id = rawId === undefined ? undefined : decodeURIComponent(rawId);

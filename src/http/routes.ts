@@ -5,7 +5,7 @@ import { blobStore, imageContentType } from '../blobs.ts';
 import { config } from '../config.ts';
 import { isDatabaseUnavailable, prisma } from '../db.ts';
 import { checkImageSignature } from '../image-urls.ts';
-import { authenticate, bearerKey } from '../tasks/keys.ts';
+import { headerCaller } from './edge.ts';
 import { queueCounts } from '../tasks/queue.ts';
 import { log } from '../log.ts';
 import { BlobNotFound, RangeNotSatisfiable, StorageUnavailable } from '../storage/index.ts';
@@ -74,7 +74,7 @@ export async function image(request: Request, url: URL): Promise<Response> {
     if (check !== 'valid') return text(403, `${check} signature\n`);
     maxAge = Math.max(0, Number(url.searchParams.get('exp')) - Math.ceil(Date.now() / 1000));
   } else {
-    const caller = await authenticate(bearerKey(request.headers.get('authorization')));
+    const caller = await headerCaller(request);
     if (!caller) return text(401, 'a signed URL or the owner\'s API key is required\n', { 'www-authenticate': 'Bearer' });
     owner = caller.owner;
   }

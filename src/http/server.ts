@@ -8,8 +8,8 @@ import { CloseCode } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { log } from '../log.ts';
-import { authenticate, bearerKey } from '../tasks/keys.ts';
 import type { Context } from '../graphql/builder.ts';
+import { connectionCaller } from './edge.ts';
 import { RATE_LIMITED, rateLimitedError, takeRequest } from './rate-limit.ts';
 import { startup } from './routes.ts';
 import { isSingleConnectionRequest, serveSingleConnection } from './sse-single.ts';
@@ -77,8 +77,7 @@ export async function startApiServer(port: number, host: string): Promise<ApiSer
           ctx.extra.socket.close(1013, 'the service is starting; try again shortly');
           return false;
         }
-        const given = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
-        if (await authenticate(bearerKey(typeof given === 'string' ? given : null))) return true;
+        if (await connectionCaller(ctx.connectionParams)) return true;
         ctx.extra.socket.close(CloseCode.Unauthorized, 'Unauthorized: a valid API key is required');
         return false;
       },

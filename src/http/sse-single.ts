@@ -59,7 +59,8 @@ import {
   SSE_HEADERS,
   trackOpen,
 } from './sse-subscriptions.ts';
-import { requestCaller, UNAUTHENTICATED_MESSAGE, yoga } from './yoga.ts';
+import { nodeRequestCaller, UNAUTHENTICATED_MESSAGE } from './edge.ts';
+import { yoga } from './yoga.ts';
 
 /** graphql-sse's names for the token: the header, and the query parameter. */
 const TOKEN_HEADER = 'x-graphql-event-stream-token';
@@ -170,16 +171,9 @@ export async function serveSingleConnection(request: IncomingMessage, response: 
   }
 }
 
-/** The key of a request (Authorization, or an API key as `?token=`), as everywhere (yoga.ts). */
-function keyCaller(request: IncomingMessage): Promise<Caller | null> {
-  const headers: Record<string, string> = {};
-  if (request.headers.authorization) headers.authorization = request.headers.authorization;
-  return requestCaller(new Request(new URL(request.url ?? '/', 'http://localhost'), { method: request.method, headers }));
-}
-
 /** POST and DELETE: a key of the reservation's owner must come with the token. */
 async function checkKey(request: IncomingMessage, reserved: Caller): Promise<Response | null> {
-  const caller = await keyCaller(request);
+  const caller = await nodeRequestCaller(request);
   if (!caller) return unauthenticated(UNAUTHENTICATED_MESSAGE);
   if (caller.owner !== reserved.owner) return unauthenticated('the key is not of the owner the stream was reserved for');
   return null;
@@ -187,7 +181,7 @@ async function checkKey(request: IncomingMessage, reserved: Caller): Promise<Res
 
 /** PUT: the key gets a reservation token. */
 async function reserve(request: IncomingMessage): Promise<Response> {
-  const caller = await keyCaller(request);
+  const caller = await nodeRequestCaller(request);
   if (!caller) return unauthenticated(UNAUTHENTICATED_MESSAGE);
   const waitMs = await takeRequest(caller.owner);
   if (waitMs !== null) return rateLimitedResponse(waitMs);

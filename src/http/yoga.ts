@@ -1,14 +1,14 @@
 // The yoga instance: GraphQL over HTTP (GET, POST, multipart), SSE subscriptions,
 // GraphiQL, plus the plain routes. Built here, listened in server.ts, so tests can also
 // call yoga.fetch in-process.
-import { getOperationAST, GraphQLError, parse } from 'graphql';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { config } from '../config.ts';
 import { schema } from '../graphql/index.ts';
 import { createLoaders } from '../graphql/loaders.ts';
 import type { Context } from '../graphql/builder.ts';
 import { log } from '../log.ts';
-import { authenticate, authenticateStreamTicket, bearerKey, type Caller } from '../tasks/keys.ts';
+import type { Caller } from '../tasks/keys.ts';
+import { connectionCaller, graphqlCaller, unauthenticatedError } from './edge.ts';
 import { dashboard } from './dashboard.ts';
 import { graphiqlOptions, renderGraphiQL } from './graphiql.ts';
 import { maskError, requestErrorStatus } from './errors.ts';
@@ -20,35 +20,6 @@ import { handleRest, problem, REST_PREFIX } from './rest.ts';
 import * as routes from './routes.ts';
 import { multipartRequests } from './multipart.ts';
 import { payloadTooLargeResponse, requestBody } from './request-body.ts';
-
-/** The API key of a request: `Authorization: Bearer`, or `?token=` (EventSource cannot send headers; discouraged). */
-function requestKey(request: Request, url: URL): string | null {
-  return bearerKey(request.headers.get('authorization')) ?? url.searchParams.get('token');
-}
-
-/**
- * Who sends a GraphQL request: its API key (`Authorization: Bearer`, or `?token=`), or a
- * stream ticket (`?ticket=`, src/tasks/keys.ts), which counts only on an SSE subscription:
- * a GET to /graphql with Accept: text/event-stream whose operation is a subscription.
- * Anywhere else a ticket is no credential at all (and the REST facade, images and
- * WebSocket read only the Authorization header or connectionParams).
- */
-export async function requestCaller(request: Request, url = new URL(request.url)): Promise<Caller | null> {
-  const key = requestKey(request, url);
-  if (key) return authenticate(key);
-  const ticket = url.searchParams.get('ticket');
-  return ticket && isSseSubscription(request, url) ? authenticateStreamTicket(ticket) : null;
-}
-
-function isSseSubscription(request: Request, url: URL): boolean {
-  if (request.method !== 'GET' || url.pathname !== '/graphql' || !request.headers.get('accept')?.includes('text/event-stream')) return false;
-  try {
-    const document = parse(url.searchParams.get('query') ?? '', { maxTokens: config.graphqlLimits.maxTokens });
-    return getOperationAST(document, url.searchParams.get('operationName') ?? undefined)?.operation === 'subscription';
-  } catch {
-    return false;
-  }
-}
 
 /** Routes that need neither a key nor a body: answered before anything else. */
 const openRoutes: Plugin = {
@@ -81,7 +52,7 @@ const rateLimit: Plugin = {
     if (nodeRequest && countedRequests.has(nodeRequest)) return; // counted before yoga (sse-subscriptions.ts)
     let caller;
     try {
-      caller = await requestCaller(request, url);
+      caller = await graphqlCaller(request, url);
     } catch {
       return; // PostgreSQL unreachable: the route or the context reports it (503)
     }
@@ -111,13 +82,6 @@ const keyedRoutes: Plugin = {
 const refuseBody = (url: URL, message: string) =>
   isRest(url) ? problem(413, 'PayloadTooLarge', message) : payloadTooLargeResponse(message);
 
-export const UNAUTHENTICATED_MESSAGE = 'a valid API key is required: send Authorization: Bearer <key>';
-
-const unauthenticated = () =>
-  new GraphQLError(UNAUTHENTICATED_MESSAGE, {
-    extensions: { code: 'UNAUTHENTICATED', http: { status: 401, headers: { 'www-authenticate': 'Bearer' } } },
-  });
-
 /**
  * The key before the document: a request without a valid one gets 401 before its document
  * is parsed or validated, so an unauthenticated client learns nothing about the schema
@@ -125,8 +89,8 @@ const unauthenticated = () =>
  */
 const authenticateFirst: Plugin = {
   async onParams({ request, setResult }) {
-    const caller = await requestCaller(request);
-    if (!caller) setResult({ errors: [unauthenticated()] });
+    const caller = await graphqlCaller(request);
+    if (!caller) setResult({ errors: [unauthenticatedError()] });
   },
 };
 
@@ -164,11 +128,8 @@ export const yoga = createYoga<TransportContext, Context>({
   maskedErrors: { maskError },
   context: async ({ request, connectionParams, streamCaller }): Promise<Context> => {
     if (streamCaller) return { caller: streamCaller, loaders: createLoaders() };
-    const fromWebSocket = connectionParams?.authorization ?? connectionParams?.Authorization;
-    const caller = connectionParams
-      ? await authenticate(bearerKey(typeof fromWebSocket === 'string' ? fromWebSocket : null))
-      : await requestCaller(request);
-    if (!caller) throw unauthenticated();
+    const caller = connectionParams ? await connectionCaller(connectionParams) : await graphqlCaller(request);
+    if (!caller) throw unauthenticatedError();
     return { caller, loaders: createLoaders() };
   },
   // Order matters: open routes and uploads, then the rate limit, the multipart parser

@@ -83,7 +83,7 @@ async function cached(entry: string, lookup: () => Promise<Caller | null>): Prom
 
 // Stream tickets: an EventSource cannot send headers, and a key in its URL ends up in access
 // logs and browser history. A client trades its key (in the Authorization header) for a
-// ticket, `<key id>.<expiry, unix s>.<HMAC>`, which src/http/yoga.ts accepts only as
+// ticket, `<key id>.<expiry, unix s>.<HMAC>`, which src/http/edge.ts accepts only as
 // `?ticket=` of an SSE subscription (GET, Accept: text/event-stream). Stateless: any API
 // process checks it with the shared signing secret, no store involved. Bound to the key's
 // id, so a ticket of a key revoked since opens nothing.
@@ -156,11 +156,4 @@ export function readStreamReservation(token: string | null | undefined): StreamR
   const expected = Buffer.from(sign(`${RESERVATION_PURPOSE}.${keyId}.${nonce}`, Number(expires)));
   if (!timingSafeEqual(expected, Buffer.from(signature))) return null;
   return { keyId, expiresAt: Number(expires) * 1000, nonce };
-}
-
-/** The key from `Authorization: Bearer <key>` (or a bare key). */
-export function bearerKey(header: string | null | undefined): string | null {
-  if (!header) return null;
-  const match = /^\s*Bearer\s+(\S+)\s*$/i.exec(header);
-  return match ? match[1] : header.trim() || null;
 }
