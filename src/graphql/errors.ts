@@ -1,18 +1,16 @@
 // Expected errors as GraphQL types (members of the result unions, behind the `Error`
-// interface), and the mapping of domain errors to `extensions.code` where they occur
-// outside a union (subscriptions, list arguments).
-import { GraphQLError } from 'graphql';
+// interface). Their `extensions.code` where they occur outside a union (subscriptions,
+// list arguments): src/http/edge.ts.
 import {
   IdempotencyKeyReused,
   InvalidImage,
   InvalidInput,
   InvalidTaskState,
   TaskDoesNotExist,
-  TaskError,
+  type TaskError,
   TooManyTasks,
   WrongTaskIdFormat,
 } from '../tasks/errors.ts';
-import { KeyRevoked } from '../tasks/watch.ts';
 import { builder } from './builder.ts';
 import { TaskStatusEnum } from './enums.ts';
 
@@ -65,24 +63,3 @@ builder.objectType(IdempotencyKeyReused, {
   isTypeOf: (value) => value instanceof IdempotencyKeyReused,
   fields: (t) => ({ taskId: t.exposeID('taskId') }),
 });
-
-const CODES: [new (...args: never[]) => TaskError, string][] = [
-  [WrongTaskIdFormat, 'WRONG_TASK_ID_FORMAT'],
-  [TaskDoesNotExist, 'TASK_DOES_NOT_EXIST'],
-  [InvalidTaskState, 'INVALID_TASK_STATE'],
-  [InvalidInput, 'BAD_USER_INPUT'],
-  [InvalidImage, 'INVALID_IMAGE'],
-  [TooManyTasks, 'TOO_MANY_TASKS'],
-  [IdempotencyKeyReused, 'IDEMPOTENCY_KEY_REUSED'],
-  [KeyRevoked, 'UNAUTHENTICATED'],
-];
-
-/** A domain error as a client-visible GraphQL error with its code; anything else: null. */
-export function exposeDomainError(error: unknown, path?: readonly (string | number)[]): GraphQLError | null {
-  if (!(error instanceof TaskError)) return null;
-  const code = CODES.find(([cls]) => error instanceof cls)?.[1] ?? 'BAD_REQUEST';
-  return new GraphQLError(error.message, {
-    path,
-    extensions: { code, ...(error instanceof InvalidInput && error.field ? { field: error.field } : {}) },
-  });
-}

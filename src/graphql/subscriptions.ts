@@ -4,7 +4,7 @@ import { watchTask, watchTasks } from '../tasks/watch.ts';
 import type { TaskRow } from '../tasks/service.ts';
 import { builder } from './builder.ts';
 import { TaskStatusEnum } from './enums.ts';
-import { exposeDomainError } from './errors.ts';
+import { exposeDomainError } from '../http/edge.ts';
 import { TaskRef } from './task.ts';
 
 async function exposing<T>(start: () => Promise<T>): Promise<T> {

@@ -15,7 +15,7 @@ import type { TaskRow } from '../tasks/service.ts';
 import { builder } from './builder.ts';
 import type { CallbackAttempt } from './loaders.ts';
 import { ImageFormatEnum, JobDefinitionEnum, ResizeFitEnum, TaskStatusEnum } from './enums.ts';
-import { exposeDomainError } from './errors.ts';
+import { exposeDomainError } from '../http/edge.ts';
 
 type ImageMeta = NonNullable<Awaited<ReturnType<typeof tasks.getImageMeta>>>;
 

@@ -1,5 +1,6 @@
-// The edge policy: who a request is. Every entry point (GraphQL over HTTP, SSE both modes,
-// WebSocket, REST, images) asks here, so it is decided in one place.
+// The edge policy: who a request is, and what an error becomes. Every entry point (GraphQL
+// over HTTP, SSE both modes, WebSocket, REST, images, uploads) asks here, so each is decided
+// in one place.
 // Which credential counts where (SECURITY.md documents the rules):
 // - API key in `Authorization: Bearer`: everywhere.
 // - API key as `?token=`: GraphQL over HTTP only (EventSource cannot send headers; discouraged).
@@ -11,7 +12,21 @@
 import type { IncomingMessage } from 'node:http';
 import { getOperationAST, GraphQLError, parse } from 'graphql';
 import { config } from '../config.ts';
+import { isDatabaseUnavailable } from '../db.ts';
+import { log } from '../log.ts';
+import { StorageUnavailable } from '../storage/index.ts';
+import {
+  IdempotencyKeyReused,
+  InvalidImage,
+  InvalidInput,
+  InvalidTaskState,
+  TaskDoesNotExist,
+  TaskError,
+  TooManyTasks,
+  WrongTaskIdFormat,
+} from '../tasks/errors.ts';
 import { authenticate, authenticateStreamTicket, type Caller } from '../tasks/keys.ts';
+import { KeyRevoked } from '../tasks/watch.ts';
 
 export const UNAUTHENTICATED_MESSAGE = 'a valid API key is required: send Authorization: Bearer <key>';
 
@@ -69,3 +84,64 @@ function isSseSubscription(request: Request, url: URL): boolean {
   }
 }
 
+// ---- Errors: one table, domain error class → GraphQL code, HTTP status, REST problem type ----
+
+interface DomainErrorClass {
+  cls: new (...args: never[]) => TaskError;
+  /** GraphQL `extensions.code`. */
+  code: string;
+  /** The HTTP status (REST). */
+  status: number;
+  /** The REST problem type. */
+  problem: string;
+}
+
+const DOMAIN_ERRORS: DomainErrorClass[] = [
+  { cls: WrongTaskIdFormat, code: 'WRONG_TASK_ID_FORMAT', status: 400, problem: 'WrongTaskIdFormat' },
+  { cls: TaskDoesNotExist, code: 'TASK_DOES_NOT_EXIST', status: 404, problem: 'TaskDoesNotExist' },
+  { cls: InvalidTaskState, code: 'INVALID_TASK_STATE', status: 409, problem: 'InvalidTaskState' },
+  { cls: InvalidInput, code: 'BAD_USER_INPUT', status: 400, problem: 'InvalidInput' },
+  { cls: InvalidImage, code: 'INVALID_IMAGE', status: 400, problem: 'InvalidImage' },
+  { cls: TooManyTasks, code: 'TOO_MANY_TASKS', status: 429, problem: 'TooManyTasks' },
+  { cls: IdempotencyKeyReused, code: 'IDEMPOTENCY_KEY_REUSED', status: 422, problem: 'IdempotencyKeyReused' },
+  { cls: KeyRevoked, code: 'UNAUTHENTICATED', status: 401, problem: 'Unauthenticated' },
+];
+
+/** A domain error's row of the table; an unlisted domain error is a BAD_REQUEST; not a domain error: null. */
+export function classifyDomainError(error: unknown): DomainErrorClass | null {
+  if (!(error instanceof TaskError)) return null;
+  return DOMAIN_ERRORS.find(({ cls }) => error instanceof cls) ?? { cls: TaskError, code: 'BAD_REQUEST', status: 400, problem: 'BadRequest' };
+}
+
+/** A domain error as a client-visible GraphQL error with its code; anything else: null. */
+export function exposeDomainError(error: unknown, path?: readonly (string | number)[]): GraphQLError | null {
+  const row = classifyDomainError(error);
+  if (!row) return null;
+  return new GraphQLError((error as Error).message, {
+    path,
+    extensions: { code: row.code, ...(error instanceof InvalidInput && error.field ? { field: error.field } : {}) },
+  });
+}
+
+/** A dependency down (the blob store, PostgreSQL): what every surface answers, 503. */
+export interface Unavailable {
+  code: 'STORAGE_UNAVAILABLE' | 'SERVICE_UNAVAILABLE';
+  status: 503;
+  problem: 'StorageUnavailable' | 'ServiceUnavailable';
+  message: string;
+  retryAfter: 5;
+}
+
+/** The blob store or PostgreSQL unreachable (logged as a warning), else null. */
+export function classifyUnavailable(error: unknown): Unavailable | null {
+  // The blob store first: its errors may quote a refused connection.
+  if (error instanceof StorageUnavailable) {
+    log.warn({ err: error.message }, 'blob store unavailable');
+    return { code: 'STORAGE_UNAVAILABLE', status: 503, problem: 'StorageUnavailable', message: 'the image store is unavailable; try again shortly', retryAfter: 5 };
+  }
+  if (isDatabaseUnavailable(error)) {
+    log.warn({ err: (error as Error | undefined)?.message }, 'database unavailable');
+    return { code: 'SERVICE_UNAVAILABLE', status: 503, problem: 'ServiceUnavailable', message: 'the database is unavailable; try again shortly', retryAfter: 5 };
+  }
+  return null;
+}

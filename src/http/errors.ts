@@ -1,5 +1,5 @@
 // How an error leaves the GraphQL API (HTTP, SSE, WebSocket): yoga's error masking, ours.
-// - A domain error (src/tasks/errors.ts) outside a result union: its code (graphql/errors.ts).
+// - A domain error (src/tasks/errors.ts) outside a result union: its code (edge.ts' table).
 // - PostgreSQL unreachable: SERVICE_UNAVAILABLE (503, Retry-After), logged as a warning.
 // - The blob store unreachable or not writable: STORAGE_UNAVAILABLE (503, Retry-After), likewise.
 // - A refusal of the client's request made by graphql-js, yoga or us (a GraphQLError all the
@@ -10,13 +10,8 @@
 // - The HTTP status of a request error (requestErrorStatus, below): as GraphQL over HTTP says.
 import { GraphQLError, type ExecutionResult } from 'graphql';
 import { maskError as defaultMaskError, type Plugin } from 'graphql-yoga';
-import { isDatabaseUnavailable } from '../db.ts';
-import { exposeDomainError } from '../graphql/errors.ts';
 import { log } from '../log.ts';
-import { StorageUnavailable } from '../storage/index.ts';
-
-export const DATABASE_UNAVAILABLE_MESSAGE = 'the database is unavailable; try again shortly';
-export const STORAGE_UNAVAILABLE_MESSAGE = 'the image store is unavailable; try again shortly';
+import { classifyUnavailable, exposeDomainError } from './edge.ts';
 
 /** True if `error` is a GraphQLError and so is every error it wraps: a refusal, not a fault. */
 function isRefusal(error: unknown): error is GraphQLError {
@@ -42,20 +37,12 @@ export function maskError(error: unknown, message: string, isDev?: boolean): Err
     log.debug({ code: exposed.extensions.code, err: exposed.message }, 'request refused');
     return exposed;
   }
-  // The blob store down (its errors may quote a refused connection: checked first).
-  if (original instanceof StorageUnavailable) {
-    log.warn({ err: original.message }, 'blob store unavailable');
-    return new GraphQLError(STORAGE_UNAVAILABLE_MESSAGE, {
+  // The blob store or PostgreSQL down: say so (503, retry later) instead of "Unexpected error".
+  const unavailable = classifyUnavailable(original);
+  if (unavailable) {
+    return new GraphQLError(unavailable.message, {
       path,
-      extensions: { code: original.code, http: { status: 503, headers: { 'retry-after': '5' } } },
-    });
-  }
-  // PostgreSQL down or cut off: say so (503, retry later) instead of "Unexpected error".
-  if (isDatabaseUnavailable(original)) {
-    log.warn({ err: (original as Error)?.message }, 'database unavailable');
-    return new GraphQLError(DATABASE_UNAVAILABLE_MESSAGE, {
-      path,
-      extensions: { code: 'SERVICE_UNAVAILABLE', http: { status: 503, headers: { 'retry-after': '5' } } },
+      extensions: { code: unavailable.code, http: { status: unavailable.status, headers: { 'retry-after': String(unavailable.retryAfter) } } },
     });
   }
   if (isRefusal(error)) {

@@ -2,24 +2,20 @@
 // same task service the GraphQL resolvers call. Handlers only parse the request, call the
 // service and map its result or typed error to a status code; no lifecycle logic here.
 import { GraphQLError } from 'graphql';
-import { isDatabaseUnavailable } from '../db.ts';
 import { signedImageUrl } from '../image-urls.ts';
 import type { ImageFormat, ResizeFit, ResizeInput } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
 import type { JobDefinition } from '../generated/prisma/enums.ts';
 import {
   IdempotencyKeyReused,
-  InvalidImage,
   InvalidInput,
   InvalidTaskState,
-  TaskDoesNotExist,
   TooManyTasks,
-  WrongTaskIdFormat,
 } from '../tasks/errors.ts';
 import { checkIdempotencyKey } from '../tasks/idempotency.ts';
 import { removeBlobs } from '../tasks/images.ts';
 import type { Caller } from '../tasks/keys.ts';
-import { headerCaller, UNAUTHENTICATED_MESSAGE } from './edge.ts';
+import { classifyDomainError, classifyUnavailable, headerCaller, UNAUTHENTICATED_MESSAGE } from './edge.ts';
 import type { StoredImage } from '../tasks/store.ts';
 import { isMultipart, MultipartForm, type StreamedUpload } from './multipart.ts';
 import { badRequest, bodyRefusal, PAYLOAD_TOO_LARGE, payloadTooLarge } from './request-body.ts';
@@ -27,8 +23,6 @@ import * as tasks from '../tasks/service.ts';
 import * as uploads from '../tasks/uploads.ts';
 import type { TaskRow } from '../tasks/service.ts';
 import { openApiDocument } from './openapi.ts';
-import { StorageUnavailable } from '../storage/index.ts';
-import { STORAGE_UNAVAILABLE_MESSAGE } from './errors.ts';
 
 export const REST_PREFIX = '/api';
 
@@ -60,7 +54,15 @@ export function restTask(task: TaskRow) {
   };
 }
 
-/** A typed domain error → its status code and body; anything else is a masked 500. */
+/** The extra members of a domain error's problem body. */
+function problemDetails(error: unknown): Record<string, unknown> {
+  if (error instanceof InvalidTaskState) return { status: error.status };
+  if (error instanceof TooManyTasks) return { limit: error.limit };
+  if (error instanceof IdempotencyKeyReused) return { taskId: error.taskId };
+  return {};
+}
+
+/** A typed domain error → its status code and body (edge.ts' table); anything else is a masked 500. */
 function errorResponse(error: unknown, taskId?: string): Response {
   if (error instanceof GraphQLError) {
     // A body refused while it was read (request-body.ts, multipart.ts): over its limit, a
@@ -68,24 +70,20 @@ function errorResponse(error: unknown, taskId?: string): Response {
     if (error.extensions.code === PAYLOAD_TOO_LARGE) return problem(413, 'PayloadTooLarge', error.message);
     return problem(400, 'InvalidInput', error.message, { field: null });
   }
-  if (error instanceof WrongTaskIdFormat) return problem(400, 'WrongTaskIdFormat', error.message);
-  if (error instanceof TaskDoesNotExist) return problem(404, 'TaskDoesNotExist', error.message);
-  if (error instanceof InvalidTaskState) return problem(409, 'InvalidTaskState', error.message, { status: error.status });
-  if (error instanceof InvalidInput) {
-    if (error.field === 'jobDefinition') return problem(400, 'WrongJobDefinitionValue', error.message);
-    // The service names resize fields "resize.width"; REST sends them as top-level form fields.
-    return problem(400, 'InvalidInput', error.message, { field: error.field?.replace(/^resize\./, '') ?? null });
+  const domain = classifyDomainError(error);
+  if (domain) {
+    if (error instanceof InvalidInput) {
+      if (error.field === 'jobDefinition') return problem(400, 'WrongJobDefinitionValue', error.message);
+      // The service names resize fields "resize.width"; REST sends them as top-level form fields.
+      return problem(domain.status, domain.problem, error.message, { field: error.field?.replace(/^resize\./, '') ?? null });
+    }
+    return problem(domain.status, domain.problem, (error as Error).message, problemDetails(error));
   }
-  if (error instanceof InvalidImage) return problem(400, 'InvalidImage', error.message);
-  if (error instanceof TooManyTasks) return problem(429, 'TooManyTasks', error.message, { limit: error.limit });
-  if (error instanceof IdempotencyKeyReused) return problem(422, 'IdempotencyKeyReused', error.message, { taskId: error.taskId });
-  if (error instanceof StorageUnavailable) {
-    log.warn({ err: error.message }, 'blob store unavailable');
-    return problem(503, 'StorageUnavailable', STORAGE_UNAVAILABLE_MESSAGE, {}, { 'retry-after': '5' });
-  }
-  if (isDatabaseUnavailable(error)) {
-    log.warn({ err: (error as Error).message }, 'database unavailable');
-    return problem(503, 'ServiceUnavailable', 'the database is unavailable; try again shortly');
+  const unavailable = classifyUnavailable(error);
+  // (REST's database 503 has never sent Retry-After; the store's does.)
+  if (unavailable) {
+    return problem(unavailable.status, unavailable.problem, unavailable.message, {},
+      unavailable.code === 'STORAGE_UNAVAILABLE' ? { 'retry-after': String(unavailable.retryAfter) } : {});
   }
   log.error({ err: error, ...(taskId ? { taskId } : {}) }, 'unexpected error in the REST API');
   return problem(500, 'InternalError', 'Unexpected error.');

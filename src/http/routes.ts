@@ -3,9 +3,9 @@
 import { Readable } from 'node:stream';
 import { blobStore, imageContentType } from '../blobs.ts';
 import { config } from '../config.ts';
-import { isDatabaseUnavailable, prisma } from '../db.ts';
+import { prisma } from '../db.ts';
 import { checkImageSignature } from '../image-urls.ts';
-import { headerCaller } from './edge.ts';
+import { classifyUnavailable, headerCaller } from './edge.ts';
 import { queueCounts } from '../tasks/queue.ts';
 import { log } from '../log.ts';
 import { BlobNotFound, RangeNotSatisfiable, StorageUnavailable } from '../storage/index.ts';
@@ -128,10 +128,8 @@ export async function image(request: Request, url: URL): Promise<Response> {
       return (await getImageBlob(id))?.expiredAt ? gone() : text(404, 'no such image\n');
     }
     if (error instanceof RangeNotSatisfiable) return text(416, 'range not satisfiable\n', { ...headers, 'content-range': `bytes */${error.byteSize}` });
-    if (error instanceof StorageUnavailable) {
-      log.warn({ err: error.message }, 'blob store unavailable');
-      return text(503, 'the image store is unavailable; try again shortly\n', { 'retry-after': '5' });
-    }
+    const unavailable = error instanceof StorageUnavailable ? classifyUnavailable(error) : null;
+    if (unavailable) return text(unavailable.status, `${unavailable.message}\n`, { 'retry-after': String(unavailable.retryAfter) });
     throw error;
   }
 }
@@ -197,13 +195,9 @@ export async function upload(request: Request, url: URL): Promise<Response> {
     return new Response(null, { status: 204 });
   } catch (error) {
     if (error instanceof UploadRefused) return json(UPLOAD_STATUS[error.reason], { error: error.reason, message: error.message });
-    if (error instanceof StorageUnavailable) {
-      log.warn({ err: error.message }, 'blob store unavailable');
-      return json(503, { error: 'StorageUnavailable', message: 'the image store is unavailable; try again shortly' }, { 'retry-after': '5' });
-    }
-    if (isDatabaseUnavailable(error)) {
-      log.warn({ err: (error as Error).message }, 'database unavailable');
-      return json(503, { error: 'ServiceUnavailable', message: 'the database is unavailable; try again shortly' }, { 'retry-after': '5' });
+    const unavailable = classifyUnavailable(error);
+    if (unavailable) {
+      return json(unavailable.status, { error: unavailable.problem, message: unavailable.message }, { 'retry-after': String(unavailable.retryAfter) });
     }
     if (request.signal.aborted) return json(400, { error: 'Aborted', message: 'the request was aborted' }); // nobody reads it
     log.error({ err: error }, 'unexpected error in an upload');
