@@ -6,7 +6,7 @@ process.title = 'tasklane-worker';
 import { randomUUID } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import os from 'node:os';
-import { imageKey } from '../src/blobs.ts';
+import { blobStore, imageKey } from '../src/blobs.ts';
 import { startCallbackDelivery } from '../src/callbacks/delivery.ts';
 import { config } from '../src/config.ts';
 import { prisma } from '../src/db.ts';
@@ -23,7 +23,9 @@ import { retryDelayMs } from '../src/tasks/lifecycle.ts';
 import { startReconciler } from '../src/tasks/reconciler.ts';
 import { wakeWaiting } from '../src/tasks/running-slots.ts';
 import * as store from '../src/tasks/store.ts';
-import { ExecutorCrashed, ExecutorPool, JobTimedOut, PermanentJobError, SourceGone } from './executor-pool.ts';
+import { StorageUnavailable } from '../src/storage/index.ts';
+import { withTimeout } from '../src/timeout.ts';
+import { ExecutorCrashed, ExecutorPool, JobTimedOut, PermanentJobError, SourceGone, StoreUnavailableJobError } from './executor-pool.ts';
 import { startLivenessCheck } from './liveness.ts';
 
 /** Progress writes are throttled: at most one per task per this many ms. */
@@ -37,6 +39,24 @@ let shuttingDown = false;
 async function publish(task: store.TaskRow | null) {
   if (task) await publishChange(task);
   return task;
+}
+
+/**
+ * Deliveries in a row that this process gave back because the blob store was down: the
+ * backoff of the next one grows with it (up to retryDelayMs' cap), so a long outage costs a
+ * task one attempt every 30 s at most, and none of its MAX_ATTEMPTS. A job done resets it.
+ */
+let storeDownStreak = 0;
+
+/** Whether the blob store fails its own write check now: down for everyone, not just for one job. */
+async function storeIsDown(): Promise<boolean> {
+  try {
+    await withTimeout(blobStore().check(), 3 * config.storageTimeoutMs, 'no answer from the blob store');
+    return false;
+  } catch (error) {
+    log.warn({ err: (error as Error).message }, 'blob store check failed');
+    return error instanceof StorageUnavailable || (error as Error).name === 'TimedOut';
+  }
 }
 
 export async function runJob(taskId: string): Promise<void> {
@@ -113,6 +133,7 @@ export async function runJob(taskId: string): Promise<void> {
     const done = await publish(await store.complete(taskId, attempt, image));
     const ms = Math.round(performance.now() - started);
     outcome = done ? 'done' : 'discarded';
+    storeDownStreak = 0;
     if (done) log.info({ taskId, attempt, ms, bytes: result.byteSize }, 'job done');
     else {
       log.info({ taskId, attempt }, 'job result discarded: the task was deleted or taken over meanwhile');
@@ -131,6 +152,12 @@ export async function runJob(taskId: string): Promise<void> {
       await publish(await store.handBack(taskId, attempt));
       outcome = 'handed_back';
       log.info({ taskId, attempt }, 'job handed back for shutdown');
+    } else if (error instanceof StoreUnavailableJobError && (await storeIsDown())) {
+      // The store is down (its own check fails too): the task waits for it, its attempt given back.
+      storeDownStreak++;
+      const task = await publish(await store.waitForStore(taskId, attempt, message, retryDelayMs(Math.min(storeDownStreak, 8))));
+      outcome = 'retried';
+      log.warn({ taskId, attempt, err: message, status: task?.status }, 'job attempt failed: the blob store is down; not counted');
     } else if (error instanceof PermanentJobError || error instanceof JobTimedOut) {
       await publish(await store.fail(taskId, message, attempt));
       outcome = 'failed';
