@@ -2,7 +2,8 @@
 // prints a table and writes JSON to bench/results/. Options:
 //   --quick         small sizes, to check that everything works (figures mean little)
 //   --only=a,c      run only these benchmarks (a: resize throughput, b: API latency under
-//                   load, c: pipeline overhead, d: fan-out, e: memory, f: security limits)
+//                   load, c: pipeline overhead, d: fan-out, e: memory, f: security limits,
+//                   g: memory against image size)
 //   --profile       also write --cpu-prof profiles of the processes under test
 // Environment: BENCH_A_COUNT, BENCH_C_COUNT, BENCH_D_SIZES (sizes); BENCH_POSTGRES_URL (the
 // server the benchmark databases are made on, e.g. over a Unix socket); BENCH_NODE_ARGS
@@ -19,6 +20,7 @@ import { memory } from './memory.ts';
 import { pipelineOverhead } from './pipeline-overhead.ts';
 import { resizeThroughput } from './resize-throughput.ts';
 import { security } from './security.ts';
+import { uploadMemory } from './upload-memory.ts';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick') || process.env.BENCH_QUICK === '1';
@@ -32,6 +34,7 @@ const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchResult>
   d: fanOut,
   e: memory,
   f: security,
+  g: uploadMemory,
 };
 
 function machine() {

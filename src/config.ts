@@ -156,6 +156,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
      * largest legitimate request (a 1000-token document and its variables) is a few KB.
      */
     maxRequestBytes: read(env, 'MAX_REQUEST_BYTES', integer(1024), 1024 * 1024),
+    /**
+     * UPLOAD_TTL_MS (900000, 15 min): how long a two-step upload (createUpload) may wait for its
+     * PUT and its createTask; then its URL stops working and the reconciler removes it (row and
+     * blob). Long enough for a 25 MiB PUT on a slow link, short enough that abandoned uploads
+     * do not pile up.
+     */
+    uploadTtlMs: read(env, 'UPLOAD_TTL_MS', integer(1000, 7 * 24 * 3600 * 1000), 15 * 60 * 1000),
+    /**
+     * MAX_PENDING_UPLOADS_PER_KEY (100): unused, unexpired two-step uploads one key name may hold
+     * (each may hold up to MAX_UPLOAD_BYTES in the store until it expires); more is TooManyTasks.
+     */
+    maxPendingUploadsPerKey: read(env, 'MAX_PENDING_UPLOADS_PER_KEY', integer(1), 100),
     /** MAX_INPUT_PIXELS (50 MP): checked from the image header, before any decoding. */
     maxInputPixels: read(env, 'MAX_INPUT_PIXELS', integer(1), 50_000_000),
     /**

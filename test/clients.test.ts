@@ -1,6 +1,6 @@
 // The clients our users already have, used the way their documentation shows, each
 // watching a task's whole life against a real `npm start`: graphql-ws's client,
-// graphql-sse's client, Apollo Client (GraphQLWsLink + apollo-upload-client), urql.
+// graphql-sse's client (both modes), Apollo Client (GraphQLWsLink + apollo-upload-client), urql.
 import { ApolloClient, ApolloLink, InMemoryCache } from '@apollo/client';
 import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
 import { Client as UrqlClient, fetchExchange } from '@urql/core';
@@ -149,6 +149,30 @@ describe('clients watch a whole task life', () => {
     } finally {
       sse.dispose();
     }
+  });
+
+  it("graphql-sse's client (SSE, single connection): subscribe and run over one stream, complete after DONE", async () => {
+    // Every request of the client, to tell which mode it speaks (the reservation, the one stream, operations).
+    const requests: string[] = [];
+    const sse = createSseClient({
+      url: `${service.url}/graphql`,
+      headers: { authorization: `Bearer ${key}` },
+      singleConnection: true,
+      retryAttempts: 0,
+      fetchFn: (input: RequestInfo | URL, init?: RequestInit) => {
+        requests.push(`${init?.method ?? 'GET'}${new Headers(init?.headers).get('accept') === 'text/event-stream' ? ' stream' : ''}`);
+        return fetch(input, init);
+      },
+    });
+    try {
+      await watchAndRun(sse);
+    } finally {
+      sse.dispose();
+    }
+    // One reservation and one stream for both operations (the subscription and the mutation).
+    expect(requests.filter((r) => r === 'PUT')).toHaveLength(1);
+    expect(requests.filter((r) => r === 'GET stream')).toHaveLength(1);
+    expect(requests.filter((r) => r === 'POST')).toHaveLength(2);
   });
 
   it('Apollo Client: createTask with apollo-upload-client (a File), taskUpdated through GraphQLWsLink', async () => {

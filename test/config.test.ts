@@ -18,6 +18,8 @@ describe('loadConfig', () => {
       maxRequestBytes: 1_048_576,
       maxInputPixels: 50_000_000,
       maxActiveTasksPerKey: 1000,
+      uploadTtlMs: 900_000,
+      maxPendingUploadsPerKey: 100,
       maxOutputPixels: 50_000_000,
       workerNice: 10,
       rateLimitPerMinute: 1200,

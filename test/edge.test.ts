@@ -286,6 +286,85 @@ describe('refusals: a code, a short message, nothing internal', () => {
   });
 });
 
+describe('multipart requests, streamed', () => {
+  const BOUNDARY = 'edge-boundary';
+  const textPart = (name: string, value: string) => `--${BOUNDARY}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  const filePart = (name: string) => `--${BOUNDARY}\r\nContent-Disposition: form-data; name="${name}"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`;
+  const operations = JSON.stringify({ query: CREATE, variables: { input: { jobDefinition: 'IMAGE_RESIZE', image: null, resize: { width: 8 } } } });
+  const MAP = JSON.stringify({ 0: ['variables.input.image'] });
+
+  /** A multipart body the test writes piece by piece, and may leave open. */
+  function openBody() {
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const stream = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
+    const response = yoga.fetch('http://edge/graphql', {
+      method: 'POST',
+      headers: { ...auth(), 'content-type': `multipart/form-data; boundary=${BOUNDARY}` },
+      body: stream,
+      duplex: 'half',
+    } as RequestInit);
+    return {
+      response,
+      write: (piece: string | Uint8Array) => controller.enqueue(typeof piece === 'string' ? new TextEncoder().encode(piece) : piece),
+      end: () => controller.close(),
+    };
+  }
+
+  const send = async (...pieces: (string | Uint8Array)[]) => {
+    const body = openBody();
+    for (const piece of pieces) body.write(piece);
+    body.end();
+    return answer(await body.response);
+  };
+
+  it('runs the mutation while the file still streams in: bytes that are no image are refused from their head, the body still open', async () => {
+    const before = await infra.blobKeys();
+    const body = openBody();
+    body.write(textPart('operations', operations) + textPart('map', MAP) + filePart('0'));
+    body.write(new Uint8Array(512 * 1024).fill(0x41)); // more than the checked head; the body never ends
+    // A parser that waited for the end of the body would never answer.
+    expect(await answer(await body.response)).toMatchObject({ status: 200, body: { data: { createTask: { __typename: 'InvalidImage' } } } });
+    body.end();
+    expect(await infra.blobKeys()).toEqual(before);
+  });
+
+  it('a text part where the map expects the file: BAD_USER_INPUT, never reaching the resolver', async () => {
+    const response = await send(textPart('operations', operations), textPart('map', MAP), textPart('0', 'aGVsbG8='), `--${BOUNDARY}--\r\n`);
+    expect(response.body.errors).toEqual([
+      expect.objectContaining({
+        message: 'Variable "$input" got invalid value "aGVsbG8=" at "input.image"; File takes a file part of a multipart request (GraphQL multipart request specification)',
+        extensions: { code: 'BAD_USER_INPUT' },
+      }),
+    ]);
+  });
+
+  it('a mapped file that never comes: a typed refusal (the image is null: none given)', async () => {
+    const response = await send(textPart('operations', operations), textPart('map', MAP), `--${BOUNDARY}--\r\n`);
+    expect(response.body).toEqual({
+      data: { createTask: { __typename: 'InvalidInput', message: 'give the image: a file (image) or a finished upload (uploadId)' } },
+    });
+  });
+
+  it('a file before "map", or a map that is not a map of lists: 400 BAD_REQUEST', async () => {
+    const early = await send(textPart('operations', operations), filePart('0'), 'x\r\n', textPart('map', MAP), `--${BOUNDARY}--\r\n`);
+    expect(early).toEqual({
+      status: 400,
+      body: { errors: [{ message: 'the file parts of a multipart request come after "operations" and "map" (GraphQL multipart request specification)', extensions: { code: 'BAD_REQUEST' } }] },
+    });
+    const notLists = await send(textPart('operations', operations), textPart('map', '{"0":"variables.input.image"}'), `--${BOUNDARY}--\r\n`);
+    expect(notLists.status).toBe(400);
+    expect(notLists.body.errors).toMatchObject([{ extensions: { code: 'BAD_REQUEST' } }]);
+  });
+
+  it('a body cut off after its file: 400 BAD_REQUEST, the image not kept', async () => {
+    const before = await infra.blobKeys();
+    const response = await send(textPart('operations', operations), textPart('map', MAP), filePart('0'), await photo(16, 16)); // no closing boundary
+    expect(response).toMatchObject({ status: 400, body: { errors: [{ extensions: { code: 'BAD_REQUEST' } }] } });
+    expect(response.body).not.toHaveProperty('data');
+    expect(await infra.blobKeys()).toEqual(before);
+  });
+});
+
 describe('signed image URLs: one canonical exp, one sig', () => {
   let imageId: string;
   let exp: string;
@@ -344,5 +423,112 @@ describe('/metrics with METRICS_TOKEN set', () => {
     const response = await scrape({ authorization: `Bearer ${METRICS_TOKEN}` });
     expect(response.status).toBe(200);
     expect(await response.text()).toContain('tasklane_tasks');
+  });
+});
+
+describe("the schema's error shapes (inline snapshots: a change to a rule or a message shows here first)", () => {
+  const query = async (text: string, variables: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
+    (await answer(await post({ query: text, variables }, headers))).body;
+
+  it('task(id): WrongTaskIdFormat, TaskDoesNotExist', async () => {
+    const fields = '__typename ... on Error { message }';
+    expect(await query(`{ a: task(id: "nope") { ${fields} } b: task(id: "00000000-0000-4000-8000-000000000000") { ${fields} } }`)).toMatchInlineSnapshot(`
+      {
+        "data": {
+          "a": {
+            "__typename": "WrongTaskIdFormat",
+            "message": ""nope" is not a task id (a UUID)",
+          },
+          "b": {
+            "__typename": "TaskDoesNotExist",
+            "message": "task 00000000-0000-4000-8000-000000000000 does not exist",
+          },
+        },
+      }
+    `);
+  });
+
+  it('runTask on a deleted task: InvalidTaskState with its status', async () => {
+    const created = (await answer(await createTask(await photo(32, 32)))).body.data!.createTask as { id: string };
+    await query(`mutation ($id: ID!) { deleteTask(id: $id) { __typename } }`, { id: created.id });
+    const body = await query(`mutation ($id: ID!) { runTask(id: $id) { __typename ... on Error { message } ... on InvalidTaskState { status } } }`, { id: created.id });
+    expect(JSON.parse(JSON.stringify(body).replaceAll(created.id, '<id>'))).toMatchInlineSnapshot(`
+      {
+        "data": {
+          "runTask": {
+            "__typename": "InvalidTaskState",
+            "message": "cannot run a task that is DELETED",
+            "status": "DELETED",
+          },
+        },
+      }
+    `);
+  });
+
+  it('createUpload and createTask: InvalidInput naming its field', async () => {
+    const fields = '__typename ... on Error { message } ... on InvalidInput { field }';
+    const uploads = `a: createUpload(input: {contentType: "text/html", byteSize: 10}) { ${fields} } b: createUpload(input: {contentType: "image/png", byteSize: 0}) { ${fields} }`;
+    const tasks = `c: createTask(input: {jobDefinition: IMAGE_RESIZE, uploadId: "00000000-0000-4000-8000-000000000000", resize: {width: 10}}) { ${fields} } d: createTask(input: {jobDefinition: IMAGE_RESIZE, resize: {width: 10}}) { ${fields} }`;
+    expect(await query(`mutation { ${uploads} ${tasks} }`)).toMatchInlineSnapshot(`
+      {
+        "data": {
+          "a": {
+            "__typename": "InvalidInput",
+            "field": "contentType",
+            "message": "contentType must be one of image/jpeg, image/png, image/webp, image/avif, image/gif, image/tiff, got "text/html"",
+          },
+          "b": {
+            "__typename": "InvalidInput",
+            "field": "byteSize",
+            "message": "byteSize must be from 1 to 4194304 (MAX_UPLOAD_BYTES), got 0",
+          },
+          "c": {
+            "__typename": "InvalidInput",
+            "field": "uploadId",
+            "message": "upload 00000000-0000-4000-8000-000000000000 does not exist",
+          },
+          "d": {
+            "__typename": "InvalidInput",
+            "field": "image",
+            "message": "give the image: a file (image) or a finished upload (uploadId)",
+          },
+        },
+      }
+    `);
+  });
+
+  it('no key, and a bad key: UNAUTHENTICATED outside the unions', async () => {
+    const noKey = await answer(await yoga.fetch('http://edge/graphql', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ __typename }' }) }));
+    const badKey = await answer(await post({ query: '{ __typename }' }, { authorization: 'Bearer tl_not_a_key' }));
+    expect({ noKey, badKey }).toMatchInlineSnapshot(`
+      {
+        "badKey": {
+          "body": {
+            "errors": [
+              {
+                "extensions": {
+                  "code": "UNAUTHENTICATED",
+                },
+                "message": "a valid API key is required: send Authorization: Bearer <key>",
+              },
+            ],
+          },
+          "status": 401,
+        },
+        "noKey": {
+          "body": {
+            "errors": [
+              {
+                "extensions": {
+                  "code": "UNAUTHENTICATED",
+                },
+                "message": "a valid API key is required: send Authorization: Bearer <key>",
+              },
+            ],
+          },
+          "status": 401,
+        },
+      }
+    `);
   });
 });

@@ -17,6 +17,7 @@ const addFormats = ((ajvFormats as { default?: unknown }).default ?? ajvFormats)
 
 const QUOTA = 6;
 const MAX_UPLOAD_BYTES = 256 * 1024;
+const PENDING_UPLOADS = 2;
 
 let infra: TestInfra;
 let service: Service;
@@ -33,7 +34,12 @@ const validators = new Map<string, ReturnType<typeof ajv.compile>>();
 beforeAll(async () => {
   infra = await createInfra('rest');
   [service, jpeg] = await Promise.all([
-    startService(infra, { WORKERS: '1', MAX_ACTIVE_TASKS_PER_KEY: String(QUOTA), MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES) }),
+    startService(infra, {
+      WORKERS: '1',
+      MAX_ACTIVE_TASKS_PER_KEY: String(QUOTA),
+      MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES),
+      MAX_PENDING_UPLOADS_PER_KEY: String(PENDING_UPLOADS),
+    }),
     photo(800, 600),
   ]);
   aliceKey = await infra.createKey('alice');
@@ -241,6 +247,50 @@ describe('REST lifecycle', () => {
     expect((await go(fromCreate, 'deleteTask', created.body, 200)).reply.body.status).toBe('DELETED');
   });
 
+  it('creates a task from an upload: POST /api/uploads, PUT the bytes, POST /api/tasks with uploadId (form-encoded)', async () => {
+    const created = await call('POST', '/api/uploads', '/api/uploads', {
+      body: new URLSearchParams({ contentType: 'image/jpeg', byteSize: String(jpeg.length) }),
+    });
+    expect(created).toMatchObject({ status: 201, body: { method: 'PUT', maxBytes: jpeg.length } });
+    const upload = created.body;
+    const put = await fetch(new URL(upload.url, service.url), {
+      method: upload.method,
+      headers: Object.fromEntries(upload.headers.map((h: { name: string; value: string }) => [h.name, h.value])),
+      body: new Uint8Array(jpeg),
+    });
+    expect(put.ok).toBe(true);
+    const task = await call('POST', '/api/tasks', '/api/tasks', {
+      body: new URLSearchParams({ jobDefinition: 'IMAGE_RESIZE', uploadId: upload.id, width: '64' }),
+    });
+    expect(task.status).toBe(201);
+    expect((await call('GET', '/api/tasks/{id}', `/api/tasks/${task.body.id}`)).body).toMatchObject({ status: 'CREATED', resize: { width: 64 } });
+    const again = await call('POST', '/api/tasks', '/api/tasks', {
+      body: new URLSearchParams({ jobDefinition: 'IMAGE_RESIZE', uploadId: upload.id, width: '64' }),
+    });
+    expect(again).toMatchObject({ status: 400, body: { error: 'InvalidInput', field: 'uploadId', message: `upload ${upload.id} was already used by a task` } });
+    const both = await call('POST', '/api/tasks', '/api/tasks', { body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(), uploadId: upload.id, width: '64' }) });
+    expect(both).toMatchObject({ status: 400, body: { error: 'InvalidInput', field: 'uploadId' } });
+    await call('DELETE', '/api/tasks/{id}', `/api/tasks/${task.body.id}`);
+  });
+
+  it('refuses a bad upload (400 InvalidInput naming the field) and one over MAX_PENDING_UPLOADS_PER_KEY (429 TooManyTasks)', async () => {
+    const cases: [Record<string, string>, string][] = [
+      [{ contentType: 'text/plain', byteSize: '10' }, 'contentType'],
+      [{ contentType: 'image/png' }, 'byteSize'],
+      [{ contentType: 'image/png', byteSize: '0' }, 'byteSize'],
+      [{ contentType: 'image/png', byteSize: String(MAX_UPLOAD_BYTES + 1) }, 'byteSize'],
+      [{ contentType: 'image/png', byteSize: '1e3' }, 'byteSize'],
+    ];
+    for (const [fields, field] of cases) {
+      const reply = await call('POST', '/api/uploads', '/api/uploads', { body: new URLSearchParams(fields) });
+      expect(reply, JSON.stringify(fields)).toMatchObject({ status: 400, body: { error: 'InvalidInput', field } });
+    }
+    const dave = await infra.createKey('dave');
+    const upload = () => call('POST', '/api/uploads', '/api/uploads', { key: dave, body: new URLSearchParams({ contentType: 'image/png', byteSize: '10' }) });
+    for (let i = 0; i < PENDING_UPLOADS; i++) expect((await upload()).status).toBe(201);
+    expect(await upload()).toMatchObject({ status: 429, body: { error: 'TooManyTasks', limit: PENDING_UPLOADS } });
+  });
+
   it('reports a failed task with its error', async () => {
     const truncated = jpeg.subarray(0, Math.floor(jpeg.byteLength * 0.5));
     const id = (await call('POST', '/api/tasks', '/api/tasks', { body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(truncated), width: '50' }) })).body.id;
@@ -298,6 +348,8 @@ describe('REST errors', () => {
       }
       const post = await call('POST', '/api/tasks', '/api/tasks', { key, body: form({ jobDefinition: 'IMAGE_RESIZE', image: image(), width: '10' }) });
       expect(post.status).toBe(401);
+      const upload = await call('POST', '/api/uploads', '/api/uploads', { key, body: new URLSearchParams({ contentType: 'image/png', byteSize: '10' }) });
+      expect(upload.status).toBe(401);
     }
   });
 
@@ -392,6 +444,7 @@ describe('REST errors', () => {
       expect(first.status).toBe(404); // the one request of the minute
       const operations: [string, string, string, BodyInit?][] = [
         ['POST', '/api/tasks', '/api/tasks', form({ jobDefinition: 'IMAGE_RESIZE', image: image(), width: '10' })],
+        ['POST', '/api/uploads', '/api/uploads', new URLSearchParams({ contentType: 'image/png', byteSize: '10' })],
         ['GET', '/api/tasks/{id}', `/api/tasks/${id}`],
         ['DELETE', '/api/tasks/{id}', `/api/tasks/${id}`],
         ['POST', '/api/tasks/{id}/run', `/api/tasks/${id}/run`],

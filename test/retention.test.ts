@@ -88,7 +88,7 @@ async function taskIn(status: 'CREATED' | 'QUEUED' | 'RUNNING' | 'DONE' | 'FAILE
   });
   const id = created.id;
   let resultId: string | null = null;
-  if (status === 'RUNNING' || status === 'DONE') {
+  if (status === 'RUNNING' || status === 'DONE' || status === 'FAILED') {
     const claim = await store.claim(id, 600_000, 1000);
     if (!claim || claim === 'waiting') throw new Error(`could not claim ${id}`);
     if (status === 'DONE') {
@@ -100,8 +100,9 @@ async function taskIn(status: 'CREATED' | 'QUEUED' | 'RUNNING' | 'DONE' | 'FAILE
       });
       if (!done) throw new Error(`could not complete ${id}`);
     }
+    // A task fails in the delivery that holds it.
+    if (status === 'FAILED' && !(await store.fail(id, 'broken on purpose', claim.task.attempts))) throw new Error(`could not fail ${id}`);
   }
-  if (status === 'FAILED' && !(await store.fail(id, 'broken on purpose'))) throw new Error(`could not fail ${id}`);
   const [row] = await infra.sql<{ source: string | null }>(
     `SELECT i."storageKey" AS source FROM "Task" t JOIN "Image" i ON i.id = t."sourceImageId" WHERE t.id = $1`,
     [id],

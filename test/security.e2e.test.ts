@@ -11,7 +11,8 @@ import { graphql } from './gql/index.ts';
 import { client, until, type Client } from './helpers/client.ts';
 import { photo, pngBomb } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
-import { postChunks, sse, ws } from './helpers/security-clients.ts';
+import { reserveStream, singleConnection } from './helpers/live.ts';
+import { postChunks, sse, sseSingle, ws } from './helpers/security-clients.ts';
 import { SCRIPTS, startProcess, startService, testEnv, type Service } from './helpers/service.ts';
 import { createTask } from './helpers/tasks.ts';
 
@@ -134,11 +135,11 @@ function memory(pid: number): { rss: number; peak: number } {
 }
 
 describe('tenancy', () => {
-  it('a foreign task id on both subscriptions (SSE and WebSocket) looks exactly like a missing one', async () => {
+  it('a foreign task id on both subscriptions (SSE in both modes, WebSocket) looks exactly like a missing one', async () => {
     const id = await createTask(alice, await photo(32, 32), { width: 8 });
     const missing = '0b5e7c1e-8f4a-4c2d-9e1f-3a2b1c0d9e8f';
     const refusal = (taskId: string) => ({ message: `task ${taskId} does not exist`, extensions: { code: 'TASK_DOES_NOT_EXIST' } });
-    for (const open of [sse, ws]) {
+    for (const open of [sse, sseSingle, ws]) {
       const foreign = await open(service.url, mallory.key!, TASK_UPDATED, { id });
       const none = await open(service.url, mallory.key!, TASK_UPDATED, { id: missing });
       await Promise.all([foreign.ended, none.ended]);
@@ -235,15 +236,17 @@ describe('image URLs', () => {
 });
 
 describe('API keys', () => {
-  it('revoking with the CLI ends open SSE and WebSocket subscriptions at once, with UNAUTHENTICATED', async () => {
+  it('revoking with the CLI ends open SSE (both modes) and WebSocket subscriptions at once, with UNAUTHENTICATED', async () => {
     const key = await infra.createKey('dave');
     const overSse = await sse(service.url, key, TASKS_UPDATED);
+    const overSingle = sseSingle(service.url, key, TASKS_UPDATED);
     const overWs = ws(service.url, key, TASKS_UPDATED);
     await new Promise((r) => setTimeout(r, 500));
     const revoke = startProcess(SCRIPTS.key, testEnv(infra, { LOG_LEVEL: 'silent' }), ['revoke', 'dave']);
     expect(await revoke.exited).toBe(0);
-    await Promise.all([overSse.ended, overWs.ended]);
-    for (const stream of [overSse, overWs]) {
+    await Promise.all([overSse.ended, overSingle.ended, overWs.ended]);
+    overSingle.close();
+    for (const stream of [overSse, overSingle, overWs]) {
       expect(stream.messages).toMatchObject([{ errors: [{ message: 'the API key was revoked', extensions: { code: 'UNAUTHENTICATED' } }] }]);
     }
     const after = await post(service.url, key, { query: '{ tasks { edges { node { id } } } }' });
@@ -329,7 +332,9 @@ describe('uploads', () => {
       { authorization: `Bearer ${alice.key}`, 'content-type': 'multipart/form-data; boundary=b2' },
       (function* () {
         yield Buffer.from('--b2\r\nContent-Disposition: form-data; name="width"\r\n\r\n8\r\n--b2\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n');
-        for (let i = 0; i < 256; i++) yield Buffer.alloc(64 * 1024, 0x55);
+        // A JPEG's first bytes, so that the limit refuses it (bytes that are no image at all
+        // are refused from their head, InvalidImage, before the limit is reached).
+        for (let i = 0; i < 256; i++) yield i === 0 ? Buffer.concat([Buffer.from([0xff, 0xd8, 0xff]), Buffer.alloc(64 * 1024 - 3, 0x55)]) : Buffer.alloc(64 * 1024, 0x55);
         yield Buffer.from('\r\n--b2--\r\n');
       })(),
     );
@@ -646,5 +651,42 @@ describe('quota and rate limit, across two API processes', () => {
     expect(refused.status).toBe(429);
     await new Promise((r) => setTimeout(r, Number(refused.headers.get('retry-after')) * 1000 + 200));
     expect((await post(urls[1], key, query)).status).toBe(200);
+  });
+
+  it('counts the requests of the single-connection SSE mode too: the reservation, the stream, each operation, on either process', async () => {
+    const key = await infra.createKey('streamer');
+    const reserved = await reserveStream(urls[0], key);
+    expect(reserved.status).toBe(201);
+    const stream = await singleConnection(urls[1], await reserved.text(), { key }); // reserved on one process, opened on the other
+    try {
+      expect(stream.status).toBe(200);
+      const started = Date.now();
+      const statuses: number[] = [];
+      let limited: Response | undefined;
+      for (let i = 0; i < 2 * PER_MINUTE; i++) {
+        const response = await stream.start(`q${i}`, '{ __typename }', {}, urls[i % 2]);
+        statuses.push(response.status);
+        if (response.status === 429) limited ??= response;
+      }
+      const refilled = Math.floor((Date.now() - started) / (60_000 / PER_MINUTE));
+      // Two of the allowance went to the reservation and the stream.
+      const accepted = statuses.filter((status) => status === 202).length;
+      expect(accepted).toBeGreaterThanOrEqual(PER_MINUTE - 2);
+      expect(accepted).toBeLessThanOrEqual(PER_MINUTE - 2 + refilled);
+      expect(statuses.filter((status) => status !== 202).every((status) => status === 429)).toBe(true);
+      const retryAfter = Number(limited!.headers.get('retry-after'));
+      expect(await limited!.json()).toMatchObject({ errors: [{ extensions: { code: 'RATE_LIMITED', retryAfter } }] });
+      // The accepted ones ran, on the stream; stopping an operation is never refused.
+      await Promise.all(statuses.map((status, i) => (status === 202 ? stream.waitForComplete(`q${i}`) : undefined)));
+      expect(stream.results('q0')).toEqual([{ data: { __typename: 'Query' } }]);
+      expect((await stream.stop('q0', urls[0])).status).toBe(200);
+      // And a new reservation is refused alike until the key's requests refill (drained right before: it refills as time passes).
+      let drained = 0;
+      while ((await stream.start(`drain${drained}`, '{ __typename }', {}, urls[0])).status !== 429) drained++;
+      const again = await reserveStream(urls[1], key);
+      expect([again.status, (await again.json()).errors[0].extensions.code]).toEqual([429, 'RATE_LIMITED']);
+    } finally {
+      stream.close();
+    }
   });
 });

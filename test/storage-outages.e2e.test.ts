@@ -6,7 +6,8 @@
 //   chmod does not stop root, so as root the store is on a tmpfs of its own
 //   (helpers/disk-faults.ts); another user gets a read-only directory by chmod instead.
 // While the store fails: /ready is 503 naming it, uploads are refused with a typed 503
-// (GraphQL STORAGE_UNAVAILABLE, REST StorageUnavailable) and leave no task, row or blob,
+// (GraphQL STORAGE_UNAVAILABLE, REST StorageUnavailable; a two-step upload's PUT to the API
+// likewise, and its createTask when the API cannot read the bytes) and leave no task, row or blob,
 // and the jobs that meet the fault are retried without spending an attempt: the deployment
 // runs with MAX_ATTEMPTS=2, and the store comes back only once a task met the fault twice,
 // so counted retries would have failed it. Once the store is back:
@@ -49,6 +50,50 @@ async function uploads(service: Service, key: string, image: Buffer) {
     graphql: { status: graphql.status, retryAfter: graphql.headers.get('retry-after'), body: await graphql.json() },
     rest: { status: response.status, retryAfter: response.headers.get('retry-after'), body: await response.json() },
   };
+}
+
+const CREATE_UPLOAD = `mutation ($input: CreateUploadInput!) {
+  createUpload(input: $input) { __typename ... on PendingUpload { id url method headers { name value } } ... on Error { message } }
+}`;
+
+async function graphqlRequest(service: Service, key: string, query: string, variables: Record<string, unknown>) {
+  const response = await fetch(`${service.url}/graphql`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ query, variables }),
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+/** Step one of a two-step upload (createUpload): touches PostgreSQL only. */
+async function createUpload(service: Service, key: string, bytes: Buffer) {
+  const { body } = await graphqlRequest(service, key, CREATE_UPLOAD, { input: { contentType: 'image/jpeg', byteSize: bytes.length } });
+  const pending = body.data?.createUpload;
+  if (pending?.__typename !== 'PendingUpload') throw new Error(`createUpload: ${JSON.stringify(body)}`);
+  return pending as { id: string; url: string; method: string; headers: { name: string; value: string }[] };
+}
+
+/** Step two: the PUT, to the API (disk) or to the store itself (s3); 'unreachable' when nothing answers. */
+async function putUpload(service: Service, pending: Awaited<ReturnType<typeof createUpload>>, bytes: Buffer) {
+  try {
+    const response = await fetch(new URL(pending.url, service.url), {
+      method: pending.method,
+      headers: Object.fromEntries(pending.headers.map((h) => [h.name, h.value])),
+      body: new Uint8Array(bytes),
+    });
+    return { status: response.status, retryAfter: response.headers.get('retry-after'), body: await response.text() };
+  } catch {
+    return 'unreachable' as const;
+  }
+}
+
+/** Step three: createTask({uploadId}); the task's id, or the error's code and HTTP status. */
+async function createFromUpload(service: Service, key: string, uploadId: string) {
+  const { status, body } = await graphqlRequest(service, key, CREATE, {
+    input: { jobDefinition: 'IMAGE_RESIZE', uploadId, resize: { width: 50 }, run: true },
+  });
+  const task = body.data?.createTask;
+  return task?.__typename === 'Task' ? { id: task.id as string } : { status, code: body.errors?.[0]?.extensions?.code ?? task?.__typename };
 }
 
 async function ready(service: Service) {
@@ -163,11 +208,29 @@ function outageWhileRunning(setupStore: (infra: TestInfra) => Promise<Setup & { 
     ];
     const ids: string[] = [];
     for (let i = 0; i < 8; i++) ids.push(await createTask(alice, resizes[i % 4].bytes, resizes[i % 4].resize, true));
+    // A two-step upload whose bytes are in before the fault, to be used during it.
+    const uploaded = await createUpload(service, key, image);
+    expect(await putUpload(service, uploaded, image)).toMatchObject({ status: expect.toSatisfy((status: number) => status < 300) });
     await until(() => infra.sql(`SELECT count(*)::int AS n FROM "Task" WHERE status = 'RUNNING'`), ([row]) => (row.n as number) > 0, 120_000, 20);
 
     env.cut = true;
     await setup.cut();
     await expectRefusals(infra, service, key, setup.store, image);
+    // Two-step uploads: recording one needs no store; its PUT is refused (disk: by the API,
+    // typed) or finds nothing (s3: the store itself is unreachable), leaving nothing.
+    const during = await createUpload(service, key, image);
+    const put = await putUpload(service, during, image);
+    if (setup.env.STORAGE_URL.startsWith('file:')) {
+      expect(put).toMatchObject({ status: 503, retryAfter: '5' });
+      expect(JSON.parse((put as { body: string }).body)).toMatchObject({ error: 'StorageUnavailable' });
+    } else expect(put).toBe('unreachable');
+    // A task from the upload PUT before: the API must read it (its size, type, header); where
+    // it cannot (s3 unreachable), 503 and the upload stays usable; a read-only disk can be read.
+    const fromUpload = await createFromUpload(service, key, uploaded.id);
+    if (setup.readableWhileCut) {
+      expect(fromUpload).toEqual({ id: expect.any(String) });
+      ids.push((fromUpload as { id: string }).id);
+    } else expect(fromUpload).toEqual({ status: 503, code: 'STORAGE_UNAVAILABLE' });
     const [source] = await infra.sql<{ id: string }>(`SELECT "sourceImageId" AS id FROM "Task" WHERE id = $1`, [ids[0]]);
     const download = await fetch(`${service.url}/images/${source.id}`, { headers: { authorization: `Bearer ${key}` } });
     if (setup.readableWhileCut) expect(download.status).toBe(200);
@@ -209,10 +272,15 @@ function outageWhileRunning(setupStore: (infra: TestInfra) => Promise<Setup & { 
       expect(response.status).toBe(200);
       expect(createHash('sha256').update(Buffer.from(await response.arrayBuffer())).digest('hex')).toBe(result.sha256);
     }
-    // Uploads are accepted again.
+    // Uploads are accepted again, two-step ones included (the upload refused during the fault is usable).
     const answers = await uploads(service, key, image);
     expect(answers.rest.status).toBe(201);
     expect(answers.graphql.body.data?.createTask?.__typename).toBe('Task');
+    expect(await putUpload(service, during, image)).toMatchObject({ status: expect.toSatisfy((status: number) => status < 300) });
+    const later = [await createFromUpload(service, key, during.id)];
+    if (!setup.readableWhileCut) later.push(await createFromUpload(service, key, uploaded.id));
+    for (const created of later) expect(created).toEqual({ id: expect.any(String) });
+    await expectAllDoneOnce((text, params) => infra.sql(text, params), later.map((created) => (created as { id: string }).id), 120_000);
   }, 600_000);
 
   return env;
@@ -266,12 +334,15 @@ describe.skipIf(readOnlyMethod === null)(`disk store not writable (${readOnlyMet
     };
   });
 
-  it.skipIf(readOnlyMethod !== 'remount')('full (idle): /ready 503, uploads refused with a typed 503 leaving no partial file; space back: accepted and run', async () => {
+  it.skipIf(readOnlyMethod !== 'remount')('full (idle): /ready 503, uploads (multipart and PUT) refused with a typed 503 leaving no partial file; space back: accepted and run', async () => {
     const { infra, service, key, alice, image } = env;
     const store = createBlobStore({ kind: 'disk', root });
     await disk!.fill();
     try {
       await expectRefusals(infra, service, key, store, image);
+      const put = await putUpload(service, await createUpload(service, key, image), image);
+      expect(put).toMatchObject({ status: 503, retryAfter: '5' });
+      expect(JSON.parse((put as { body: string }).body)).toMatchObject({ error: 'StorageUnavailable' });
       expect(await fs.readdir(path.join(root, '.tmp'))).toEqual([]);
       expect((await ready(service)).status).toBe(503);
     } finally {

@@ -1,13 +1,16 @@
 // Live updates across processes and through Redis trouble: two API processes on one
-// database and Redis (the first with the worker, the second only delivering), and the
+// database and Redis (the first with the worker, the second only delivering; in SSE's
+// single-connection mode, the stream on one and its operations sent to the other), and the
 // second's pub/sub connection cut with CLIENT KILL, or kept off Redis by a proxy while
 // the task finishes (so its change message is lost for sure).
+import { print } from 'graphql';
+import { createClient as createSseClient } from 'graphql-sse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { graphql } from './gql/index.ts';
 import { client, until, type Client } from './helpers/client.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
-import { expectOrdered, sse, within, wsClient, wsSubscribe, type SseStream, type WsStream } from './helpers/live.ts';
+import { expectOrdered, reserveStream, singleConnection, sse, within, wsClient, wsSubscribe, type SseStream, type WsStream } from './helpers/live.ts';
 import { startRedisProxy, type RedisProxy } from './helpers/redis-proxy.ts';
 import { SCRIPTS, startService, type Service } from './helpers/service.ts';
 import { createTask } from './helpers/tasks.ts';
@@ -109,14 +112,111 @@ describe('two API processes on one database and Redis', () => {
   });
 });
 
+describe('single-connection SSE mode across two API processes (a balancer without sticky sessions)', () => {
+  it("graphql-sse's client: the stream on the second, every operation POSTed to the first; the whole life arrives", async () => {
+    const id = await createTask(viaFirst, big, { width: 1200, format: 'PNG' });
+    const sent: string[] = [];
+    // What a round-robin balancer could do: the reservation and the stream to one process, the operations to the other.
+    const sseClient = createSseClient({
+      url: `${second.url}/graphql`,
+      headers: { authorization: `Bearer ${key}` },
+      singleConnection: true,
+      retryAttempts: 0,
+      fetchFn: (input: RequestInfo | URL, init?: RequestInit) => {
+        const method = init?.method ?? 'GET';
+        const url = method === 'POST' || method === 'DELETE' ? String(input).replace(second.url, first.url) : String(input);
+        sent.push(`${method} ${url.startsWith(first.url) ? 'first' : 'second'}`);
+        return fetch(url, init);
+      },
+    });
+    try {
+      const seen: State[] = [];
+      const ended = new Promise<void>((resolve, reject) => {
+        sseClient.subscribe<{ taskUpdated: State }>(
+          { query: print(WatchTask), variables: { id } },
+          { next: (r) => r.data && seen.push(r.data.taskUpdated), error: reject, complete: resolve },
+        );
+      });
+      await until(async () => seen.length, (n) => n > 0, 20_000, 20);
+      const run = await new Promise<{ data?: unknown }>((resolve, reject) => {
+        let result: { data?: unknown };
+        sseClient.subscribe({ query: print(RunTask), variables: { id } }, { next: (r) => (result = r), error: reject, complete: () => resolve(result) });
+      });
+      expect(run.data).toEqual({ runTask: { __typename: 'Task', id, status: 'QUEUED' } });
+      await within(ended, 60_000, 'the subscription to complete after DONE');
+      expectOrdered(seen);
+      expect(seen[0].status).toBe('CREATED');
+      expect(seen.at(-1)).toMatchObject({ status: 'DONE', progress: 1, result: { width: 1200 } });
+      expect(sent.filter((r) => r.startsWith('POST'))).toEqual(['POST first', 'POST first']);
+      expect(sent.filter((r) => r.startsWith('PUT') || r.startsWith('GET'))).toEqual(['PUT second', 'GET second']);
+    } finally {
+      sseClient.dispose();
+    }
+  });
+
+  it('a DELETE sent to the first stops the operation running on the second; with the stream gone, both answer 404', async () => {
+    const token = await (await reserveStream(first.url, key)).text(); // reserved on one, opened on the other
+    const stream = await singleConnection(second.url, token, { key });
+    try {
+      expect(stream.status).toBe(200);
+      const id = await createTask(viaFirst, small, { width: 8 });
+      expect((await stream.start('stopped', WatchTask, { id }, first.url)).status).toBe(202);
+      expect((await stream.start('kept', WatchTask, { id }, first.url)).status).toBe(202);
+      await Promise.all([stream.waitFor('stopped', () => true), stream.waitFor('kept', () => true)]);
+      expect((await stream.stop('stopped', first.url)).status).toBe(200);
+      // The kept one sees the task's end; the stopped one had nothing more, not even its `complete`.
+      const running = await viaFirst.request(RunTask, { id });
+      expect(running.data?.runTask).toMatchObject({ status: 'QUEUED' });
+      await stream.waitForComplete('kept');
+      expect(states({ results: stream.results('kept') }).at(-1)).toMatchObject({ status: 'DONE' });
+      expect(stream.results('stopped')).toHaveLength(1);
+      expect(stream.completed('stopped')).toBe(false);
+    } finally {
+      stream.close();
+    }
+    await stream.ended;
+    await until(() => stream.start('late', WatchTasks, {}, first.url).then((r) => r.status), (status) => status === 404, 10_000);
+    expect((await stream.start('late', WatchTasks, {}, second.url)).status).toBe(404);
+  });
+
+  it('cut off Redis, a process opens no stream (503, Retry-After: the client tries again); once Redis is back it does', async () => {
+    try {
+      proxy.cut();
+      const reserved = await reserveStream(second.url, key); // the key's rate limit is let through while Redis is away
+      expect(reserved.status).toBe(201);
+      const refused = await singleConnection(second.url, await reserved.text(), { key });
+      expect([refused.status, refused.headers.get('retry-after')]).toEqual([503, '5']);
+      expect(JSON.parse(refused.body).errors[0].extensions.code).toBe('SERVICE_UNAVAILABLE');
+    } finally {
+      proxy.unblock();
+    }
+    const opened = await until(
+      async () => singleConnection(second.url, await (await reserveStream(second.url, key)).text(), { key }),
+      (stream) => stream.status === 200,
+      30_000,
+      200,
+    );
+    try {
+      expect((await opened.start('q', '{ __typename }', {}, first.url)).status).toBe(202);
+      await opened.waitForComplete('q');
+      expect(opened.results('q')).toEqual([{ data: { __typename: 'Query' } }]);
+    } finally {
+      opened.close();
+    }
+  });
+});
+
 describe('the subscriber connection cut', () => {
-  it('CLIENT KILL mid-stream: it reconnects, resubscribes, and the final state still arrives', async () => {
+  it('CLIENT KILL mid-stream: it reconnects, resubscribes, and the final state still arrives (SSE in both modes, WebSocket)', async () => {
     const id = await createTask(viaFirst, big, { width: 2400, format: 'PNG' });
     const overSse = await sse(second.url, WatchTask, { id }, { key });
     const ws = wsClient(second.url, key);
+    // Single-connection mode too, its operations sent through the first (forwarded over Redis).
+    const single = await singleConnection(second.url, await (await reserveStream(second.url, key)).text(), { key });
     try {
       const overWs = wsSubscribe(ws, WatchTask, { id });
-      await Promise.all([overSse.waitFor(() => true), overWs.waitFor(() => true)]);
+      expect((await single.start('watch', WatchTask, { id }, first.url)).status).toBe(202);
+      await Promise.all([overSse.waitFor(() => true), overWs.waitFor(() => true), single.waitFor('watch', () => true)]);
       const before = await secondSubscriber();
       expect(before?.sub).toBeGreaterThan(0);
 
@@ -129,13 +229,18 @@ describe('the subscriber connection cut', () => {
       await within(overSse.ended, 60_000, 'the SSE stream to end after the cut');
       const sseDoneAt = performance.now();
       expect(await within(overWs.ended, 60_000, 'the WS stream to end after the cut')).toBe('complete');
-      for (const stream of [overSse, overWs]) {
+      await within(single.waitForComplete('watch'), 60_000, 'the single-connection operation to complete after the cut');
+      for (const stream of [overSse, overWs, { results: single.results('watch') }]) {
         expectOrdered(states(stream));
         expect(states(stream).at(-1)).toMatchObject({ id, status: 'DONE' });
       }
       // graphql-redis-subscriptions' connection is a new one, subscribed again.
       const after = await until(secondSubscriber, (c) => c !== undefined && c.sub > 0, 10_000);
       expect(after!.id).not.toBe(before!.id);
+      // The stream's own channel too: an operation sent through the first still reaches it.
+      expect((await single.start('after', WatchTask, { id }, first.url)).status).toBe(202);
+      await single.waitForComplete('after');
+      expect(states({ results: single.results('after') })).toMatchObject([{ id, status: 'DONE' }]);
       expect(second.output()).toMatch(/pub\/sub connection is back: resynchronising/);
       const resynced = [...second.output().matchAll(/"time":(\d+)[^\n]*pub\/sub connection is back/g)].at(-1)!;
       console.log(
@@ -144,6 +249,7 @@ describe('the subscriber connection cut', () => {
       );
     } finally {
       overSse.close();
+      single.close();
       await ws.dispose();
     }
   });

@@ -2,12 +2,14 @@
 // curl and EventSource see them) and WebSocket (graphql-ws's client), refusals and
 // revocation.
 import { createHmac } from 'node:crypto';
+import { print } from 'graphql';
+import { createClient as createSseClient } from 'graphql-sse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { graphql } from './gql/index.ts';
 import { client, until, type Client } from './helpers/client.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
-import { expectOrdered, sse, within, wsClient, wsSubscribe } from './helpers/live.ts';
+import { expectOrdered, reserveStream, singleConnection, sse, within, wsClient, wsSubscribe } from './helpers/live.ts';
 import { parsePrometheus } from './helpers/prometheus.ts';
 import { SCRIPTS, startProcess, startService, testEnv, type Service } from './helpers/service.ts';
 import { createTask } from './helpers/tasks.ts';
@@ -251,12 +253,24 @@ describe('refusals: an error with its code, and never a data event', () => {
     ['a bad id', 'WRONG_TASK_ID_FORMAT', () => 'not-a-uuid', /"not-a-uuid" is not a task id/],
     ['a missing task', 'TASK_DOES_NOT_EXIST', () => missing, /does not exist/],
     ['a foreign task', 'TASK_DOES_NOT_EXIST', () => foreignTask, /does not exist/],
-  ])('%s → %s over SSE and WebSocket', async (_, code, id, message) => {
+  ])('%s → %s over SSE (both modes) and WebSocket', async (_, code, id, message) => {
     const stream = await sse(service.url, WatchTask, { id: id() }, { key: alice.key });
     await within(stream.ended, 10_000, 'the refused SSE stream to end');
     expect(stream.results).toHaveLength(1);
     expect(stream.results[0].data ?? null).toBeNull();
     expect(stream.results[0].errors).toEqual([expect.objectContaining({ message: expect.stringMatching(message), extensions: { code } })]);
+
+    // Single-connection mode: the same `next` for that operation, then its `complete`; the stream stays.
+    const single = await openStream();
+    try {
+      expect((await single.start('refused', WatchTask, { id: id() })).status).toBe(202);
+      await within(single.waitForComplete('refused'), 10_000, 'the refused operation to complete');
+      expect(single.results('refused')).toHaveLength(1);
+      expect(single.results('refused')[0].data ?? null).toBeNull();
+      expect(single.results('refused')[0].errors).toEqual([expect.objectContaining({ message: expect.stringMatching(message), extensions: { code } })]);
+    } finally {
+      single.close();
+    }
 
     const ws = wsClient(service.url, alice.key);
     try {
@@ -294,6 +308,27 @@ describe('refusals: an error with its code, and never a data event', () => {
     expect(viaToken.status).toBe(401);
     await within(viaToken.ended, 10_000, 'the refused SSE stream to end');
     expect(viaToken.results).toEqual(unauthenticated);
+
+    // Single-connection mode: the reservation (PUT) is refused alike, so no stream opens;
+    // graphql-sse's client reports the 401 (its retries, when allowed, end the same way).
+    const reserved = await reserveStream(service.url, key());
+    expect([reserved.status, reserved.headers.get('www-authenticate')]).toEqual([401, 'Bearer']);
+    expect(await reserved.json()).toEqual(unauthenticated[0]);
+    const single = createSseClient({
+      url: `${service.url}/graphql`,
+      headers: key() ? { authorization: `Bearer ${key()}` } : {},
+      singleConnection: true,
+      retryAttempts: 0,
+    });
+    const failure = await within(
+      new Promise<unknown>((resolve) => {
+        single.subscribe({ query: print(WatchTasks), variables: {} }, { next: () => resolve('a result'), error: resolve, complete: () => resolve('complete') });
+      }),
+      10_000,
+      'the single-connection client to give up',
+    );
+    expect(failure).toMatchObject({ name: 'NetworkError', response: { status: 401 } });
+    single.dispose();
 
     // graphql-ws's client with its default retries: 4401 is final, so it gives up at once.
     const ws = wsClient(service.url, key(), { retryAttempts: 5 });
@@ -408,24 +443,249 @@ describe('stream tickets (EventSource without the key in its URL)', () => {
   });
 });
 
-describe('identical subscriptions', () => {
-  /** Source streams open in the API (shared by identical subscriptions), and the subscriptions. */
-  async function liveCounts() {
-    const metrics = parsePrometheus(await (await fetch(`${service.url}/metrics`)).text());
-    return { streams: metrics.sum('tasklane_subscription_streams'), subscriptions: metrics.sum('tasklane_active_subscriptions') };
-  }
+/** A reservation of `c` (alice) and its open stream (single-connection mode). */
+async function openStream(c: Client = alice) {
+  const reserved = await reserveStream(service.url, c.key);
+  expect(reserved.status).toBe(201);
+  const stream = await singleConnection(service.url, await reserved.text(), { key: c.key });
+  expect(stream.status).toBe(200);
+  return stream;
+}
 
-  /** liveCounts once they stop moving (earlier tests' streams may still be closing). */
-  async function settledCounts() {
-    let last = await liveCounts();
-    for (;;) {
-      await new Promise((r) => setTimeout(r, 200));
-      const next = await liveCounts();
-      if (next.streams === last.streams && next.subscriptions === last.subscriptions) return next;
-      last = next;
+describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () => {
+  const unauthenticated = { errors: [expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } })] };
+
+  it('one stream carries several operations: the whole life of a task, a dashboard, a query; DELETE stops one, the rest go on', async () => {
+    const before = await settledCounts();
+    const reserved = await reserveStream(service.url, alice.key);
+    expect([reserved.status, reserved.headers.get('content-type')]).toEqual([201, 'text/plain; charset=utf-8']);
+    const token = await reserved.text();
+    expect(token).toMatch(/^sse\./);
+    expect(token).not.toContain(alice.key!.slice(3, 20));
+    const stream = await singleConnection(service.url, token, { key: alice.key });
+    try {
+      expect([stream.status, stream.headers.get('content-type')]).toEqual([200, 'text/event-stream']);
+      const id = await createTask(alice, big, { width: 1600, format: 'PNG' });
+      expect((await stream.start('watch', WatchTask, { id })).status).toBe(202);
+      expect((await stream.start('dashboard', WatchTasks, {})).status).toBe(202);
+      expect((await stream.waitFor('watch', () => true)).data?.taskUpdated).toMatchObject({ id, status: 'CREATED' });
+      await until(liveCounts, (counts) => counts.subscriptions === before.subscriptions + 2, 10_000);
+
+      await runBehindBlocker(alice, id);
+      await stream.waitForComplete('watch');
+      const states = statesOf(stream.results('watch'));
+      expect(statusPath(states)).toEqual(['CREATED', 'QUEUED', 'RUNNING', 'DONE']);
+      expectOrdered(states);
+      expect(states.at(-1)).toMatchObject({ status: 'DONE', progress: 1, result: { width: 1600 } });
+      expect(states.some((s) => s.status === 'RUNNING' && s.progress > 0 && s.progress < 1)).toBe(true);
+      // The dashboard on the same stream saw it too, and goes on.
+      await stream.waitFor('dashboard', (r) => (r.data?.tasksUpdated as State | undefined)?.id === id && (r.data?.tasksUpdated as State).status === 'DONE');
+      expect(stream.completed('dashboard')).toBe(false);
+
+      // DELETE ends the dashboard's subscription (no `complete`: the client asked), the stream stays.
+      expect((await stream.stop('dashboard')).status).toBe(200);
+      await until(liveCounts, (counts) => counts.subscriptions === before.subscriptions, 10_000);
+      expect(stream.completed('dashboard')).toBe(false);
+      // Queries and mutations go over the stream too.
+      expect((await stream.start('query', GetTask, { id })).status).toBe(202);
+      await stream.waitForComplete('query');
+      expect(stream.results('query')).toEqual([{ data: { task: { __typename: 'Task', id, status: 'DONE', version: states.at(-1)!.version } } }]);
+      // An operation id in use on the stream is refused.
+      expect((await stream.start('same', WatchTasks, {})).status).toBe(202);
+      expect((await stream.start('same', WatchTasks, {})).status).toBe(409);
+    } finally {
+      stream.close();
     }
-  }
+    await until(liveCounts, (counts) => counts.streams === before.streams && counts.subscriptions === before.subscriptions, 10_000);
+  });
 
+  it('graphql-sse\'s own client: a refusal (bad id) arrives as an error result, and the client completes', async () => {
+    const sseClient = createSseClient({ url: `${service.url}/graphql`, headers: { authorization: `Bearer ${alice.key}` }, singleConnection: true, retryAttempts: 0 });
+    try {
+      const results: unknown[] = [];
+      await within(
+        new Promise<void>((resolve, reject) => {
+          sseClient.subscribe({ query: print(WatchTask), variables: { id: 'not-a-uuid' } }, { next: (r) => results.push(r), error: reject, complete: resolve });
+        }),
+        10_000,
+        'the refused subscription to complete',
+      );
+      expect(results).toEqual([{ errors: [expect.objectContaining({ extensions: { code: 'WRONG_TASK_ID_FORMAT' } })] }]);
+    } finally {
+      sseClient.dispose();
+    }
+  });
+
+  it('a reservation opens one stream, once; a tampered or expired one none; operations need the key too; the token is no key, and no key is a token', async () => {
+    const token = await (await reserveStream(service.url, alice.key)).text();
+    const first = await singleConnection(service.url, token, { key: alice.key });
+    try {
+      expect(first.status).toBe(200);
+      const second = await singleConnection(service.url, token);
+      expect(second.status).toBe(409);
+      expect(JSON.parse(second.body).errors[0].extensions.code).toBe('CONFLICT');
+      // The token routes, the key authorises: with no key, or another owner's, nothing runs or stops.
+      const id = await createTask(alice, small, { width: 8 });
+      expect((await first.start('watch', WatchTask, { id })).status).toBe(202);
+      await first.waitFor('watch', () => true);
+      for (const key of [null, mallory.key, 'tl_not-a-key']) {
+        const headers = { 'x-graphql-event-stream-token': token, ...(key ? { authorization: `Bearer ${key}` } : {}) };
+        const post = await fetch(`${service.url}/graphql`, {
+          method: 'POST',
+          headers: { ...headers, 'content-type': 'application/json' },
+          body: JSON.stringify({ query: `mutation { deleteTask(id: "${id}") { __typename } }`, extensions: { operationId: 'x' } }),
+        });
+        const stop = await fetch(`${service.url}/graphql?operationId=watch`, { method: 'DELETE', headers });
+        expect([key, post.status, (await post.json()).errors[0].extensions.code, stop.status]).toEqual([key, 401, 'UNAUTHENTICATED', 401]);
+      }
+      // Nothing was deleted, nothing stopped: the watch still gets the task's next state.
+      await alice.request(RunTask, { id });
+      await first.waitForComplete('watch');
+      expect(statesOf(first.results('watch')).at(-1)).toMatchObject({ status: 'DONE' });
+      expect(first.results('x')).toEqual([]);
+    } finally {
+      first.close();
+    }
+    await first.ended;
+    // Once closed, it stays used: its operations have nowhere to go.
+    expect((await singleConnection(service.url, token)).status).toBe(409);
+    const afterwards = await first.start('late', WatchTasks, {});
+    expect(afterwards.status).toBe(404);
+
+    const [, keyId, expires, nonce, signature] = token.split('.');
+    const flip = (text: string) => text.slice(0, -2) + (text.at(-2) === 'A' ? 'B' : 'A') + text.at(-1);
+    const sign = (exp: number, n = nonce) => createHmac('sha256', SIGNING_SECRET).update(`stream-reservation.${keyId}.${n}.${exp}`).digest('base64url');
+    expect(sign(Number(expires))).toBe(signature); // the genuine article, signed by the test as by the server
+    const expired = Math.floor(Date.now() / 1000) - 1;
+    const freshNonce = 'AAAAAAAAAAAAAAAAAAAAAA';
+    for (const bad of [
+      `sse.${keyId}.${expires}.${nonce}.${flip(signature)}`,
+      `sse.${keyId}.${Number(expires) + 3600}.${nonce}.${signature}`,
+      `sse.${keyId}.${expired}.${freshNonce}.${sign(expired, freshNonce)}`,
+      `${token}x`,
+      alice.key!,
+    ]) {
+      const refused = await singleConnection(service.url, bad);
+      expect([bad, refused.status]).toEqual([bad, 401]);
+      expect(JSON.parse(refused.body)).toEqual(unauthenticated);
+    }
+    // No token at all, on an operation or a DELETE: 401.
+    const bare = await fetch(`${service.url}/graphql?operationId=x`, { method: 'DELETE' });
+    expect(bare.status).toBe(401);
+    // A reservation is no API key: not as a bearer key on GraphQL or REST, not as ?token= of a distinct SSE subscription.
+    const fresh = await (await reserveStream(service.url, alice.key)).text();
+    expect((await client(service.url, fresh).request(ListTasks)).status).toBe(401);
+    expect((await fetch(`${service.url}/api/tasks`, { headers: { authorization: `Bearer ${fresh}` } })).status).toBe(401);
+    expect((await reserveStream(service.url, fresh)).status).toBe(401); // nor does it reserve another
+  });
+
+  it('?token= carries the reservation for an EventSource (no header); an API key as ?token= is still a key', async () => {
+    const token = await (await reserveStream(service.url, alice.key)).text();
+    const stream = await singleConnection(service.url, token, { key: alice.key, tokenIn: 'query' });
+    try {
+      expect(stream.status).toBe(200);
+      const id = await createTask(alice, small, { width: 8 });
+      expect((await stream.start('watch', WatchTask, { id })).status).toBe(202);
+      expect((await stream.waitFor('watch', () => true)).data?.taskUpdated).toMatchObject({ id, status: 'CREATED' });
+    } finally {
+      stream.close();
+    }
+    const viaKey = await sse(service.url, WatchTasks, {}, { token: alice.key! });
+    expect(viaKey.status).toBe(200);
+    viaKey.close();
+  });
+
+  it('answers a browser on another origin: the preflight of PUT, POST and DELETE with the token header, and every response', async () => {
+    const origin = 'https://app.example';
+    const cors = (response: Response) =>
+      Object.fromEntries(['access-control-allow-origin', 'access-control-allow-credentials', 'vary'].map((name) => [name, response.headers.get(name)]));
+    const query = await fetch(`${service.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${alice.key}`, origin },
+      body: JSON.stringify({ query: '{ __typename }' }),
+    });
+    expect(cors(query)['access-control-allow-origin']).toBe(origin);
+    for (const [method, search] of [['PUT', ''], ['POST', ''], ['DELETE', '?operationId=o'], ['POST', '?token=sse.x']]) {
+      const preflight = await fetch(`${service.url}/graphql${search}`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': method, 'access-control-request-headers': 'authorization,content-type,x-graphql-event-stream-token' },
+      });
+      expect(preflight.status).toBeLessThan(300);
+      expect(preflight.headers.get('access-control-allow-origin')).toBe(origin);
+      expect(preflight.headers.get('access-control-allow-methods')).toContain(method);
+      expect(preflight.headers.get('access-control-allow-headers')).toContain('x-graphql-event-stream-token');
+    }
+    const reserved = await reserveStream(service.url, alice.key, { origin });
+    expect(cors(reserved)).toEqual(cors(query));
+    const token = await reserved.text();
+    const stream = await singleConnection(service.url, token, { key: alice.key, headers: { origin } });
+    try {
+      expect(cors({ headers: stream.headers } as Response)).toEqual(cors(query));
+      const tokenHeader = { 'x-graphql-event-stream-token': token, authorization: `Bearer ${alice.key}`, origin };
+      const started = await fetch(`${service.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...tokenHeader },
+        body: JSON.stringify({ query: 'subscription { tasksUpdated { id } }', extensions: { operationId: 'o' } }),
+      });
+      expect(started.status).toBe(202);
+      expect(cors(started)).toEqual(cors(query));
+      const stopped = await fetch(`${service.url}/graphql?operationId=o`, { method: 'DELETE', headers: tokenHeader });
+      expect(stopped.status).toBe(200);
+      expect(cors(stopped)).toEqual(cors(query));
+    } finally {
+      stream.close();
+    }
+  });
+
+  it('refuses a malformed operation with 400 before it reaches the stream; a document error goes to the stream, as in the other modes', async () => {
+    const stream = await openStream();
+    try {
+      const post = (body: unknown, contentType = 'application/json') =>
+        fetch(`${service.url}/graphql`, {
+          method: 'POST',
+          headers: { 'content-type': contentType, 'x-graphql-event-stream-token': stream.token, authorization: `Bearer ${alice.key}` },
+          body: typeof body === 'string' ? body : JSON.stringify(body),
+        });
+      for (const [body, contentType] of [
+        [{ query: '{ __typename }' }, 'application/json'], // no operationId
+        [{ query: '{ __typename }', extensions: { operationId: '' } }, 'application/json'],
+        [{ extensions: { operationId: 'a' } }, 'application/json'],
+        ['{not json', 'application/json'],
+        ['query=x', 'application/x-www-form-urlencoded'],
+      ] as const) {
+        const response = await post(body, contentType);
+        expect([body, response.status]).toEqual([body, 400]);
+        expect((await response.json()).errors[0].extensions.code).toBe('BAD_REQUEST');
+      }
+      expect((await stream.start('syntax', 'subscription {', {})).status).toBe(202);
+      expect((await stream.start('invalid', 'subscription { nothing }', {})).status).toBe(202);
+      await Promise.all([stream.waitForComplete('syntax'), stream.waitForComplete('invalid')]);
+      expect(stream.results('syntax')).toEqual([{ errors: [expect.objectContaining({ extensions: { code: 'GRAPHQL_PARSE_FAILED' } })] }]);
+      expect(stream.results('invalid')).toEqual([{ errors: [expect.objectContaining({ extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } })] }]);
+    } finally {
+      stream.close();
+    }
+  });
+});
+
+/** Source streams open in the API (shared by identical subscriptions), and the subscriptions. */
+async function liveCounts() {
+  const metrics = parsePrometheus(await (await fetch(`${service.url}/metrics`)).text());
+  return { streams: metrics.sum('tasklane_subscription_streams'), subscriptions: metrics.sum('tasklane_active_subscriptions') };
+}
+
+/** liveCounts once they stop moving (earlier tests' streams may still be closing). */
+async function settledCounts() {
+  let last = await liveCounts();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 200));
+    const next = await liveCounts();
+    if (next.streams === last.streams && next.subscriptions === last.subscriptions) return next;
+    last = next;
+  }
+}
+
+describe('identical subscriptions', () => {
   it('share one stream: each subscriber gets the whole life; a late one starts from the current state; one leaving disturbs nobody', async () => {
     const before = await settledCounts();
     const id = await createTask(alice, big, { width: 1600, format: 'PNG' });
@@ -511,10 +771,25 @@ describe('identical subscriptions', () => {
     );
     await until(liveCounts, (counts) => counts.streams === before.streams && counts.subscriptions === before.subscriptions, 10_000);
   });
+
+  it('leave nothing behind in single-connection mode either: a stream closed with operations running, or an operation started as it closes', async () => {
+    const before = await settledCounts();
+    const id = await createTask(alice, small, { width: 8 });
+    await Promise.all(
+      Array.from({ length: 10 }, async (_, i) => {
+        const stream = await openStream();
+        const started = [stream.start('a', WatchTask, { id }), stream.start('b', WatchTasks, {})];
+        if (i % 2) await Promise.all(started);
+        stream.close();
+        await Promise.allSettled(started);
+      }),
+    );
+    await until(liveCounts, (counts) => counts.streams === before.streams && counts.subscriptions === before.subscriptions, 10_000);
+  });
 });
 
 describe('revocation', () => {
-  it('`npm run key -- revoke` ends the open subscriptions of that name (SSE and WebSocket), and only those', async () => {
+  it('`npm run key -- revoke` ends the open subscriptions of that name (SSE in both modes, WebSocket), and only those', async () => {
     const daveKey = await infra.createKey('dave');
     const dave = client(service.url, daveKey);
     const id = await createTask(dave, small, { width: 8 });
@@ -523,9 +798,13 @@ describe('revocation', () => {
     const dashboard = await sse(service.url, WatchTasks, {}, { token: daveKey });
     const [ticket, laterTicket] = [await streamTicket(dave), await streamTicket(dave)];
     const viaTicket = await sse(service.url, WatchTask, { id }, { ticket });
+    const single = await openStream(dave);
     const ws = wsClient(service.url, daveKey);
     const aliceWs = wsClient(service.url, alice.key);
     try {
+      expect((await single.start('watch', WatchTask, { id })).status).toBe(202);
+      expect((await single.start('dashboard', WatchTasks, {})).status).toBe(202);
+      await single.waitFor('watch', () => true);
       const overWs = wsSubscribe(ws, WatchTask, { id });
       const aliceStream = wsSubscribe(aliceWs, WatchTask, { id: aliceId });
       await Promise.all([overSse.waitFor(() => true), viaTicket.waitFor(() => true), overWs.waitFor(() => true), aliceStream.waitFor(() => true)]);
@@ -534,8 +813,15 @@ describe('revocation', () => {
       const revoke = startProcess(SCRIPTS.key, testEnv(infra, { LOG_LEVEL: 'silent' }), ['revoke', 'dave']);
       expect(await revoke.exited).toBe(0);
 
-      await within(Promise.all([overSse.ended, dashboard.ended, viaTicket.ended]), 10_000, 'the SSE streams to end');
+      await within(Promise.all([overSse.ended, dashboard.ended, viaTicket.ended, single.ended]), 10_000, 'the SSE streams to end');
       const unauthenticated = expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } });
+      // Single-connection mode: each operation ends with the refusal, then the stream itself.
+      expect(single.results('watch').map((r) => (r.data?.taskUpdated ? 'data' : r.errors))).toEqual(['data', [unauthenticated]]);
+      expect(single.results('dashboard').at(-1)?.errors).toEqual([unauthenticated]);
+      expect([single.completed('watch'), single.completed('dashboard')]).toEqual([true, true]);
+      // Its token, and a reservation of the revoked key, open nothing any more.
+      expect((await single.start('again', WatchTasks, {})).status).toBe(401);
+      expect((await reserveStream(service.url, daveKey)).status).toBe(401);
       expect(overSse.results.map((r) => r.data?.taskUpdated ? 'data' : r.errors)).toEqual(['data', [unauthenticated]]);
       expect(viaTicket.results.map((r) => r.data?.taskUpdated ? 'data' : r.errors)).toEqual(['data', [unauthenticated]]);
       // A ticket of the revoked key, still within its 60 s, opens nothing any more.
@@ -558,6 +844,7 @@ describe('revocation', () => {
       expect(await within(aliceStream.ended, 10_000, "alice's stream to end with DELETED")).toBe('complete');
       expect(statesOf(aliceStream.results).map((s) => s.status)).toEqual(['CREATED', 'DELETED']);
     } finally {
+      single.close();
       overSse.close();
       viaTicket.close();
       dashboard.close();

@@ -1,11 +1,39 @@
 // A pool of executor child processes, one job each at a time. A job that outlives its
 // timeout has its executor killed (the work really stops) and replaced.
 import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { log } from '../src/log.ts';
 import type { ExecutorMessage, ExecutorRequest } from './executor.ts';
 
 const EXECUTOR = fileURLToPath(new URL('./executor.ts', import.meta.url));
+/** Scratch directories are named after the worker that made them: tasklane-executor-<worker pid>-… */
+const SCRATCH_PREFIX = `tasklane-executor-${process.pid}-`;
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes what workers that died without cleaning up (SIGKILL, a crash) left in the temp directory. */
+function sweepOrphanedScratch() {
+  let names: string[] = [];
+  try {
+    names = readdirSync(os.tmpdir());
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const owner = /^tasklane-executor-(\d+)-/.exec(name)?.[1];
+    if (owner && !isAlive(Number(owner))) rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true });
+  }
+}
 /** An executor that has not said "ready" this long after its start is given up on. */
 const START_TIMEOUT_MS = 60_000;
 
@@ -48,6 +76,8 @@ export type JobResult = Extract<ExecutorMessage, { type: 'done' }>;
 
 interface Slot {
   child: ChildProcess;
+  /** The executor's scratch directory (its source copy and result file): removed with it. */
+  scratch: string;
   /** Resolves once the child can take a job; rejects if it dies or hangs first. */
   ready: Promise<void>;
   busy: boolean;
@@ -59,6 +89,7 @@ export class ExecutorPool {
   private closed = false;
 
   constructor(size: number) {
+    sweepOrphanedScratch();
     for (let i = 0; i < size; i++) {
       const slot = { busy: false } as Slot;
       this.spawn(slot);
@@ -69,7 +100,8 @@ export class ExecutorPool {
   private spawn(slot: Slot) {
     // Inherits the parent's execArgv (the TypeScript loader) and environment (the store's
     // configuration). IPC carries keys, parameters and metadata only.
-    const child = fork(EXECUTOR, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    slot.scratch = mkdtempSync(path.join(os.tmpdir(), SCRATCH_PREFIX));
+    const child = fork(EXECUTOR, [slot.scratch], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     slot.child = child;
     slot.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => done(new ExecutorCrashed(`the executor did not start in ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
@@ -109,6 +141,9 @@ export class ExecutorPool {
     const old = slot.child;
     old.removeAllListeners();
     old.kill('SIGKILL');
+    // What a killed job left (a half-written result): libvips may still hold it open until
+    // the kill lands, which does not keep it from being unlinked.
+    rmSync(slot.scratch, { recursive: true, force: true });
     log.info({ executorPid: old.pid, why }, 'executor killed and replaced');
     if (!this.closed) this.spawn(slot);
   }
@@ -175,6 +210,7 @@ export class ExecutorPool {
     for (const slot of this.slots) {
       slot.child.removeAllListeners();
       slot.child.kill('SIGKILL');
+      rmSync(slot.scratch, { recursive: true, force: true });
     }
   }
 }

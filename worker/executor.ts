@@ -1,10 +1,21 @@
 // A child process of a worker that runs one job at a time, so the worker can stop work
 // for real (SIGKILL) on a timeout: libvips' own timeout does not stop every encoder.
-// It reads the source from the blob store itself (disk: the file, handed to sharp; s3: a
-// stream) and writes the result there itself: the worker sends keys and parameters and
-// gets back metadata, never bytes.
+// It reads the source from the blob store itself and writes the result there itself: the
+// worker sends keys and parameters and gets back metadata, never bytes.
+//
+// Memory does not grow with the image: libvips reads the source from a file (disk: the
+// blob's own file; s3: the object streamed to a scratch file first, as sharp would
+// otherwise collect a piped stream whole) and encodes the result into a scratch file,
+// which is then streamed into the store (hashed on the way). The scratch directory is the
+// worker's to give (argv) and to remove when it replaces or stops this process.
+import { randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdirSync, mkdtempSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { blobStore, imageContentType } from '../src/blobs.ts';
-import { InvalidResizeParams, resizeImage, UnsupportedImage, type ResizeParams } from '../src/jobs/image-resize.ts';
+import { InvalidResizeParams, resizeImageToFile, UnsupportedImage, type ResizeParams } from '../src/jobs/image-resize.ts';
 import { BlobNotFound, StorageUnavailable } from '../src/storage/index.ts';
 
 process.title = 'tasklane-executor';
@@ -40,26 +51,37 @@ const send = (message: ExecutorMessage) => process.send?.(message);
  */
 const QUIET_START_MS = 50;
 
-async function openSource(key: string) {
+const scratchDir = process.argv[2] ?? mkdtempSync(path.join(os.tmpdir(), 'tasklane-executor-'));
+mkdirSync(scratchDir, { recursive: true });
+
+/** A file path of the source for libvips: the blob's own file (disk), or a scratch copy (s3). */
+async function sourceFile(key: string, scratch: (name: string) => string): Promise<string> {
   const store = blobStore();
   const file = store.localPath(key);
-  if (file === null) return (await store.open(key)).stream;
-  if (!(await store.stat(key))) throw new BlobNotFound(key);
-  return file;
+  if (file !== null) {
+    if (!(await store.stat(key))) throw new BlobNotFound(key);
+    return file;
+  }
+  const copy = scratch('source');
+  await pipeline((await store.open(key)).stream, createWriteStream(copy));
+  return copy;
 }
 
 process.on('message', async (request: ExecutorRequest) => {
   const started = performance.now();
+  const job = randomUUID();
+  const scratch = (name: string) => path.join(scratchDir, `${job}-${name}`);
   try {
-    const source = await openSource(request.sourceKey);
-    const result = await resizeImage(source, request.params, {
+    const source = await sourceFile(request.sourceKey, scratch);
+    const resultFile = scratch('result');
+    const result = await resizeImageToFile(source, request.params, resultFile, {
       maxInputPixels: request.maxInputPixels,
       maxOutputPixels: request.maxOutputPixels,
       onStage: (stage, progress) => {
         if (performance.now() - started >= QUIET_START_MS) send({ type: 'progress', stage, progress });
       },
     });
-    const stored = await blobStore().put(request.resultKey, result.data, { contentType: imageContentType(result.format) });
+    const stored = await blobStore().put(request.resultKey, createReadStream(resultFile), { contentType: imageContentType(result.format) });
     send({ type: 'done', format: result.format, width: result.width, height: result.height, byteSize: stored.byteSize, sha256: stored.sha256 });
   } catch (error) {
     // Bad bytes or bad parameters fail the same way every time: never worth a retry.
@@ -73,6 +95,8 @@ process.on('message', async (request: ExecutorRequest) => {
             : 'transient';
     const message = error instanceof StorageUnavailable ? `blob store unavailable: ${error.message}` : (error as Error).message;
     send({ type: 'error', kind, message });
+  } finally {
+    await Promise.all(['source', 'result'].map((name) => rm(scratch(name), { force: true }).catch(() => {})));
   }
 });
 

@@ -1,6 +1,8 @@
-// A Tasklane worker process: takes jobs from the queue and runs them through the task
-// lifecycle. Delivery is at-least-once (bee-queue, reconciler); effects are exactly-once
-// because every write is fenced by the delivery's attempt number (see src/tasks/store.ts).
+// A Tasklane worker process: takes jobs from the queue; for each, claim → run the job →
+// report the outcome, each step one transition of the task lifecycle (src/tasks/store.ts:
+// it writes, appends its event and publishes). Delivery is at-least-once (bee-queue,
+// reconciler); effects are exactly-once because every write is fenced by the delivery's
+// attempt number.
 process.title = 'tasklane-worker';
 
 import { randomUUID } from 'node:crypto';
@@ -10,20 +12,19 @@ import { blobStore, imageKey } from '../src/blobs.ts';
 import { startCallbackDelivery } from '../src/callbacks/delivery.ts';
 import { config } from '../src/config.ts';
 import { prisma } from '../src/db.ts';
-import type { ResizeParams } from '../src/jobs/image-resize.ts';
 import { log } from '../src/log.ts';
 import { claimsWaiting, jobDuration, queueWait, startMetricsPush } from '../src/metrics.ts';
 import { JobConsumer } from '../src/job-queue.ts';
 import { closeRedis } from '../src/redis.ts';
 import { onStopRequest } from '../src/stop-signals.ts';
 import { closeQueue } from '../src/tasks/queue.ts';
-import { publishChange } from '../src/tasks/events.ts';
 import { removeBlobs } from '../src/tasks/images.ts';
-import { retryDelayMs } from '../src/tasks/lifecycle.ts';
 import { startReconciler } from '../src/tasks/reconciler.ts';
 import { wakeWaiting } from '../src/tasks/running-slots.ts';
 import * as store from '../src/tasks/store.ts';
+import type { StoredImage } from '../src/tasks/store.ts';
 import { StorageUnavailable } from '../src/storage/index.ts';
+import { retryDelayMs } from '../src/tasks/lifecycle.ts';
 import { withTimeout } from '../src/timeout.ts';
 import { ExecutorCrashed, ExecutorPool, JobTimedOut, PermanentJobError, SourceGone, StoreUnavailableJobError } from './executor-pool.ts';
 import { startLivenessCheck } from './liveness.ts';
@@ -36,15 +37,29 @@ const executors = () => (pool ??= new ExecutorPool(config.workerConcurrency));
 const inFlight = new Map<string, { attempt: number; abort: AbortController }>();
 let shuttingDown = false;
 
-async function publish(task: store.TaskRow | null) {
-  if (task) await publishChange(task);
-  return task;
-}
+/** How a delivery ended: each outcome is one call into the task lifecycle (see report). */
+type Outcome =
+  /** The result's blob is written; the task is to become DONE with it. */
+  | { kind: 'done'; image: StoredImage }
+  /** A permanent failure (bad image, pixel limit, timeout, source gone): FAILED now. */
+  | { kind: 'failed'; error: string }
+  /**
+   * A transient failure (executor crash, store or database unreachable): retried or FAILED;
+   * `storeUnavailable`: the blob store failed the job (uncounted if it is down for everyone).
+   */
+  | { kind: 'transient'; reason: string; storeUnavailable?: boolean }
+  /** Stopped for shutdown: the task goes back to the queue, the delivery not counted. */
+  | { kind: 'handed_back' }
+  /** Stopped because this delivery lost the task (deleted, taken over): nothing to write. */
+  | { kind: 'stopped' };
+
+/** The job metric's outcome label. */
+type JobOutcome = 'done' | 'discarded' | 'failed' | 'retried' | 'handed_back' | 'stopped';
 
 /**
  * Deliveries in a row that this process gave back because the blob store was down: the
  * backoff of the next one grows with it (up to retryDelayMs' cap), so a long outage costs a
- * task one attempt every 30 s at most, and none of its MAX_ATTEMPTS. A job done resets it.
+ * task one delivery every 30 s at most, and none of its MAX_ATTEMPTS. A job done resets it.
  */
 let storeDownStreak = 0;
 
@@ -57,6 +72,14 @@ async function storeIsDown(): Promise<boolean> {
     log.warn({ err: (error as Error).message }, 'blob store check failed');
     return error instanceof StorageUnavailable || (error as Error).name === 'TimedOut';
   }
+}
+
+/** One delivery of a task to this worker: `attempt` fences its every write. */
+interface Delivery {
+  taskId: string;
+  attempt: number;
+  signal: AbortSignal;
+  started: number;
 }
 
 export async function runJob(taskId: string): Promise<void> {
@@ -73,15 +96,14 @@ export async function runJob(taskId: string): Promise<void> {
     return;
   }
   const { task } = claimed;
-  await publish(task);
   const attempt = task.attempts;
   const endTimer = jobDuration.startTimer({ job_definition: task.jobDefinition });
-  let outcome = 'stopped';
+  let outcome: JobOutcome = 'stopped';
   // Both instants are PostgreSQL's clock: entering QUEUED and the claim (updatedAt).
   queueWait.observe({ job_definition: task.jobDefinition }, Math.max(0, task.updatedAt.getTime() - claimed.queuedAt.getTime()) / 1000);
   const abort = new AbortController();
   inFlight.set(taskId, { attempt, abort });
-  const started = performance.now();
+  const delivery: Delivery = { taskId, attempt, signal: abort.signal, started: performance.now() };
   log.info({ taskId, attempt }, 'job started');
 
   // The lease says "this delivery is alive". Losing it (deleted, taken over) stops the work.
@@ -93,23 +115,59 @@ export async function runJob(taskId: string): Promise<void> {
     }
   }, Math.max(200, Math.floor(config.leaseMs / 3)));
 
-  // The claim itself wrote progress 0, so it counts as the last write: a job shorter than
-  // the interval costs no progress writes (and its watchers no extra events) at all.
+  try {
+    outcome = await report(delivery, await execute(delivery, claimed));
+  } finally {
+    endTimer({ outcome });
+    clearInterval(heartbeat);
+    inFlight.delete(taskId);
+    // This delivery's slot is free (whatever the outcome): the owner's next waiting task may run.
+    await wakeWaiting(task.ownerId).catch((error: Error) =>
+      log.warn({ taskId, err: error.message }, 'could not wake tasks waiting for a slot; the reconciler will'),
+    );
+  }
+}
+
+/** Runs the job of a claimed task in an executor; every failure becomes an outcome. */
+async function execute(delivery: Delivery, claimed: store.Claim): Promise<Outcome> {
+  const { taskId, attempt, signal } = delivery;
+  // At most one progress write per interval. The claim itself wrote progress 0, so it counts
+  // as the last write: a job shorter than the interval costs no progress writes (and its
+  // watchers no extra events) at all. A value that comes within the interval is not lost: the
+  // newest one is written when the interval ends, if the job still runs then. (setProgress
+  // only ever raises the value, so a late write cannot move it back.)
   let lastProgressAt = performance.now();
-  const progress = async (value: number) => {
-    const now = performance.now();
-    if (now - lastProgressAt < PROGRESS_INTERVAL_MS && value < 1) return;
-    lastProgressAt = now;
+  let pendingProgress: number | null = null;
+  let progressTimer: NodeJS.Timeout | undefined;
+  const writeProgress = async (value: number) => {
+    lastProgressAt = performance.now();
     try {
-      await publish(await store.setProgress(taskId, attempt, value, config.leaseMs));
+      await store.setProgress(taskId, attempt, value, config.leaseMs);
     } catch (error) {
       log.warn({ taskId, err: (error as Error).message }, 'progress update failed');
     }
   };
+  const progress = async (value: number) => {
+    const wait = PROGRESS_INTERVAL_MS - (performance.now() - lastProgressAt);
+    if (wait <= 0) {
+      pendingProgress = null;
+      return writeProgress(value);
+    }
+    pendingProgress = value;
+    progressTimer ??= setTimeout(() => {
+      progressTimer = undefined;
+      const value = pendingProgress;
+      pendingProgress = null;
+      if (value !== null) void writeProgress(value);
+    }, wait);
+  };
+  const stopProgress = () => {
+    clearTimeout(progressTimer);
+    pendingProgress = null;
+  };
 
-  // The result's blob: written by the executor, recorded by complete(). Until complete()
-  // has answered, a failure means no row points at it (so it is deleted); if complete()
-  // itself fails it is unknown whether the row committed, and the blob stays.
+  // The result's blob: written by the executor, recorded by complete() (see report). Until
+  // the executor has answered, a failure means no row points at it (so it is deleted).
   const resultId = randomUUID();
   const resultKey = imageKey(resultId);
   let resultUnrecorded = false;
@@ -121,66 +179,90 @@ export async function runJob(taskId: string): Promise<void> {
       {
         sourceKey: claimed.sourceKey,
         resultKey,
-        params: task.params as unknown as ResizeParams,
+        params: claimed.task.params,
         maxInputPixels: config.maxInputPixels,
         maxOutputPixels: config.maxOutputPixels,
       },
-      { timeoutMs: config.jobTimeoutMs, onProgress: (value) => void progress(value), signal: abort.signal },
+      { timeoutMs: config.jobTimeoutMs, onProgress: (value) => void progress(value), signal },
     );
-    await progress(0.9); // recorded next
+    stopProgress();
+    // Recorded next; like any progress, written only if the interval is over.
+    if (performance.now() - lastProgressAt >= PROGRESS_INTERVAL_MS) await writeProgress(0.9);
     resultUnrecorded = false;
-    const image = { id: resultId, storageKey: resultKey, format: result.format, width: result.width, height: result.height, byteSize: result.byteSize, sha256: result.sha256 };
-    const done = await publish(await store.complete(taskId, attempt, image));
-    const ms = Math.round(performance.now() - started);
-    outcome = done ? 'done' : 'discarded';
-    storeDownStreak = 0;
-    if (done) log.info({ taskId, attempt, ms, bytes: result.byteSize }, 'job done');
-    else {
-      log.info({ taskId, attempt }, 'job result discarded: the task was deleted or taken over meanwhile');
-      await removeBlobs([resultKey]);
-    }
+    const { format, width, height, byteSize, sha256 } = result;
+    return { kind: 'done', image: { id: resultId, storageKey: resultKey, format, width, height, byteSize, sha256 } };
   } catch (error) {
-    const message = (error as Error).message;
+    stopProgress();
     if (resultUnrecorded) await removeBlobs([resultKey]); // the executor may have written it before it stopped
-    if (error instanceof SourceGone) {
-      // Only a delete removes a source: the task is DELETED already, or this fails it.
-      await publish(await store.fail(taskId, message, attempt));
-      outcome = 'failed';
-    } else if (abort.signal.aborted && !shuttingDown) {
-      log.info({ taskId, attempt }, 'job stopped: this delivery no longer owns the task');
-    } else if (shuttingDown && abort.signal.aborted) {
-      await publish(await store.handBack(taskId, attempt));
-      outcome = 'handed_back';
-      log.info({ taskId, attempt }, 'job handed back for shutdown');
-    } else if (error instanceof StoreUnavailableJobError && (await storeIsDown())) {
-      // The store is down (its own check fails too): the task waits for it, its attempt given back.
-      storeDownStreak++;
-      const task = await publish(await store.waitForStore(taskId, attempt, message, retryDelayMs(Math.min(storeDownStreak, 8))));
-      outcome = 'retried';
-      log.warn({ taskId, attempt, err: message, status: task?.status }, 'job attempt failed: the blob store is down; not counted');
-    } else if (error instanceof PermanentJobError || error instanceof JobTimedOut) {
-      await publish(await store.fail(taskId, message, attempt));
-      outcome = 'failed';
-      log.warn({ taskId, attempt, err: message }, 'job failed');
-    } else {
-      // Transient (executor crash, store or database unreachable): retry with backoff, up to MAX_ATTEMPTS.
-      const reason = error instanceof ExecutorCrashed ? message : `transient error: ${message}`;
-      const task =
-        attempt >= config.maxAttempts
-          ? await store.fail(taskId, `gave up after ${attempt} attempts: ${reason}`, attempt)
-          : await store.retryLater(taskId, attempt, reason, retryDelayMs(attempt));
-      await publish(task);
-      outcome = task?.status === 'FAILED' ? 'failed' : 'retried';
-      log.warn({ taskId, attempt, err: message, status: task?.status }, 'job attempt failed');
+    return failure(error, signal);
+  }
+}
+
+/** What a failed run (or a failed complete()) of this delivery means for its task. */
+function failure(error: unknown, signal: AbortSignal): Outcome {
+  const message = (error as Error).message;
+  // Only a delete removes a source: the task is DELETED already, or this fails it.
+  if (error instanceof SourceGone) return { kind: 'failed', error: message };
+  // Whatever the error, it follows from the stop.
+  if (signal.aborted) return shuttingDown ? { kind: 'handed_back' } : { kind: 'stopped' };
+  if (error instanceof PermanentJobError || error instanceof JobTimedOut) return { kind: 'failed', error: message };
+  // Transient: retried with backoff, up to MAX_ATTEMPTS.
+  return {
+    kind: 'transient',
+    reason: error instanceof ExecutorCrashed ? message : `transient error: ${message}`,
+    storeUnavailable: error instanceof StoreUnavailableJobError,
+  };
+}
+
+/**
+ * Reports how a delivery ended: one transition of src/tasks/store.ts per outcome (it writes,
+ * appends its event and publishes), fenced by the delivery's attempt, so a delivery that
+ * lost the task writes nothing. Resolves with the job metric's outcome.
+ */
+async function report(delivery: Delivery, outcome: Outcome): Promise<JobOutcome> {
+  const { taskId, attempt } = delivery;
+  switch (outcome.kind) {
+    case 'done': {
+      let done: store.TaskRow | null;
+      try {
+        done = await store.complete(taskId, attempt, outcome.image);
+      } catch (error) {
+        // It is unknown whether the row committed, so the result's blob stays (an unreferenced
+        // blob is swept later; a row without its blob would be a broken image).
+        return report(delivery, failure(error, delivery.signal));
+      }
+      if (!done) {
+        log.info({ taskId, attempt }, 'job result discarded: the task was deleted or taken over meanwhile');
+        await removeBlobs([outcome.image.storageKey]);
+        return 'discarded';
+      }
+      storeDownStreak = 0;
+      log.info({ taskId, attempt, ms: Math.round(performance.now() - delivery.started), bytes: outcome.image.byteSize }, 'job done');
+      return 'done';
     }
-  } finally {
-    endTimer({ outcome });
-    clearInterval(heartbeat);
-    inFlight.delete(taskId);
-    // This delivery's slot is free (whatever the outcome): the owner's next waiting task may run.
-    await wakeWaiting(task.ownerId).catch((error: Error) =>
-      log.warn({ taskId, err: error.message }, 'could not wake tasks waiting for a slot; the reconciler will'),
-    );
+    case 'failed':
+      await store.fail(taskId, outcome.error, attempt);
+      log.warn({ taskId, attempt, err: outcome.error }, 'job failed');
+      return 'failed';
+    case 'transient': {
+      if (outcome.storeUnavailable && (await storeIsDown())) {
+        // Down for everyone (its own check fails too): the task waits for it, its attempt given back.
+        storeDownStreak++;
+        const task = await store.waitForStore(taskId, attempt, outcome.reason, retryDelayMs(Math.min(storeDownStreak, 8)));
+        log.warn({ taskId, attempt, err: outcome.reason, status: task?.status }, 'job attempt failed: the blob store is down; not counted');
+        return 'retried';
+      }
+      const task = await store.retryOrFail(taskId, attempt, outcome.reason);
+      log.warn({ taskId, attempt, err: outcome.reason, status: task?.status }, 'job attempt failed');
+      return task?.status === 'FAILED' ? 'failed' : 'retried';
+    }
+    case 'handed_back':
+      await store.handBack(taskId, attempt);
+      log.info({ taskId, attempt }, 'job handed back for shutdown');
+      return 'handed_back';
+    case 'stopped':
+      log.info({ taskId, attempt }, 'job stopped: this delivery no longer owns the task');
+      return 'stopped';
   }
 }
 

@@ -4,6 +4,7 @@ import SchemaBuilder from '@pothos/core';
 import ErrorsPlugin from '@pothos/plugin-errors';
 import RelayPlugin from '@pothos/plugin-relay';
 import { GraphQLError } from 'graphql';
+import type { Upload } from '../tasks/images.ts';
 import type { Caller } from '../tasks/keys.ts';
 import type { Loaders } from './loaders.ts';
 
@@ -17,7 +18,7 @@ export const builder = new SchemaBuilder<{
   DefaultFieldNullability: false;
   Scalars: {
     DateTime: { Input: Date; Output: Date };
-    File: { Input: File; Output: never };
+    File: { Input: Upload; Output: never };
     ID: { Input: string; Output: string };
   };
 }>({
@@ -37,10 +38,14 @@ builder.scalarType('DateTime', {
   },
 });
 
-/** An uploaded file as the multipart parser hands it over (a web File, native or @whatwg-node's). */
-export function isUploadedFile(value: unknown): value is File {
-  const file = value as Partial<File> | null;
-  return typeof file === 'object' && file !== null && typeof file.arrayBuffer === 'function' && typeof file.stream === 'function';
+/**
+ * An uploaded file as the multipart parser hands it over (src/http/multipart.ts; a web File
+ * would do too). Variables parsed from JSON never hold a function, so a `stream` method
+ * means a file part.
+ */
+export function isUploadedFile(value: unknown): value is Upload {
+  const file = value as Partial<Upload> | null;
+  return typeof file === 'object' && file !== null && typeof file.stream === 'function';
 }
 
 const NOT_A_FILE = 'File takes a file part of a multipart request (GraphQL multipart request specification)';

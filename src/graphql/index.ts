@@ -5,5 +5,6 @@ import './errors.ts';
 import './task.ts';
 import './subscriptions.ts';
 import './stream-tickets.ts';
+import './upload.ts';
 
 export const schema = builder.toSchema({ sortSchema: false });

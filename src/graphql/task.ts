@@ -71,7 +71,7 @@ export const TaskRef = builder.objectRef<TaskRow>('Task').implement({
     id: t.exposeID('id'),
     status: t.field({ type: TaskStatusEnum, resolve: (task) => task.status }),
     jobDefinition: t.field({ type: JobDefinitionEnum, resolve: (task) => task.jobDefinition }),
-    resize: t.field({ type: ResizeParamsRef, resolve: (task) => task.params as unknown as ResizeParams }),
+    resize: t.field({ type: ResizeParamsRef, resolve: (task) => task.params }),
     // Image metadata is cached per process, so whether the images are gone is the task's to say.
     source: t.field({
       type: ImageRef,
@@ -132,7 +132,8 @@ const ResizeInput = builder.inputType('ResizeInput', {
 const CreateTaskInput = builder.inputType('CreateTaskInput', {
   fields: (t) => ({
     jobDefinition: t.field({ type: JobDefinitionEnum, required: true }),
-    image: t.field({ type: 'File', required: true }),
+    image: t.field({ type: 'File', description: 'The image, as a multipart file part; or give uploadId (exactly one of the two)' }),
+    uploadId: t.id({ description: 'A two-step upload whose bytes were PUT (createUpload); or give image (exactly one of the two)' }),
     resize: t.field({ type: ResizeInput, required: true }),
     run: t.boolean({ defaultValue: false, description: 'Create and run in one call' }),
     callbackUrl: t.string({
@@ -193,6 +194,7 @@ builder.mutationFields((t) => ({
       tasks.createTask(caller, {
         jobDefinition: input.jobDefinition,
         image: input.image,
+        uploadId: input.uploadId,
         resize: input.resize,
         run: input.run,
         callbackUrl: input.callbackUrl,

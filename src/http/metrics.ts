@@ -174,8 +174,9 @@ function metricsAuthorized(header: string | null): boolean {
 export function routeLabel(pathname: string): string {
   if (pathname === '/graphql' || pathname === '/metrics' || pathname === '/health' || pathname === '/ready') return pathname;
   if (pathname.startsWith('/images/')) return '/images/:id';
+  if (pathname.startsWith('/uploads/')) return '/uploads/:id';
   if (pathname === '/dashboard' || pathname.startsWith('/dashboard/')) return '/dashboard';
-  if (pathname === '/api/openapi.json' || pathname === '/api/tasks') return pathname;
+  if (pathname === '/api/openapi.json' || pathname === '/api/tasks' || pathname === '/api/uploads') return pathname;
   const task = /^\/api\/tasks\/[^/]+(\/run|\/status)?\/?$/.exec(pathname);
   if (task) return `/api/tasks/:id${task[1] ?? ''}`;
   return 'other';

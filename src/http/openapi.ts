@@ -4,6 +4,7 @@
 import { MAX_CALLBACK_URL_LENGTH } from '../callbacks/address-policy.ts';
 import { IMAGE_FORMATS, MAX_DIMENSION, RESIZE_FITS } from '../jobs/image-resize.ts';
 import { TASK_STATUSES } from '../tasks/lifecycle.ts';
+import { UPLOAD_CONTENT_TYPES } from '../tasks/uploads.ts';
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const errorBody = (names: string[], description: string) => ({
@@ -52,6 +53,42 @@ const taskLinks = {
 const afterRun = { GetTaskStatus: taskLinks.GetTaskStatus, GetTask: taskLinks.GetTask, DeleteTask: taskLinks.DeleteTask };
 
 const dateTime = { type: 'string', format: 'date-time' };
+
+/** The fields of POST /api/tasks; a file (`image`) only in a multipart body. */
+const taskForm = (withFile: boolean) => ({
+  type: 'object',
+  required: ['jobDefinition'],
+  properties: {
+    jobDefinition: { type: 'string', enum: ['IMAGE_RESIZE'] },
+    ...(withFile
+      ? { image: { type: 'string', contentMediaType: 'application/octet-stream', description: 'JPEG, PNG, WebP, AVIF, GIF or TIFF; or give uploadId' } }
+      : {}),
+    uploadId: { type: 'string', format: 'uuid', description: 'An upload (POST /api/uploads) whose bytes were PUT' },
+    width: { type: 'integer', minimum: 1, maximum: MAX_DIMENSION, description: 'At least one of width and height' },
+    height: { type: 'integer', minimum: 1, maximum: MAX_DIMENSION },
+    fit: { type: 'string', enum: RESIZE_FITS.map((f) => f.toLowerCase()), default: 'cover', description: 'Case-insensitive' },
+    format: { type: 'string', enum: IMAGE_FORMATS.map((f) => f.toLowerCase()), description: "Case-insensitive; default: the source's format" },
+    quality: { type: 'integer', minimum: 1, maximum: 100 },
+    withoutEnlargement: { type: 'boolean', default: false },
+    callbackUrl: {
+      type: 'string',
+      format: 'uri',
+      maxLength: MAX_CALLBACK_URL_LENGTH,
+      description:
+        'http(s) URL POSTed (signed, Standard Webhooks) when the task ends: DONE, FAILED, DELETED. ' +
+        'No credentials; must resolve to public addresses (unless WEBHOOK_ALLOW_PRIVATE_NETWORKS)',
+    },
+  },
+});
+
+const uploadForm = {
+  type: 'object',
+  required: ['contentType', 'byteSize'],
+  properties: {
+    contentType: { type: 'string', enum: [...UPLOAD_CONTENT_TYPES], description: 'Case-insensitive' },
+    byteSize: { type: 'integer', minimum: 1, description: 'The exact size of the image, at most MAX_UPLOAD_BYTES' },
+  },
+};
 const nullable = (schema: Record<string, unknown>) => ({ oneOf: [schema, { type: 'null' }] });
 
 export const openApiDocument = {
@@ -61,7 +98,7 @@ export const openApiDocument = {
     version: '1.0.0',
     description:
       'The original REST design over the same task service as the GraphQL API at /graphql. ' +
-      'Create a task (multipart upload), run it, follow its status, fetch it, delete it. ' +
+      'Create a task (multipart upload, or an upload made with POST /api/uploads), run it, follow its status, fetch it, delete it. ' +
       'Every error body is `{ "error": <name>, "message": <text> }`.',
   },
   servers: [{ url: '/' }],
@@ -71,6 +108,7 @@ export const openApiDocument = {
       post: {
         operationId: 'createTask',
         summary: 'Create an image-resize task (CREATED; run it with POST /api/tasks/{id}/run)',
+        description: 'Exactly one of `image` (a file part: multipart only) and `uploadId` (an upload made with POST /api/uploads whose bytes were PUT).',
         parameters: [
           {
             name: 'Idempotency-Key',
@@ -88,30 +126,8 @@ export const openApiDocument = {
         requestBody: {
           required: true,
           content: {
-            'multipart/form-data': {
-              schema: {
-                type: 'object',
-                required: ['jobDefinition', 'image'],
-                properties: {
-                  jobDefinition: { type: 'string', enum: ['IMAGE_RESIZE'] },
-                  image: { type: 'string', contentMediaType: 'application/octet-stream', description: 'JPEG, PNG, WebP, AVIF, GIF or TIFF' },
-                  width: { type: 'integer', minimum: 1, maximum: MAX_DIMENSION, description: 'At least one of width and height' },
-                  height: { type: 'integer', minimum: 1, maximum: MAX_DIMENSION },
-                  fit: { type: 'string', enum: RESIZE_FITS.map((f) => f.toLowerCase()), default: 'cover', description: 'Case-insensitive' },
-                  format: { type: 'string', enum: IMAGE_FORMATS.map((f) => f.toLowerCase()), description: "Case-insensitive; default: the source's format" },
-                  quality: { type: 'integer', minimum: 1, maximum: 100 },
-                  withoutEnlargement: { type: 'boolean', default: false },
-                  callbackUrl: {
-                    type: 'string',
-                    format: 'uri',
-                    maxLength: MAX_CALLBACK_URL_LENGTH,
-                    description:
-                      'http(s) URL POSTed (signed, Standard Webhooks) when the task ends: DONE, FAILED, DELETED. ' +
-                      'No credentials; must resolve to public addresses (unless WEBHOOK_ALLOW_PRIVATE_NETWORKS)',
-                  },
-                },
-              },
-            },
+            'multipart/form-data': { schema: taskForm(true) },
+            'application/x-www-form-urlencoded': { schema: taskForm(false) },
           },
         },
         responses: {
@@ -126,7 +142,7 @@ export const openApiDocument = {
           },
           '400': errorBody(
             ['WrongJobDefinitionValue', 'InvalidInput', 'InvalidImage'],
-            'Unknown jobDefinition, a resize field or the Idempotency-Key header out of range, or a refused callbackUrl (`field` names it), or not a supported image',
+            'Unknown jobDefinition, a resize field or the Idempotency-Key header out of range, an unusable uploadId or a refused callbackUrl (`field` names it), or not a supported image',
           ),
           '401': common['401'],
           '413': errorBody(['PayloadTooLarge'], 'The body is over MAX_UPLOAD_BYTES'),
@@ -140,6 +156,28 @@ export const openApiDocument = {
           },
           '429': {
             ...errorBody(['TooManyTasks', 'RateLimited'], "The key's quota of active tasks (MAX_ACTIVE_TASKS_PER_KEY) is full, or its request rate limit (RATE_LIMIT_PER_MINUTE) is reached"),
+            headers: rateLimited.headers,
+          },
+        },
+      },
+    },
+    '/api/uploads': {
+      post: {
+        operationId: 'createUpload',
+        summary: 'Step one of an upload without multipart: PUT the bytes to `url` with `headers`, then POST /api/tasks with uploadId',
+        requestBody: {
+          required: true,
+          content: {
+            'application/x-www-form-urlencoded': { schema: uploadForm },
+            'multipart/form-data': { schema: uploadForm },
+          },
+        },
+        responses: {
+          '201': { description: 'Created', content: { 'application/json': { schema: ref('PendingUpload') } } },
+          '400': errorBody(['InvalidInput'], 'A content type that is not a supported raster image, or a size out of range (`field` names it)'),
+          '401': common['401'],
+          '429': {
+            ...errorBody(['TooManyTasks', 'RateLimited'], "The key's unused uploads (MAX_PENDING_UPLOADS_PER_KEY) are at the limit, or its request rate limit (RATE_LIMIT_PER_MINUTE) is reached"),
             headers: rateLimited.headers,
           },
         },
@@ -206,6 +244,28 @@ export const openApiDocument = {
           limit: { type: 'integer', description: 'TooManyTasks: the quota' },
           retryAfter: { type: 'integer', minimum: 1, description: 'RateLimited: seconds to wait' },
           taskId: { $ref: '#/components/schemas/TaskId', description: 'IdempotencyKeyReused: the task the key made' },
+        },
+      },
+      PendingUpload: {
+        type: 'object',
+        required: ['id', 'url', 'method', 'headers', 'maxBytes', 'expiresAt'],
+        additionalProperties: false,
+        properties: {
+          id: { type: 'string', format: 'uuid', description: 'The uploadId for POST /api/tasks' },
+          url: { type: 'string', description: "Where to PUT the bytes: a path on this API (disk store) or the store's own URL (s3)" },
+          method: { const: 'PUT' },
+          headers: {
+            type: 'array',
+            description: 'Send these with the PUT, as they are',
+            items: {
+              type: 'object',
+              required: ['name', 'value'],
+              additionalProperties: false,
+              properties: { name: { type: 'string' }, value: { type: 'string' } },
+            },
+          },
+          maxBytes: { type: 'integer', minimum: 1, description: 'The body must be exactly this many bytes (the declared byteSize)' },
+          expiresAt: { ...dateTime, description: 'Until then the PUT and the create are possible (UPLOAD_TTL_MS)' },
         },
       },
       Created: {

@@ -3,8 +3,8 @@
 //   JSON or form-encoded GraphQL request), and each non-file field of a multipart one
 //   (`operations`, `map`), MAX_REQUEST_BYTES. Refused with PAYLOAD_TOO_LARGE (HTTP 413): a
 //   declared Content-Length over the limit before a byte is read; a body without one
-//   (chunked) is counted while it streams and refused as soon as it passes the limit, so no
-//   more than the limit is ever held in memory.
+//   (chunked) is counted while it streams and refused as soon as it passes the limit. A
+//   multipart body is never held whole: multipart.ts streams its file to the store.
 // - Form: a body or query string the GraphQL request parsers cannot read (JSON that does not
 //   parse, a multipart `operations` or `map` that is not JSON, …) is BAD_REQUEST (HTTP 400).
 import { GraphQLError } from 'graphql';
@@ -14,20 +14,20 @@ import { log } from '../log.ts';
 
 export const PAYLOAD_TOO_LARGE = 'PAYLOAD_TOO_LARGE';
 
-interface Limit {
+export interface Limit {
   bytes: number;
   variable: 'MAX_UPLOAD_BYTES' | 'MAX_REQUEST_BYTES';
 }
 
-const UPLOAD: Limit = { bytes: config.maxUploadBytes, variable: 'MAX_UPLOAD_BYTES' };
-const REQUEST: Limit = { bytes: config.maxRequestBytes, variable: 'MAX_REQUEST_BYTES' };
+export const UPLOAD: Limit = { bytes: config.maxUploadBytes, variable: 'MAX_UPLOAD_BYTES' };
+export const REQUEST: Limit = { bytes: config.maxRequestBytes, variable: 'MAX_REQUEST_BYTES' };
 
 /** Only a multipart body may carry a file, so only it gets the upload limit. */
 const limitOf = (request: Request): Limit =>
   /^multipart\/form-data/i.test(request.headers.get('content-type') ?? '') ? UPLOAD : REQUEST;
 
-const theLimit = (limit: Limit) => `the limit of ${limit.bytes} bytes (${limit.variable})`;
-const ONE_FILE = 'a request may carry one file (the image); this one carries more';
+export const theLimit = (limit: Limit) => `the limit of ${limit.bytes} bytes (${limit.variable})`;
+export const ONE_FILE = 'a request may carry one file (the image); this one carries more';
 
 export function payloadTooLargeResponse(message: string): Response {
   return new Response(JSON.stringify({ errors: [{ message, extensions: { code: PAYLOAD_TOO_LARGE } }] }), {
@@ -37,8 +37,11 @@ export function payloadTooLargeResponse(message: string): Response {
   });
 }
 
-const payloadTooLarge = (message: string) =>
+export const payloadTooLarge = (message: string) =>
   createGraphQLError(message, { extensions: { code: PAYLOAD_TOO_LARGE, http: { status: 413 } } });
+
+/** A body that is not what its Content-Type says, or not a GraphQL request (HTTP 400). */
+export const badRequest = (message: string) => createGraphQLError(message, { extensions: { code: 'BAD_REQUEST', http: { status: 400 } } });
 
 /** Why a request's body was refused while it streamed in (set by the counting stream). */
 const refused = new WeakMap<Request, string>(); // request → the client-facing message
@@ -56,30 +59,33 @@ export function requestBody(respond: (url: URL, message: string) => Response = (
       if (declared !== null && Number(declared) > limit.bytes) {
         return endResponse(respond(url, `the request body is ${declared} bytes, over ${theLimit(limit)}`));
       }
-      // Count the bytes as they arrive, whatever Content-Length claimed.
+      // Count the bytes as they arrive, whatever Content-Length claimed. Past the limit the
+      // counted body fails, and the request's own body is left unread rather than cancelled
+      // (hence no for-await, whose early exit cancels): cancelling it would close the
+      // connection the 413 still has to go out on (server.ts closes it once that is sent).
       let received = 0;
-      let limited: Request;
-      const counted = request.body.pipeThrough(
-        new fetchAPI.TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, controller) {
-            received += chunk.byteLength;
-            if (received > limit.bytes) {
-              refused.set(limited, `the request body is over ${theLimit(limit)}`);
-              controller.error(new Error(`request body over ${limit.variable}`));
-            } else controller.enqueue(chunk);
-          },
-        }),
-      );
-      // `formDataLimits` is read by @whatwg-node's Request (busboy): the second file part
-      // stops the parse at once. (A native Request ignores it; test/security covers it.)
+      let limited: Request | undefined;
+      const source = request.body as unknown as AsyncIterable<Uint8Array>;
+      const counted = (async function* () {
+        const chunks = source[Symbol.asyncIterator]();
+        for (;;) {
+          const next = await chunks.next(); // throws when the client went away
+          if (next.done) return;
+          received += next.value.byteLength;
+          if (received > limit.bytes) {
+            refused.set(limited!, `the request body is over ${theLimit(limit)}`);
+            throw new Error(`request body over ${limit.variable}`);
+          }
+          yield next.value;
+        }
+      })();
       limited = new fetchAPI.Request(request.url, {
         method: request.method,
         headers: request.headers,
         body: counted,
         signal: request.signal,
         duplex: 'half',
-        formDataLimits: { files: 1, fileSize: UPLOAD.bytes, fieldSize: REQUEST.bytes, fields: 16, parts: 17 },
-      } as RequestInit);
+      } as unknown as RequestInit); // @whatwg-node's Request takes an async iterable body
       setRequest(limited);
     },
     onRequestParse({ requestParser, setRequestParser }) {
@@ -88,7 +94,7 @@ export function requestBody(respond: (url: URL, message: string) => Response = (
         try {
           return await requestParser(request);
         } catch (error) {
-          const refusal = bodyRefusal(request, error);
+          const refusal = bodyRefusal(request);
           throw refusal ? payloadTooLarge(refusal) : malformed(error);
         }
       });
@@ -97,21 +103,14 @@ export function requestBody(respond: (url: URL, message: string) => Response = (
 }
 
 /**
- * Why reading `request`'s body failed with `error`, if it was one of our limits (the
- * client-facing message); null for any other failure. For readers of the body outside
- * the GraphQL parsers (the REST facade).
+ * Why reading `request`'s body failed, if the counted body passed its limit (the
+ * client-facing message); null for any other failure.
  */
-export function bodyRefusal(request: Request, error: unknown): string | null {
-  const reason = refused.get(request);
-  if (reason) return reason;
-  const message = String((error as Error)?.message ?? '');
-  if (/Files limit exceeded/.test(message)) return ONE_FILE;
-  if (/Field value size exceeded/.test(message)) return `a form field of the request is over ${theLimit(REQUEST)}`;
-  if (/size limit exceeded|size exceeded/i.test(message)) return `the file is over ${theLimit(UPLOAD)}`;
-  return null;
+export function bodyRefusal(request: Request): string | null {
+  return refused.get(request) ?? null;
 }
 
-const isAbort = (error: unknown) => error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError');
+export const isAbort = (error: unknown) => error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError');
 
 /**
  * A request the parsers could not read, as a BAD_REQUEST (400) with a short message. Yoga's
@@ -119,7 +118,7 @@ const isAbort = (error: unknown) => error instanceof Error && (error.name === 'A
  * "operations" must be a valid JSON string" was a 200); a JSON.parse of a query-string
  * parameter throws a bare SyntaxError, which would otherwise be an "unexpected error" (500).
  */
-function malformed(error: unknown): unknown {
+export function malformed(error: unknown): unknown {
   if (isAbort(error)) return error; // the client went away: yoga answers nobody
   if (error instanceof GraphQLError && error.extensions.code) return error;
   const message =

@@ -1,10 +1,10 @@
 // The REST facade under /api: the original REST design's routes and status codes over the
 // same task service the GraphQL resolvers call. Handlers only parse the request, call the
 // service and map its result or typed error to a status code; no lifecycle logic here.
+import { GraphQLError } from 'graphql';
 import { isDatabaseUnavailable } from '../db.ts';
-import { config } from '../config.ts';
 import { signedImageUrl } from '../image-urls.ts';
-import type { ImageFormat, ResizeFit, ResizeInput, ResizeParams } from '../jobs/image-resize.ts';
+import type { ImageFormat, ResizeFit, ResizeInput } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
 import type { JobDefinition } from '../generated/prisma/enums.ts';
 import {
@@ -17,9 +17,13 @@ import {
   WrongTaskIdFormat,
 } from '../tasks/errors.ts';
 import { checkIdempotencyKey } from '../tasks/idempotency.ts';
+import { removeBlobs } from '../tasks/images.ts';
 import { authenticate, bearerKey, type Caller } from '../tasks/keys.ts';
-import { bodyRefusal } from './request-body.ts';
+import type { StoredImage } from '../tasks/store.ts';
+import { isMultipart, MultipartForm, type StreamedUpload } from './multipart.ts';
+import { badRequest, bodyRefusal, PAYLOAD_TOO_LARGE, payloadTooLarge } from './request-body.ts';
 import * as tasks from '../tasks/service.ts';
+import * as uploads from '../tasks/uploads.ts';
 import type { TaskRow } from '../tasks/service.ts';
 import { openApiDocument } from './openapi.ts';
 import { StorageUnavailable } from '../storage/index.ts';
@@ -40,7 +44,7 @@ export function restTask(task: TaskRow) {
     id: task.id,
     status: task.status,
     jobDefinition: task.jobDefinition,
-    resize: task.params as unknown as ResizeParams,
+    resize: task.params,
     resultOfJob: done ? task.resultImageId : null,
     resultUrl: done && !task.imagesExpiredAt ? signedImageUrl(task.resultImageId!) : null,
     error: task.error,
@@ -57,6 +61,12 @@ export function restTask(task: TaskRow) {
 
 /** A typed domain error → its status code and body; anything else is a masked 500. */
 function errorResponse(error: unknown, taskId?: string): Response {
+  if (error instanceof GraphQLError) {
+    // A body refused while it was read (request-body.ts, multipart.ts): over its limit, a
+    // second file, malformed or cut off.
+    if (error.extensions.code === PAYLOAD_TOO_LARGE) return problem(413, 'PayloadTooLarge', error.message);
+    return problem(400, 'InvalidInput', error.message, { field: null });
+  }
   if (error instanceof WrongTaskIdFormat) return problem(400, 'WrongTaskIdFormat', error.message);
   if (error instanceof TaskDoesNotExist) return problem(404, 'TaskDoesNotExist', error.message);
   if (error instanceof InvalidTaskState) return problem(409, 'InvalidTaskState', error.message, { status: error.status });
@@ -80,12 +90,18 @@ function errorResponse(error: unknown, taskId?: string): Response {
   return problem(500, 'InternalError', 'Unexpected error.');
 }
 
-// ---- parsing the multipart form of POST /api/tasks (edge validation only) ----
+// ---- parsing the forms of POST /api/tasks and /api/uploads (edge validation only) ----
 
-function field(form: FormData, name: string): string | null {
-  const value = form.get(name);
-  if (value === null) return null;
-  if (typeof value !== 'string') throw new InvalidInput(`${name} must be a plain form field, not a file`, name);
+/** The text fields of a form (the first of each name) and the names that came as files. */
+interface FormFields {
+  values: Map<string, string>;
+  files: Set<string>;
+}
+
+function field(form: FormFields, name: string): string | null {
+  if (form.files.has(name)) throw new InvalidInput(`${name} must be a plain form field, not a file`, name);
+  const value = form.values.get(name);
+  if (value === undefined) return null;
   return value.trim() === '' ? null : value.trim();
 }
 
@@ -97,15 +113,15 @@ function field(form: FormData, name: string): string | null {
  */
 const INTEGER = /^(0|[1-9][0-9]{0,8})$/;
 
-function integerField(form: FormData, name: string): number | null {
-  const value = form.get(name);
-  if (value === null || value === '') return null;
-  if (typeof value !== 'string') throw new InvalidInput(`${name} must be a plain form field, not a file`, name);
+function integerField(form: FormFields, name: string): number | null {
+  if (form.files.has(name)) throw new InvalidInput(`${name} must be a plain form field, not a file`, name);
+  const value = form.values.get(name);
+  if (value === undefined || value === '') return null;
   if (!INTEGER.test(value)) throw new InvalidInput(`${name} must be a whole number written in decimal digits only, got ${JSON.stringify(value.slice(0, 32))}`, name);
   return Number(value);
 }
 
-function booleanField(form: FormData, name: string): boolean | null {
+function booleanField(form: FormFields, name: string): boolean | null {
   const value = field(form, name)?.toLowerCase() ?? null;
   if (value === null) return null;
   if (value === 'true' || value === '1') return true;
@@ -114,7 +130,7 @@ function booleanField(form: FormData, name: string): boolean | null {
 }
 
 /** Upper-cased, so `webp` and `WEBP` both work; the service checks the value. */
-function enumField(form: FormData, name: string): string | null {
+function enumField(form: FormFields, name: string): string | null {
   const value = field(form, name)?.toUpperCase() ?? null;
   return value === 'JPG' ? 'JPEG' : value;
 }
@@ -138,25 +154,63 @@ function idempotencyKeyOf(headers: Headers): string | null {
   return checkIdempotencyKey(key, IDEMPOTENCY_KEY_HEADER);
 }
 
-async function createTask(request: Request, caller: Caller): Promise<Response> {
-  const idempotencyKey = idempotencyKeyOf(request.headers);
-  const length = Number(request.headers.get('content-length') ?? 0);
-  if (length > config.maxUploadBytes) {
-    return problem(413, 'PayloadTooLarge', `the request body is ${length} bytes, over the limit of ${config.maxUploadBytes} (MAX_UPLOAD_BYTES)`);
+/** A promise that never resolves and rejects as `promise` does: to race a read against a failed store. */
+function failureOf(promise: Promise<unknown>): Promise<never> {
+  const failure = new Promise<never>((_, reject) => promise.catch(reject));
+  failure.catch(() => {}); // also observed where it is awaited
+  return failure;
+}
+
+/**
+ * The fields of a POST: multipart/form-data (the only way to send a file) or, without a
+ * file, application/x-www-form-urlencoded. A multipart body is read as it arrives
+ * (multipart.ts): its `image` file part goes to `onImage` while it streams in, with the
+ * fields that came before it; any other file part is skipped, its name kept in `files`. A
+ * refused body throws its GraphQLError (errorResponse maps it: 413, 400).
+ */
+async function readForm(request: Request, fields: string, onImage?: (image: StreamedUpload, before: FormFields) => Promise<unknown>): Promise<FormFields> {
+  const form: FormFields = { values: new Map(), files: new Set() };
+  if (/^application\/x-www-form-urlencoded/i.test(request.headers.get('content-type') ?? '')) {
+    let text: string;
+    try {
+      text = await request.text();
+    } catch {
+      const limit = bodyRefusal(request);
+      throw limit ? payloadTooLarge(limit) : badRequest('the form could not be read');
+    }
+    for (const [name, value] of new URLSearchParams(text)) if (!form.values.has(name)) form.values.set(name, value);
+    return form;
   }
-  if (!/^multipart\/form-data/i.test(request.headers.get('content-type') ?? '')) {
-    throw new InvalidInput('send the task as multipart/form-data (fields jobDefinition, image, width, height, …)', null);
-  }
-  let form: FormData;
+  if (!isMultipart(request)) throw new InvalidInput(`send multipart/form-data or application/x-www-form-urlencoded (fields ${fields})`, null);
+  const body = new MultipartForm(request);
+  let failed: Promise<never> | null = null;
+  const next = () => {
+    const part = body.next();
+    if (!failed) return part;
+    part.catch(() => {}); // lost the race to a failed image: a refusal, if any, is in body.refusal
+    return Promise.race([part, failed]);
+  };
   try {
-    form = await request.formData();
+    for (let part = await next(); part; part = await next()) {
+      if (!part.upload) {
+        if (!form.values.has(part.name)) form.values.set(part.name, part.value);
+      } else if (onImage && part.name === 'image' && !failed) {
+        failed = failureOf(onImage(part.upload, form));
+      } else {
+        form.files.add(part.name);
+        part.upload.discard();
+      }
+    }
+    return form;
   } catch (error) {
-    // Over MAX_UPLOAD_BYTES while streaming (no or a false Content-Length), or a second file.
-    const refusal = bodyRefusal(request, error);
-    if (refusal) return problem(413, 'PayloadTooLarge', refusal);
-    throw new InvalidInput('the multipart body could not be parsed', null);
+    throw body.refusal ?? error;
+  } finally {
+    if (!body.refusal) body.discardRest(); // the answer may go before the body was read
   }
-  const image = form.get('image');
+}
+
+/** What the fields of a task say (their form only: the service checks the values). */
+function taskFields(form: FormFields) {
   const resize: ResizeInput = {
     width: integerField(form, 'width'),
     height: integerField(form, 'height'),
@@ -165,17 +219,51 @@ async function createTask(request: Request, caller: Caller): Promise<Response> {
     quality: integerField(form, 'quality'),
     withoutEnlargement: booleanField(form, 'withoutEnlargement'),
   };
-  const jobDefinition = (field(form, 'jobDefinition') ?? '') as JobDefinition;
-  if (image === null || typeof image === 'string') throw new InvalidInput('image must be a file part of the form', 'image');
-  const { task, replayed } = await tasks.createOrReplayTask(caller, {
-    jobDefinition,
-    image,
+  return {
+    jobDefinition: (field(form, 'jobDefinition') ?? '') as JobDefinition,
     resize,
+    uploadId: field(form, 'uploadId'),
     callbackUrl: field(form, 'callbackUrl'),
-    idempotencyKey,
-  });
-  // A repeated request (same Idempotency-Key) gets the first answer again: its status and body.
-  return json(201, { id: task.id }, { location: `${REST_PREFIX}/tasks/${task.id}`, ...(replayed ? { 'idempotent-replayed': 'true' } : {}) });
+  };
+}
+
+/**
+ * POST /api/tasks. The image streams into the store as it arrives, and the fields may come
+ * before or after it (curl and HTML forms send them in either order): the fields before the
+ * image are checked before it is stored, all of them once the body has been read, and the
+ * stored image is removed if the task is refused.
+ */
+async function createTask(request: Request, caller: Caller): Promise<Response> {
+  const idempotencyKey = idempotencyKeyOf(request.headers);
+  let stored: Promise<StoredImage> | null = null;
+  let handedOver = false;
+  try {
+    const form = await readForm(request, 'jobDefinition, image or uploadId, width, height, …', (image, before) => {
+      taskFields(before); // what is wrong already is refused before a byte is stored
+      return (stored = tasks.storeImage(image));
+    });
+    const fields = taskFields(form);
+    if (form.values.has('image')) throw new InvalidInput('image must be a file part of the form', 'image');
+    handedOver = true;
+    const { task, replayed } = stored
+      ? await tasks.createOrReplayTaskWithImage(caller, { ...fields, idempotencyKey, stored: await stored })
+      : await tasks.createOrReplayTask(caller, { ...fields, idempotencyKey });
+    // A repeated request (same Idempotency-Key) gets the first answer again: its status and body.
+    return json(201, { id: task.id }, { location: `${REST_PREFIX}/tasks/${task.id}`, ...(replayed ? { 'idempotent-replayed': 'true' } : {}) });
+  } catch (error) {
+    const image = stored as Promise<StoredImage> | null;
+    if (image && !handedOver) await image.then((source) => removeBlobs([source.storageKey]), () => {});
+    throw error;
+  }
+}
+
+/** POST /api/uploads: createUpload (contentType, byteSize) → 201 the pending upload. */
+async function createUpload(request: Request, caller: Caller): Promise<Response> {
+  const form = await readForm(request, 'contentType, byteSize');
+  const byteSize = integerField(form, 'byteSize');
+  if (byteSize === null) throw new InvalidInput('byteSize is required', 'byteSize');
+  const upload = await uploads.createUpload(caller, { contentType: field(form, 'contentType') ?? '', byteSize });
+  return json(201, { ...upload, expiresAt: upload.expiresAt.toISOString() });
 }
 
 const methodNotAllowed = (allow: string) =>
@@ -189,14 +277,18 @@ export async function handleRest(request: Request, url: URL): Promise<Response> 
     return method === 'GET' || method === 'HEAD' ? json(200, openApiDocument) : methodNotAllowed('GET');
   }
   const route = /^\/tasks(?:\/([^/]+)(\/status|\/run)?)?$/.exec(path);
-  if (!route) return problem(404, 'NotFound', `no such endpoint: ${url.pathname} (see ${REST_PREFIX}/openapi.json)`);
+  if (!route && path !== '/uploads') return problem(404, 'NotFound', `no such endpoint: ${url.pathname} (see ${REST_PREFIX}/openapi.json)`);
   const caller = await authenticate(bearerKey(request.headers.get('authorization')));
   if (!caller) {
     return problem(401, 'Unauthenticated', 'a valid API key is required: send Authorization: Bearer <key>', {}, { 'www-authenticate': 'Bearer' });
   }
-  const [, rawId, action] = route;
+  const [, rawId, action] = route ?? [];
   const id = rawId === undefined ? undefined : decodeURIComponent(rawId);
   try {
+    if (path === '/uploads') {
+      if (method !== 'POST') return methodNotAllowed('POST');
+      return await createUpload(request, caller);
+    }
     if (id === undefined) {
       if (method !== 'POST') return methodNotAllowed('POST');
       return await createTask(request, caller);

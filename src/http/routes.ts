@@ -3,16 +3,16 @@
 import { Readable } from 'node:stream';
 import { blobStore, imageContentType } from '../blobs.ts';
 import { config } from '../config.ts';
-import { prisma } from '../db.ts';
+import { isDatabaseUnavailable, prisma } from '../db.ts';
 import { checkImageSignature } from '../image-urls.ts';
 import { authenticate, bearerKey } from '../tasks/keys.ts';
 import { queueCounts } from '../tasks/queue.ts';
 import { log } from '../log.ts';
 import { BlobNotFound, RangeNotSatisfiable, StorageUnavailable } from '../storage/index.ts';
 import { getImageBlob } from '../tasks/service.ts';
+import { receiveUpload, UploadRefused, type UploadRefusal } from '../tasks/uploads.ts';
 import { withTimeout } from '../timeout.ts';
 import { isUuid } from '../uuid.ts';
-
 
 const text = (status: number, body: string, headers: Record<string, string> = {}) =>
   new Response(body, { status, headers: { 'content-type': 'text/plain; charset=utf-8', ...headers } });
@@ -165,4 +165,48 @@ export function parseRange(header: string | null, size: number): { start: number
   const end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
   if (start >= size || end < start) return 'unsatisfiable';
   return { start, end };
+}
+
+const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
+  new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
+
+const UPLOAD_STATUS: Record<UploadRefusal, number> = {
+  SizeMismatch: 400,
+  InvalidSignature: 403,
+  UploadDoesNotExist: 404,
+  UploadConflict: 409,
+  UploadExpired: 410,
+  PayloadTooLarge: 413,
+  UnsupportedMediaType: 415,
+};
+
+/**
+ * PUT /uploads/<id>?exp=&sig=: the upload URL createUpload gives with the disk store
+ * (src/tasks/uploads.ts). The signature is the credential (no API key, as with a presigned
+ * s3 URL), and the declared byteSize the body limit. 204 when the bytes are stored; else
+ * `{"error": <name>, "message"}` with the status of UPLOAD_STATUS, or 503.
+ */
+export async function upload(request: Request, url: URL): Promise<Response> {
+  if (request.method !== 'PUT') return json(405, { error: 'MethodNotAllowed', message: 'PUT the bytes here' }, { allow: 'PUT' });
+  try {
+    await receiveUpload(url.pathname.slice('/uploads/'.length), url.searchParams, {
+      contentType: request.headers.get('content-type'),
+      contentLength: request.headers.get('content-length'),
+      body: request.body as AsyncIterable<Uint8Array> | null,
+    });
+    return new Response(null, { status: 204 });
+  } catch (error) {
+    if (error instanceof UploadRefused) return json(UPLOAD_STATUS[error.reason], { error: error.reason, message: error.message });
+    if (error instanceof StorageUnavailable) {
+      log.warn({ err: error.message }, 'blob store unavailable');
+      return json(503, { error: 'StorageUnavailable', message: 'the image store is unavailable; try again shortly' }, { 'retry-after': '5' });
+    }
+    if (isDatabaseUnavailable(error)) {
+      log.warn({ err: (error as Error).message }, 'database unavailable');
+      return json(503, { error: 'ServiceUnavailable', message: 'the database is unavailable; try again shortly' }, { 'retry-after': '5' });
+    }
+    if (request.signal.aborted) return json(400, { error: 'Aborted', message: 'the request was aborted' }); // nobody reads it
+    log.error({ err: error }, 'unexpected error in an upload');
+    return json(500, { error: 'InternalError', message: 'Unexpected error.' });
+  }
 }

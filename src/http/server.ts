@@ -1,5 +1,6 @@
-// Listens: one HTTP server for GraphQL (HTTP, SSE), the plain routes, and WebSocket
-// subscriptions (graphql-transport-ws protocol, graphql-ws) on the same port and path.
+// Listens: one HTTP server for GraphQL (HTTP; SSE in both modes of the GraphQL over SSE
+// protocol), the plain routes, and WebSocket subscriptions (graphql-transport-ws protocol,
+// graphql-ws) on the same port and path.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GraphQLError, type ExecutionArgs } from 'graphql';
@@ -11,6 +12,7 @@ import { authenticate, bearerKey } from '../tasks/keys.ts';
 import type { Context } from '../graphql/builder.ts';
 import { RATE_LIMITED, rateLimitedError, takeRequest } from './rate-limit.ts';
 import { startup } from './routes.ts';
+import { isSingleConnectionRequest, serveSingleConnection } from './sse-single.ts';
 import { closeSseStreams, maybeSseSubscription, serveSseSubscription } from './sse-subscriptions.ts';
 import { yoga } from './yoga.ts';
 
@@ -47,8 +49,14 @@ export async function startApiServer(port: number, host: string): Promise<ApiSer
       if (request.complete) return;
       setTimeout(() => !request.complete && request.socket?.destroy(), UNREAD_BODY_LINGER_MS).unref(); // the socket may be gone already
     });
-    // SSE subscriptions take a lighter path; it hands back to yoga whatever is not one.
-    if (maybeSseSubscription(request)) {
+    // GraphQL over SSE's single-connection mode (reservation, stream, operations): ours alone.
+    if (isSingleConnectionRequest(request)) {
+      serveSingleConnection(request, response).catch((error: unknown) => {
+        log.error({ err: error }, 'single-connection SSE request failed');
+        response.destroy();
+      });
+    } else if (maybeSseSubscription(request)) {
+      // SSE subscriptions take a lighter path; it hands back to yoga whatever is not one.
       serveSseSubscription(request, response, () => void yoga(request, response)).catch((error: unknown) => {
         log.error({ err: error }, 'SSE subscription failed');
         response.destroy();
@@ -131,7 +139,7 @@ export async function startApiServer(port: number, host: string): Promise<ApiSer
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await wsServer.dispose(); // completes every WebSocket subscription, closes with 1001
-      // SSE streams never end by themselves: ours are ended here, yoga's dispose ends its own.
+      // SSE streams never end by themselves (both modes): ours are ended here, yoga's dispose ends its own.
       closeSseStreams();
       await yoga.dispose();
       const timer = setTimeout(() => server.closeAllConnections(), graceMs);

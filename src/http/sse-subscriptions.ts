@@ -22,17 +22,23 @@ import { maskError } from './errors.ts';
 import { yoga } from './yoga.ts';
 
 /** A subscription request is a query and variables: a larger body is not one of ours (nor over MAX_REQUEST_BYTES). */
-const MAX_BODY_BYTES = Math.min(64 * 1024, config.maxRequestBytes);
-const PING_INTERVAL_MS = 12_000;
-const SSE_HEADERS = {
+export const MAX_BODY_BYTES = Math.min(64 * 1024, config.maxRequestBytes);
+export const PING_INTERVAL_MS = 12_000;
+export const SSE_HEADERS = {
   'content-type': 'text/event-stream',
   connection: 'keep-alive',
   'cache-control': 'no-cache',
   'content-encoding': 'none',
 };
 
-/** Open streams, so that shutdown can end them. */
+/** Open streams (of both modes), so that shutdown can end them. */
 const open = new Set<() => void>();
+
+/** Registers a stream's `shutdown` (ends it without `complete`); returns its removal. */
+export function trackOpen(shutdown: () => void): () => void {
+  open.add(shutdown);
+  return () => open.delete(shutdown);
+}
 
 /** Whether `request` may be an SSE subscription (decided from its head; the body decides the rest). */
 export function maybeSseSubscription(request: IncomingMessage): boolean {
@@ -152,7 +158,7 @@ async function stream(response: ServerResponse, iterator: AsyncIterator<Executio
     stop();
     response.end();
   };
-  open.add(shutdown);
+  const untrack = trackOpen(shutdown);
   try {
     for (;;) {
       const step = await iterator.next();
@@ -173,27 +179,34 @@ async function stream(response: ServerResponse, iterator: AsyncIterator<Executio
     }
   } catch (error) {
     // As yoga does: a failing stream (e.g. the key revoked) ends with its error, masked, as one last event.
-    if (!closed) {
-      const masked = maskError(error, 'Unexpected error.');
-      const errors = [masked instanceof GraphQLError ? masked : new GraphQLError(masked.message, { originalError: masked })];
-      response.end(`${eventOf({ errors })}event: complete\ndata:\n\n`);
-    }
+    if (!closed) response.end(`${eventOf(failureResult(error))}event: complete\ndata:\n\n`);
   } finally {
     clearInterval(ping);
-    open.delete(shutdown);
+    untrack();
     response.off('close', stop);
   }
 }
 
+/** The last result of a stream that failed (e.g. the key revoked): its error, masked. */
+export function failureResult(error: unknown): ExecutionResult {
+  const masked = maskError(error, 'Unexpected error.');
+  return { errors: [masked instanceof GraphQLError ? masked : new GraphQLError(masked.message, { originalError: masked })] };
+}
+
 // One serialisation per result: subscribers of a shared stream receive the same object.
-const events = new WeakMap<object, string>();
-function eventOf(result: ExecutionResult): string {
-  let event = events.get(result);
-  if (event === undefined) {
-    event = `event: next\ndata: ${JSON.stringify(withoutInternals(result))}\n\n`;
-    events.set(result, event);
+const serialized = new WeakMap<object, string>();
+/** A result as JSON, as yoga would send it; made once per result object. */
+export function resultJson(result: ExecutionResult): string {
+  let json = serialized.get(result);
+  if (json === undefined) {
+    json = JSON.stringify(withoutInternals(result));
+    serialized.set(result, json);
   }
-  return event;
+  return json;
+}
+
+function eventOf(result: ExecutionResult): string {
+  return `event: next\ndata: ${resultJson(result)}\n\n`;
 }
 
 /** As yoga serialises a result: no `http` (or `unexpected`) in the error extensions, nor `http` in the result's. */
@@ -213,7 +226,7 @@ function withoutInternals(result: ExecutionResult): ExecutionResult {
  * What yoga adds to every response with its default CORS settings (ours): the caller's
  * origin reflected, with credentials. A browser app on another origin can subscribe too.
  */
-function corsHeaders(origin: string | undefined): Record<string, string> {
+export function corsHeaders(origin: string | undefined): Record<string, string> {
   return origin ? { 'access-control-allow-origin': origin, vary: 'Origin', 'access-control-allow-credentials': 'true' } : {};
 }
 
@@ -222,11 +235,20 @@ export function closeSseStreams() {
   for (const shutdown of [...open]) shutdown();
 }
 
-function readBody(request: IncomingMessage): Promise<Buffer> {
+/** The body of `request`; rejects with BodyTooLarge past `limit` bytes. */
+export function readBody(request: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    // Node stops at Content-Length, which maybeSseSubscription bounded.
     const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    let size = 0;
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        chunks.length = 0;
+        request.removeAllListeners('data');
+        request.pause();
+        reject(new BodyTooLarge());
+      } else chunks.push(chunk);
+    });
     request.once('end', () => resolve(Buffer.concat(chunks)));
     request.once('error', reject);
     // A client gone before its body ended: no 'end' will come (after 'end' this is a no-op).
@@ -234,12 +256,16 @@ function readBody(request: IncomingMessage): Promise<Buffer> {
   });
 }
 
+export class BodyTooLarge extends Error {
+  override name = 'BodyTooLarge';
+}
+
 /** Writes a web Response (a small, complete one) to the node response. */
-async function send(response: ServerResponse, web: Response) {
+export async function send(response: ServerResponse, web: Response) {
   response.writeHead(web.status, Object.fromEntries(web.headers));
   response.end(Buffer.from(await web.arrayBuffer()));
 }
 
-function isAsyncIterable(value: unknown): value is AsyncIterable<ExecutionResult> {
+export function isAsyncIterable(value: unknown): value is AsyncIterable<ExecutionResult> {
   return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
 }

@@ -18,6 +18,7 @@ import { countedRequests, rateLimitedError, rateLimitedResponse, takeRequest } f
 import { sharedSubscriptions } from './shared-subscriptions.ts';
 import { handleRest, problem, REST_PREFIX } from './rest.ts';
 import * as routes from './routes.ts';
+import { multipartRequests } from './multipart.ts';
 import { payloadTooLargeResponse, requestBody } from './request-body.ts';
 
 /** The API key of a request: `Authorization: Bearer`, or `?token=` (EventSource cannot send headers; discouraged). */
@@ -56,6 +57,17 @@ const openRoutes: Plugin = {
     if (url.pathname === '/ready') return endResponse(await routes.ready());
     if (url.pathname === '/metrics') return endResponse(await metrics(request));
     if (url.pathname === '/dashboard' || url.pathname.startsWith('/dashboard/')) return endResponse(dashboard(request, url));
+  },
+};
+
+/**
+ * The disk store's upload URL (PUT /uploads/<id>): its signature is the credential, its
+ * declared byteSize the body limit (not MAX_REQUEST_BYTES). Not rate-limited: each upload
+ * takes one PUT, and createUpload, which made it, was.
+ */
+const uploadRoute: Plugin = {
+  async onRequest({ request, url, endResponse }) {
+    if (url.pathname.startsWith('/uploads/')) return endResponse(await routes.upload(request, url));
   },
 };
 
@@ -118,7 +130,17 @@ const authenticateFirst: Plugin = {
   },
 };
 
-export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, Context>({
+/**
+ * What a transport that authenticated the caller itself passes to getEnveloped: graphql-ws
+ * its connectionParams, the single-connection SSE mode the caller of its reservation
+ * (never set from a request: only server code builds this context).
+ */
+export interface TransportContext {
+  connectionParams?: Record<string, unknown>;
+  streamCaller?: Caller;
+}
+
+export const yoga = createYoga<TransportContext, Context>({
   schema,
   graphqlEndpoint: '/graphql',
   landingPage: false,
@@ -127,6 +149,9 @@ export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, C
   // multipart upload; PAYLOAD_TOO_LARGE). Yoga's own would cap every body at 25,000,000
   // bytes and turn a chunked multipart overflow into a 400.
   maxRequestBodySize: false,
+  // Ours is multipartRequests() (multipart.ts): yoga's reads the whole body into memory
+  // before the resolver runs; ours hands the resolver the file part as it streams in.
+  multipart: false,
   logging: {
     debug: (...args) => log.debug(args),
     info: (...args) => log.info(args),
@@ -137,7 +162,8 @@ export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, C
   graphiql: config.production ? false : graphiqlOptions,
   renderGraphiQL,
   maskedErrors: { maskError },
-  context: async ({ request, connectionParams }): Promise<Context> => {
+  context: async ({ request, connectionParams, streamCaller }): Promise<Context> => {
+    if (streamCaller) return { caller: streamCaller, loaders: createLoaders() };
     const fromWebSocket = connectionParams?.authorization ?? connectionParams?.Authorization;
     const caller = connectionParams
       ? await authenticate(bearerKey(typeof fromWebSocket === 'string' ? fromWebSocket : null))
@@ -145,14 +171,17 @@ export const yoga = createYoga<{ connectionParams?: Record<string, unknown> }, C
     if (!caller) throw unauthenticated();
     return { caller, loaders: createLoaders() };
   },
-  // Order matters: open routes, then the rate limit, then the body limit (it wraps the body
+  // Order matters: open routes and uploads, then the rate limit, the multipart parser
+  // (before the body limit, whose parse hook wraps it), the body limit (it wraps the body
   // every later reader sees: REST, the GraphQL parsers), then the key (before any document
   // is looked at), document limits, production's hiding of schema hints, and the status of
   // request errors.
   plugins: [
     httpMetricsPlugin(),
     openRoutes,
+    uploadRoute,
     rateLimit,
+    multipartRequests(),
     requestBody(refuseBody),
     keyedRoutes,
     authenticateFirst,

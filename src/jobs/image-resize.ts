@@ -3,7 +3,7 @@
 // bytes out.
 import type { Readable } from 'node:stream';
 import sharp from 'sharp';
-import type { FitEnum, FormatEnum, Metadata, OutputInfo } from 'sharp';
+import type { FitEnum, FormatEnum, Metadata, OutputInfo, Sharp } from 'sharp';
 
 export const IMAGE_FORMATS = ['JPEG', 'PNG', 'WEBP', 'AVIF', 'GIF', 'TIFF'] as const;
 export type ImageFormat = (typeof IMAGE_FORMATS)[number];
@@ -298,19 +298,15 @@ const ENCODERS: Record<ImageFormat, keyof FormatEnum | 'avif'> = {
   TIFF: 'tiff',
 };
 
-/**
- * Resizes: auto-orients from EXIF, strips metadata (sharp keeps none unless asked),
- * decodes only the first frame, refuses truncated input. `onStage` reports progress points
- * (libvips runs decode, resize and encode as one streaming pipeline, so these are the
- * stage boundaries we can observe, not a continuous measure).
- */
-export async function resizeImage(
+/** What resizeImage and resizeImageToFile share: the pipeline, and how its failures are told. */
+async function resizePipeline(
   source: Uint8Array | string | Readable,
   params: ResizeParams,
   options: { maxInputPixels: number; maxOutputPixels: number; onStage?: (stage: ResizeStage, progress: number) => void },
-): Promise<ResizeResult> {
+): Promise<{ pipeline: Sharp; failure: (error: unknown) => unknown }> {
   const sharpOptions = { limitInputPixels: options.maxInputPixels, failOn: 'truncated', sequentialRead: true, pages: 1 } as const;
-  // A file path or the bytes go to libvips as they are; a stream is piped in.
+  // A file path or the bytes go to libvips as they are; a stream is piped in (sharp
+  // collects a piped stream whole before decoding: give it a file where size matters).
   const fromStream = typeof source === 'object' && !(source instanceof Uint8Array);
   const input = fromStream ? sharp(sharpOptions) : sharp(source, sharpOptions);
   let sourceError: unknown;
@@ -322,14 +318,15 @@ export async function resizeImage(
     });
     source.pipe(input);
   }
+  // Not the image's fault when the source itself failed: the caller decides.
+  const failure = (error: unknown) => sourceError ?? vipsError('cannot process image', error);
   // The header (no decoding) says how big the result would be: refuse before any work. The API
   // refuses such parameters already; this catches tasks created before the limit was lowered.
   let metadata: Metadata;
   try {
     metadata = await input.metadata();
   } catch (error) {
-    if (sourceError) throw sourceError; // not the image's fault: the caller decides
-    throw vipsError('cannot process image', error);
+    throw failure(error);
   }
   const format = SHARP_FORMATS[metadata.format ?? ''];
   if (!format || !metadata.width || !metadata.height) throw new UnsupportedImage('cannot process image: unreadable header');
@@ -345,13 +342,49 @@ export async function resizeImage(
     })
     .toFormat(ENCODERS[params.format], params.quality === null ? {} : { quality: params.quality });
   options.onStage?.('resize', 0.3);
+  return { pipeline, failure };
+}
+
+/**
+ * Resizes: auto-orients from EXIF, strips metadata (sharp keeps none unless asked),
+ * decodes only the first frame, refuses truncated input. `onStage` reports progress points
+ * (libvips runs decode, resize and encode as one streaming pipeline, so these are the
+ * stage boundaries we can observe, not a continuous measure).
+ */
+export async function resizeImage(
+  source: Uint8Array | string | Readable,
+  params: ResizeParams,
+  options: { maxInputPixels: number; maxOutputPixels: number; onStage?: (stage: ResizeStage, progress: number) => void },
+): Promise<ResizeResult> {
+  const { pipeline, failure } = await resizePipeline(source, params, options);
   let output: { data: Buffer; info: OutputInfo };
   try {
     output = await pipeline.toBuffer({ resolveWithObject: true });
   } catch (error) {
-    if (sourceError) throw sourceError; // not the image's fault: the caller decides
-    throw vipsError('cannot process image', error);
+    throw failure(error);
   }
   options.onStage?.('encode', 0.8);
   return { data: output.data, format: params.format, width: output.info.width, height: output.info.height };
+}
+
+/**
+ * resizeImage, the result written to `file` by libvips as it is encoded: no buffer of the
+ * result is ever held (sharp's stream output would hand it over whole). With `source` a
+ * file path too, the process's memory does not grow with the size of either file.
+ */
+export async function resizeImageToFile(
+  source: Uint8Array | string | Readable,
+  params: ResizeParams,
+  file: string,
+  options: { maxInputPixels: number; maxOutputPixels: number; onStage?: (stage: ResizeStage, progress: number) => void },
+): Promise<ImageInfo & { byteSize: number }> {
+  const { pipeline, failure } = await resizePipeline(source, params, options);
+  let info: OutputInfo;
+  try {
+    info = await pipeline.toFile(file);
+  } catch (error) {
+    throw failure(error);
+  }
+  options.onStage?.('encode', 0.8);
+  return { format: params.format, width: info.width, height: info.height, byteSize: info.size };
 }

@@ -46,8 +46,11 @@ export class InvalidImage extends TaskError {
 
 export class TooManyTasks extends TaskError {
   override name = 'TooManyTasks';
-  constructor(readonly limit: number) {
-    super(`this key already has ${limit} active tasks (CREATED, QUEUED or RUNNING), the most it may hold`);
+  constructor(
+    readonly limit: number,
+    message = `this key already has ${limit} active tasks (CREATED, QUEUED or RUNNING), the most it may hold`,
+  ) {
+    super(message);
   }
 }
 

@@ -13,8 +13,8 @@
 //    roll back entirely (IdempotencyKeyTaken): they delete the blob they stored and answer
 //    with the winner's task. Correctness rests on this step alone; the two above save work.
 // A request is "the same" when its fingerprint is: job, resize parameters (defaults filled
-// in), run, and the image's bytes (sha-256). A different request under a live key is
-// IdempotencyKeyReused, naming the key's task. Only a created task is remembered: a refused
+// in), run, and the image's bytes (sha-256) or, for a two-step upload, its uploadId. A
+// different request under a live key is IdempotencyKeyReused, naming the key's task. Only a created task is remembered: a refused
 // request (invalid input or image, quota full) leaves no key behind, so its retry is tried again.
 import { createHash } from 'node:crypto';
 import { pool } from '../db.ts';

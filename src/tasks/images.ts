@@ -1,15 +1,20 @@
 // Images in the blob store, as the task service sees them: an upload streamed into the
 // store after its head passed the image check, and blobs removed once no row points at them.
 import { createHash, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { blobStore, imageContentType, imageKey } from '../blobs.ts';
 import { inspectImage, sniffFormat, UnreadableHeader, UnsupportedImage, type ImageInfo } from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
 import { BlobTooLarge } from '../storage/index.ts';
-import { InvalidImage } from './errors.ts';
+import { InvalidImage, InvalidInput } from './errors.ts';
 import type { StoredImage } from './store.ts';
 
-/** What an upload arrives as: a File (GraphQL multipart, REST form) or anything with a web stream. */
+/** What an upload arrives as: a file part streaming in (src/http/multipart.ts), a File, anything with a stream. */
 export interface Upload {
   size?: number;
   stream(): ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
@@ -28,15 +33,28 @@ const HEAD_BYTES = 256 * 1024;
  * `accept` throws on its format and size. The check runs on the head of the stream before
  * the put starts; a refused image leaves no blob.
  * Resolves once the blob is durable; the caller writes the row and, if that fails, calls
- * removeBlobs. StorageUnavailable and the client's own stream errors pass through.
+ * removeBlobs. StorageUnavailable and the client's own stream errors pass through, once
+ * whatever was written of the blob is gone.
  */
 export async function storeUpload(
   upload: Upload,
   limits: { maxBytes: number; maxInputPixels: number; accept?: (info: ImageInfo) => void },
 ): Promise<StoredImage> {
+  try {
+    return await streamUpload(upload, limits);
+  } catch (error) {
+    if (!(error instanceof InvalidImage || error instanceof InvalidInput)) log.info({ err: (error as Error)?.message }, 'upload not stored');
+    throw error;
+  }
+}
+
+async function streamUpload(
+  upload: Upload,
+  limits: { maxBytes: number; maxInputPixels: number; accept?: (info: ImageInfo) => void },
+): Promise<StoredImage> {
   if (upload.size === 0) throw new InvalidImage('the uploaded file is empty');
   if (upload.size !== undefined && upload.size > limits.maxBytes) throw tooLarge(upload.size, limits.maxBytes);
-  // Web streams (native, or @whatwg-node's ponyfill that yoga's File gives) are async iterables.
+  // Node streams and web streams (native, or @whatwg-node's ponyfill) are async iterables.
   const chunks = (upload.stream() as unknown as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
   const head: Buffer[] = [];
   let headBytes = 0;
@@ -96,9 +114,7 @@ export async function storeUpload(
   if (!info) {
     // The head was not enough: check the stored image as a whole before anything points at it.
     try {
-      const store = blobStore();
-      const whole = store.localPath(key) ?? (await readAll((await store.open(key)).stream));
-      info = await inspectImage(headBuffer, limits.maxInputPixels, whole);
+      info = await inspectStored(key, headBuffer, limits.maxInputPixels);
       limits.accept?.(info);
     } catch (error) {
       await removeBlobs([key]);
@@ -106,6 +122,62 @@ export async function storeUpload(
     }
   }
   return { id, ...info, byteSize: put.byteSize, storageKey: key, sha256: put.sha256 };
+}
+
+/**
+ * The header of a stored image read as a whole (its directory may lie past the head): from
+ * its file (disk) or a temporary copy (s3), never from the whole image in memory.
+ */
+async function inspectStored(key: string, head: Buffer, maxInputPixels: number): Promise<ImageInfo> {
+  const store = blobStore();
+  const file = store.localPath(key);
+  if (file !== null) return inspectImage(head, maxInputPixels, file);
+  const copy = path.join(os.tmpdir(), `tasklane-check-${randomUUID()}`);
+  try {
+    await pipeline((await store.open(key)).stream, createWriteStream(copy));
+    return await inspectImage(head, maxInputPixels, copy);
+  } finally {
+    await rm(copy, { force: true });
+  }
+}
+
+/**
+ * A blob already in the store (a two-step upload) checked as storeUpload checks an upload:
+ * the image check on its head (on the whole blob when the header lies further in), then
+ * `accept`. One pass over the bytes also gives its size and sha-256; nothing is copied.
+ * InvalidImage when refused; BlobNotFound and StorageUnavailable pass through.
+ */
+export async function inspectStoredImage(
+  key: string,
+  limits: { maxInputPixels: number; accept?: (info: ImageInfo) => void },
+): Promise<Omit<StoredImage, 'id' | 'storageKey'>> {
+  const store = blobStore();
+  const hash = createHash('sha256');
+  const head: Buffer[] = [];
+  let headBytes = 0;
+  let byteSize = 0;
+  for await (const chunk of (await store.open(key)).stream as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    byteSize += chunk.length;
+    if (headBytes < HEAD_BYTES) {
+      head.push(chunk);
+      headBytes += chunk.length;
+    }
+  }
+  const headBuffer = Buffer.concat(head);
+  let info: ImageInfo;
+  try {
+    try {
+      info = await inspectImage(headBuffer, limits.maxInputPixels);
+    } catch (error) {
+      if (!(error instanceof UnreadableHeader) || byteSize === headBytes) throw error;
+      info = await inspectStored(key, headBuffer, limits.maxInputPixels);
+    }
+    limits.accept?.(info);
+  } catch (error) {
+    throw refusal(error);
+  }
+  return { ...info, byteSize, sha256: hash.digest('hex') };
 }
 
 /**
@@ -138,12 +210,6 @@ function tooLarge(size: number | undefined, maxBytes: number): InvalidImage {
       ? `the image is over the limit of ${maxBytes} bytes (MAX_UPLOAD_BYTES)`
       : `the image is ${size} bytes, over the limit of ${maxBytes} (MAX_UPLOAD_BYTES)`,
   );
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of stream) parts.push(part as Buffer);
-  return Buffer.concat(parts);
 }
 
 /**

@@ -103,10 +103,59 @@ export async function authenticateStreamTicket(ticket: string | null | undefined
   const [, keyId, expires, signature] = match;
   const expected = Buffer.from(sign(`${TICKET_PURPOSE}.${keyId}`, Number(expires)));
   if (!timingSafeEqual(expected, Buffer.from(signature)) || Number(expires) * 1000 <= now) return null;
+  return authenticateKeyId(keyId);
+}
+
+/** The caller of a key known by its id (from a ticket or reservation we signed), unless revoked. */
+export function authenticateKeyId(keyId: string): Promise<Caller | null> {
   return cached(`id:${keyId}`, async () => {
     const row = await prisma.apiKey.findUnique({ where: { id: keyId } });
     return row !== null && row.revokedAt === null ? { keyId: row.id, owner: row.name } : null;
   });
+}
+
+// Stream reservations: the single-connection mode of the GraphQL over SSE protocol
+// (src/http/sse-single.ts). `PUT /graphql` with a key answers a reservation token,
+// `sse.<key id>.<expiry, unix s>.<nonce>.<HMAC>`: the event stream that fulfils it (a GET
+// with the token, no key needed) and the operations sent to that stream carry it instead of
+// the key. Like a ticket it is stateless and checked by any API process with the signing
+// secret; its nonce names the stream. The `sse.` prefix tells it apart from a key (`tl_…`)
+// and a ticket (a UUID first) wherever a `?token=` may be either.
+export const STREAM_RESERVATION_TTL_SECONDS = 60;
+const RESERVATION_PURPOSE = 'stream-reservation';
+const RESERVATION_PREFIX = 'sse.';
+
+export interface StreamReservation {
+  keyId: string;
+  /** Unix ms after which the reservation opens no stream (an open one stays open). */
+  expiresAt: number;
+  /** Names the stream: its Redis channel and claim. */
+  nonce: string;
+}
+
+export function createStreamReservation(caller: Caller, now = Date.now()): string {
+  const expires = Math.floor(now / 1000) + STREAM_RESERVATION_TTL_SECONDS;
+  const nonce = randomBytes(16).toString('base64url');
+  const signature = sign(`${RESERVATION_PURPOSE}.${caller.keyId}.${nonce}`, expires);
+  return `${RESERVATION_PREFIX}${caller.keyId}.${expires}.${nonce}.${signature}`;
+}
+
+/** Whether a `?token=` value is meant as a reservation (not an API key): by its form alone. */
+export function isStreamReservation(token: string | null | undefined): boolean {
+  return token?.startsWith(RESERVATION_PREFIX) ?? false;
+}
+
+/**
+ * A reservation token we signed, expired or not (its stream, once open, outlives the expiry;
+ * opening one checks `expiresAt`), or null. Says nothing of the key: see authenticateKeyId.
+ */
+export function readStreamReservation(token: string | null | undefined): StreamReservation | null {
+  const match = /^sse\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([1-9]\d{0,11})\.([\w-]{22})\.([\w-]{43})$/.exec(token ?? '');
+  if (!match) return null;
+  const [, keyId, expires, nonce, signature] = match;
+  const expected = Buffer.from(sign(`${RESERVATION_PURPOSE}.${keyId}.${nonce}`, Number(expires)));
+  if (!timingSafeEqual(expected, Buffer.from(signature))) return null;
+  return { keyId, expiresAt: Number(expires) * 1000, nonce };
 }
 
 /** The key from `Authorization: Bearer <key>` (or a bare key). */

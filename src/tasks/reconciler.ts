@@ -5,6 +5,7 @@
 //    enqueued again;
 //  - tasks waiting for a running slot of their key (MAX_RUNNING_TASKS_PER_KEY) whose key has
 //    a free one are enqueued (see running-slots.ts);
+//  - expired two-step uploads are removed with their blobs (see uploads.ts);
 //  - expired idempotency keys are removed, a batch per sweep (see idempotency.ts).
 // Every worker process runs it, but each sweep holds a transaction-scoped advisory lock,
 // so one sweep runs at a time across all hosts. Beside it, on its own clock and without the
@@ -13,13 +14,12 @@
 import { config } from '../config.ts';
 import { prisma } from '../db.ts';
 import { log } from '../log.ts';
-import { publishChange } from './events.ts';
 import { sweepExpiredIdempotencyKeys } from './idempotency.ts';
-import { retryDelayMs } from './lifecycle.ts';
 import { enqueue, jobsPresent } from './queue.ts';
 import { startRetention } from './retention.ts';
 import { wakeAllWaiting } from './running-slots.ts';
 import * as store from './store.ts';
+import { sweepExpiredUploadsInBackground } from './uploads.ts';
 
 const RECONCILER_LOCK_KEY = 72_616_002;
 /** A freshly QUEUED task gets this long to reach Redis the normal way before we step in. */
@@ -44,21 +44,16 @@ export async function sweep(): Promise<SweepReport | null> {
       // keep the lock and so block every recovery: PostgreSQL ends its session when the
       // transaction sits idle this long. The lock is for efficiency only (every change is
       // a conditional transition), so a sweep outliving it is harmless.
-      await tx.$executeRawUnsafe(`SET LOCAL idle_in_transaction_session_timeout = '${LOCK_IDLE_TIMEOUT_MS}ms'`);
+      await tx.$executeRaw`SELECT set_config('idle_in_transaction_session_timeout', ${`${LOCK_IDLE_TIMEOUT_MS}ms`}, true)`;
       const [{ locked }] = await tx.$queryRaw<{ locked: boolean }[]>`SELECT pg_try_advisory_xact_lock(${RECONCILER_LOCK_KEY}) AS locked`;
       if (!locked) return null;
       const report: SweepReport = { retried: 0, failed: 0, enqueued: 0, woken: 0 };
       await sweepExpiredIdempotencyKeys(BATCH); // first: it needs no Redis, which the steps below do
       for (const { id, attempts } of await store.findExpiredLeases(BATCH)) {
-        const reason = 'the worker was lost (crashed, killed or stalled)';
-        const task =
-          attempts >= config.maxAttempts
-            ? await store.fail(id, `gave up after ${attempts} attempts: ${reason}`, attempts)
-            : await store.retryLater(id, attempts, reason, retryDelayMs(attempts));
+        const task = await store.retryOrFail(id, attempts, 'the worker was lost (crashed, killed or stalled)');
         if (!task) continue;
         task.status === 'FAILED' ? report.failed++ : report.retried++;
         log.warn({ taskId: id, attempts, status: task.status }, 'recovered a task whose worker was lost');
-        await publishChange(task);
       }
       // Slots freed without a worker to say so (a lost worker above, a deleted running task, a raised cap).
       report.woken = await wakeAllWaiting(BATCH);
@@ -70,6 +65,7 @@ export async function sweep(): Promise<SweepReport | null> {
         else break; // Redis is unwell: the next sweep tries again, rather than waiting on each task
       }
       if (report.enqueued) log.info({ count: report.enqueued }, 're-enqueued queued tasks missing from Redis');
+      sweepExpiredUploadsInBackground();
       return report;
     },
     { timeout: 60_000, maxWait: 5000 },

@@ -137,6 +137,11 @@ const BLOB_REFERENCES: ((keys: string[]) => Promise<string[]>)[] = [
       await query<{ key: string }>(pool, sql`
         SELECT "storageKey" AS "key" FROM "Image" WHERE "storageKey" = ANY(${keys}::text[]) AND "expiredAt" IS NULL`)
     ).map((row) => row.key),
+  // A two-step upload's blob, until it expires (src/tasks/uploads.ts removes it then).
+  async (keys) =>
+    (await query<{ key: string }>(pool, sql`SELECT "storageKey" AS "key" FROM "Upload" WHERE "storageKey" = ANY(${keys}::text[])`)).map(
+      (row) => row.key,
+    ),
 ];
 
 /** Which of `keys` some row points at. */

@@ -1,21 +1,27 @@
 // The task service: what GraphQL resolvers, the REST facade and the CLI call. Validates at
-// the edge, writes through store.ts transitions, publishes every change, enqueues work.
+// the edge, writes through store.ts transitions (which publish every change), enqueues work.
 import { CallbackUrlRefused, checkCallbackUrl } from '../callbacks/address-policy.ts';
 import { attemptsOf } from '../callbacks/store.ts';
 import { config } from '../config.ts';
 import { isDatabaseUnavailable, prisma } from '../db.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
-import { checkOutputSize, InvalidResizeParams, validateResizeInput, type ResizeInput, type ResizeParams } from '../jobs/image-resize.ts';
+import {
+  checkOutputSize,
+  InvalidResizeParams,
+  validateResizeInput,
+  type ImageInfo,
+  type ResizeInput,
+  type ResizeParams,
+} from '../jobs/image-resize.ts';
 import { log } from '../log.ts';
-import { publishChange } from './events.ts';
 import { IdempotencyKeyReused, InvalidInput, InvalidTaskState, TaskDoesNotExist, TooManyTasks, WrongTaskIdFormat } from './errors.ts';
 import { afterEarlierDuplicates, checkIdempotencyKey, findIdempotencyKey, imageOfBytes, requestFingerprint, type IdempotencyRecord } from './idempotency.ts';
 import { hashUpload, removeBlobs, storeUpload, type Upload } from './images.ts';
 import type { Caller } from './keys.ts';
 import { enqueue } from './queue.ts';
 import * as store from './store.ts';
-import { IdempotencyKeyTaken } from './store.ts';
-import type { TaskRow } from './store.ts';
+import { asTaskRows, IdempotencyKeyTaken, type StoredImage, type TaskRow } from './store.ts';
+import { insertTaskFromUpload, uploadedImage } from './uploads.ts';
 import { isUuid } from '../uuid.ts';
 
 export type { TaskRow };
@@ -27,7 +33,15 @@ export function checkTaskId(id: string): string {
 
 export interface CreateTaskInput {
   jobDefinition: JobDefinition;
-  image: Upload;
+  /** The image's bytes (multipart), or … */
+  image?: Upload | null;
+  /** … a two-step upload whose bytes are in the store already (uploads.ts); exactly one of the two. */
+  uploadId?: string | null;
+  /**
+   * Instead of `image`: its bytes stored already by storeImage, for a form whose fields may
+   * follow its file (REST). Through createOrReplayTaskWithImage, which removes it if refused.
+   */
+  stored?: StoredImage | null;
   resize: ResizeInput;
   run?: boolean | null;
   /** POSTed (signed) when the task ends: DONE, FAILED or DELETED (src/callbacks/). */
@@ -46,6 +60,10 @@ export async function createTask(caller: Caller, input: CreateTaskInput): Promis
  */
 export async function createOrReplayTask(caller: Caller, input: CreateTaskInput): Promise<{ task: TaskRow; replayed: boolean }> {
   if (input.jobDefinition !== 'IMAGE_RESIZE') throw new InvalidInput(`unknown job definition ${input.jobDefinition}`, 'jobDefinition');
+  const { image, uploadId } = input;
+  const bytes = image ?? input.stored;
+  if (bytes != null && uploadId != null) throw new InvalidInput('give either image or uploadId, not both', 'uploadId');
+  if (bytes == null && uploadId == null) throw new InvalidInput('give the image: a file (image) or a finished upload (uploadId)', 'image');
   // Parameters first (cheap, and they do not depend on the image but for the default format).
   let params: ResizeParams;
   try {
@@ -67,22 +85,53 @@ export async function createOrReplayTask(caller: Caller, input: CreateTaskInput)
   if (input.idempotencyKey == null) return insertNewTask(caller, input, params, callbackUrl, null);
   const key = checkIdempotencyKey(input.idempotencyKey);
   const request = { jobDefinition: input.jobDefinition, resize: input.resize, run: Boolean(input.run), callbackUrl };
+  // The image of the fingerprint: the bytes, or the upload (which makes one task only).
+  const imageOf = (sha256: string) => (uploadId != null ? `upload:${uploadId.toLowerCase()}` : imageOfBytes(sha256));
   return afterEarlierDuplicates(caller.owner, key, async () => {
     // A retry of a request that made its task already: answered without storing its bytes again.
     const earlier = await findIdempotencyKey(caller.owner, key);
     if (earlier) {
-      const image = imageOfBytes(await hashUpload(input.image, config.maxUploadBytes));
-      return { task: await replay(caller, earlier, requestFingerprint({ ...request, image })), replayed: true };
+      const sha256 = image != null ? await hashUpload(image, config.maxUploadBytes) : (input.stored?.sha256 ?? '');
+      return { task: await replay(caller, earlier, requestFingerprint({ ...request, image: imageOf(sha256) })), replayed: true };
     }
-    const keyed = { key, fingerprint: (sha256: string) => requestFingerprint({ ...request, image: imageOfBytes(sha256) }) };
+    const keyed = { key, fingerprint: (sha256: string) => requestFingerprint({ ...request, image: imageOf(sha256) }) };
     return insertNewTask(caller, input, params, callbackUrl, keyed);
   });
 }
 
 /**
- * Stores the upload and inserts its task, with its idempotency key when `keyed` (the
- * fingerprint needs the stored bytes' sha-256). If a concurrent request with that key made
- * its task first, this one's blob goes and the answer is the replay of that task.
+ * Streams an upload into the blob store, checked on its head like createTask's image (then
+ * createOrReplayTaskWithImage). For a form whose fields may come after its file (REST).
+ */
+export function storeImage(image: Upload): Promise<StoredImage> {
+  return storeUpload(image, { maxBytes: config.maxUploadBytes, maxInputPixels: config.maxInputPixels });
+}
+
+/**
+ * createOrReplayTask on an image storeImage stored. The image is removed when the request is
+ * refused, and when it is answered with an earlier task (a replay has its own image).
+ */
+export async function createOrReplayTaskWithImage(
+  caller: Caller,
+  input: Omit<CreateTaskInput, 'image' | 'uploadId'> & { stored: StoredImage },
+): Promise<{ task: TaskRow; replayed: boolean }> {
+  try {
+    const result = await createOrReplayTask(caller, input);
+    if (result.replayed) await removeBlobs([input.stored.storageKey]);
+    return result;
+  } catch (error) {
+    // As insertNewTask: with PostgreSQL unreachable the row may have committed, so the image
+    // stays (an image no row points at is swept later).
+    if (!isDatabaseUnavailable(error)) await removeBlobs([input.stored.storageKey]);
+    throw error;
+  }
+}
+
+/**
+ * Stores the upload (or checks the two-step upload's blob) and inserts its task, with its
+ * idempotency key when `keyed` (the fingerprint needs the bytes' sha-256). If a concurrent
+ * request with that key made its task first, this one's blob goes (unless the two-step
+ * upload still owns it) and the answer is the replay of that task.
  */
 async function insertNewTask(
   caller: Caller,
@@ -92,13 +141,11 @@ async function insertNewTask(
   keyed: { key: string; fingerprint: (sha256: string) => string } | null,
 ): Promise<{ task: TaskRow; replayed: boolean }> {
   let params = validated;
-  // The bytes go to the blob store first (checked on their head, durable when this
-  // resolves), then the row that points at them; if the row is not written, the blob goes.
-  const source = await storeUpload(input.image, {
+  const limits = {
     maxBytes: config.maxUploadBytes,
     maxInputPixels: config.maxInputPixels,
     // With the source's size known, before the bytes are stored: the result's size.
-    accept: (info) => {
+    accept: (info: ImageInfo) => {
       params = { ...params, format: input.resize.format ?? info.format };
       try {
         checkOutputSize(info, params, config.maxOutputPixels);
@@ -107,17 +154,29 @@ async function insertNewTask(
         throw error;
       }
     },
-  });
+  };
+  const { uploadId } = input;
+  // A multipart image's bytes go to the blob store first (checked on their head, durable when
+  // this resolves), then the row that points at them; if the row is not written, the blob
+  // goes. A two-step upload's bytes are in the store already, owned by the upload until the
+  // task's commit takes them over: they never go here.
+  const source =
+    uploadId != null
+      ? await uploadedImage(caller, uploadId, limits)
+      : input.stored != null
+        ? (limits.accept(input.stored), input.stored)
+        : await storeUpload(input.image!, limits);
+  const removeOwnBlob = () => (uploadId != null ? Promise.resolve() : removeBlobs([source.storageKey]));
   const idempotency = keyed && { key: keyed.key, fingerprint: keyed.fingerprint(source.sha256) };
   const replayed = async (winner: IdempotencyRecord) => {
-    await removeBlobs([source.storageKey]);
+    await removeOwnBlob();
     log.info({ taskId: winner.taskId, owner: caller.owner }, 'idempotency key taken by a concurrent request: answered with its task, this request\'s blob deleted');
     return { task: await replay(caller, winner, idempotency!.fingerprint), replayed: true };
   };
   let task: TaskRow | null = null;
   for (let attempt = 1; ; attempt++) {
     try {
-      task = await store.insertTask({
+      const newTask: store.NewTask = {
         ownerId: caller.owner,
         jobDefinition: input.jobDefinition,
         params,
@@ -126,7 +185,8 @@ async function insertNewTask(
         limit: config.maxActiveTasksPerKey,
         callbackUrl,
         idempotency,
-      });
+      };
+      task = uploadId != null ? await insertTaskFromUpload(uploadId, newTask) : await store.insertTask(newTask);
       break;
     } catch (error) {
       if (error instanceof IdempotencyKeyTaken) {
@@ -140,7 +200,7 @@ async function insertNewTask(
       // Refused by PostgreSQL, the row is not there: its blob goes. A lost connection leaves
       // it unknown whether the row committed; the blob stays then (an unreferenced blob is
       // swept later, a row without its blob would be a broken image).
-      if (!isDatabaseUnavailable(error)) await removeBlobs([source.storageKey]);
+      if (!isDatabaseUnavailable(error)) await removeOwnBlob();
       throw error;
     }
   }
@@ -148,11 +208,10 @@ async function insertNewTask(
     // The quota may have filled up with this very request's task, made by a concurrent duplicate.
     const winner = idempotency && (await findIdempotencyKey(caller.owner, idempotency.key));
     if (winner) return replayed(winner);
-    await removeBlobs([source.storageKey]);
+    await removeOwnBlob();
     throw new TooManyTasks(config.maxActiveTasksPerKey);
   }
   log.info({ taskId: task.id, owner: caller.owner, status: task.status }, 'task created');
-  await publishChange(task);
   if (task.status === 'QUEUED') await enqueue(task.id);
   return { task, replayed: false };
 }
@@ -182,7 +241,6 @@ export async function runTask(caller: Caller, id: string): Promise<TaskRow> {
     throw new InvalidTaskState(current.status, 'run');
   }
   log.info({ taskId }, 'task queued');
-  await publishChange(task);
   await enqueue(taskId);
   return task;
 }
@@ -195,10 +253,9 @@ export async function deleteTask(caller: Caller, id: string): Promise<TaskRow> {
   const { task, blobKeys } = deleted;
   log.info({ taskId }, 'task deleted');
   // The rows are gone (committed): now their blobs. A failure is logged, not the caller's.
-  await removeBlobs(blobKeys);
   // A queued job finds the task DELETED when it is picked and does nothing; a running
   // one loses its fencing check at its next write and stops (see worker/).
-  await publishChange(task);
+  await removeBlobs(blobKeys);
   return task;
 }
 
@@ -238,7 +295,7 @@ export async function listTasks(
     orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
     take: first + 1,
   });
-  return { tasks: rows.slice(0, first), hasNextPage: rows.length > first };
+  return { tasks: asTaskRows(rows.slice(0, first)), hasNextPage: rows.length > first };
 }
 
 export function getTaskEvents(taskId: string) {

@@ -1,27 +1,45 @@
-// The only writer of tasks. Each transition is ONE SQL statement: a conditional UPDATE
-// (WHERE status = ANY(<allowed from>) [AND attempts = <fencing token>]) chained with the
+// The only writer of tasks, and the one home of their transitions. Each transition is ONE
+// SQL statement: a conditional UPDATE (WHERE status = ANY(<from>) [AND attempts = <fencing
+// token>], SET status = <to>, both from TRANSITIONS in lifecycle.ts) chained with the
 // TaskEvent insert (and, for DONE, the result image insert), so a transition and its audit
 // row commit together or not at all, in one round trip. A statement that matches no row
 // means "somebody else got there first" and changes nothing.
+// Once it committed, every change (each transition, and progress) is published here to the
+// owner's subscribers (events.ts), so no caller can forget to. Publishing never throws: the
+// change is in PostgreSQL already, and subscribers re-read it after a lost message (resync,
+// catch-up), so a failed publish delays a live update but loses nothing.
 // Image rows only point at blobs (storageKey): the bytes are in the blob store, written
 // before the row that points at them commits, removed after the row is gone.
 import { randomUUID } from 'node:crypto';
 import type { ImageFormat, ResizeParams } from '../jobs/image-resize.ts';
 import type { PoolClient } from 'pg';
 import { pool } from '../db.ts';
+import { config } from '../config.ts';
 import type { Task } from '../generated/prisma/client.ts';
 import type { JobDefinition, TaskStatus } from '../generated/prisma/enums.ts';
 import { countTransition } from '../metrics.ts';
 import { empty, query, sql, type Fragment } from '../sql.ts';
-import { ACTIVE_STATUSES, TRANSITIONS } from './lifecycle.ts';
+import { publishChange } from './events.ts';
+import { ACTIVE_STATUSES, retryDelayMs, TRANSITIONS, type Transition } from './lifecycle.ts';
 
-/** Every committed transition is counted here, in the process that made it (see src/metrics.ts). */
-function counted(task: TaskRow | undefined): TaskRow | null {
-  if (task) countTransition(task);
-  return task ?? null;
+/** A task as the domain sees it: `params` holds what insertTask wrote, the validated parameters of its job. */
+export type TaskRow = Omit<Task, 'params'> & { params: ResizeParams };
+
+/** Tasks read through Prisma, which types the jsonb column `params` as any JSON value. */
+export const asTaskRows = (tasks: Task[]): TaskRow[] => tasks as unknown as TaskRow[];
+
+/** Publishes a committed change (never throws; see the header). */
+async function published(task: TaskRow | undefined): Promise<TaskRow | null> {
+  if (!task) return null;
+  await publishChange(task);
+  return task;
 }
 
-export type TaskRow = Task;
+/** A committed transition: counted in the process that made it (see src/metrics.ts), then published. */
+function committed(task: TaskRow | undefined): Promise<TaskRow | null> {
+  if (task) countTransition(task);
+  return published(task);
+}
 
 /** An image whose blob is in the store already; `id` becomes its row's id. */
 export interface StoredImage {
@@ -38,25 +56,25 @@ const statuses = (list: readonly TaskStatus[]) => sql`${[...list]}::"TaskStatus"
 /** An interval of `ms` milliseconds. */
 const millis = (ms: number) => sql`make_interval(secs => ${ms / 1000}::float8)`;
 
-/** UPDATE … WHERE id AND status ∈ from AND <extra>, plus its TaskEvent, in one statement. */
+/** UPDATE … SET status = to, … WHERE id AND status ∈ from AND <extra>, plus its TaskEvent, in one statement. */
 async function transition(
   id: string,
-  from: readonly TaskStatus[],
+  move: Transition,
   set: Fragment,
   message: string | null,
   extraWhere: Fragment = empty,
 ): Promise<TaskRow | null> {
   const rows = await query<TaskRow>(pool, sql`
     WITH t AS (
-      UPDATE "Task" SET ${set}, "version" = "version" + 1, "updatedAt" = now()
-      WHERE "id" = ${id}::uuid AND "status" = ANY(${statuses(from)}) ${extraWhere}
+      UPDATE "Task" SET "status" = ${move.to}::"TaskStatus", ${set}, "version" = "version" + 1, "updatedAt" = now()
+      WHERE "id" = ${id}::uuid AND "status" = ANY(${statuses(move.from)}) ${extraWhere}
       RETURNING *
     ), ev AS (
       INSERT INTO "TaskEvent" ("taskId", "status", "message", "version")
       SELECT "id", "status", ${message}::text, "version" FROM t
     )
     SELECT * FROM t`);
-  return counted(rows[0]);
+  return committed(rows[0]);
 }
 
 /** A concurrent request with the same idempotency key made its task first; this one's insert was rolled back. */
@@ -64,15 +82,7 @@ export class IdempotencyKeyTaken extends Error {
   override name = 'IdempotencyKeyTaken';
 }
 
-/**
- * Inserts the source image and the task (CREATED, or QUEUED when `run`) with its events,
- * unless the owner already holds `limit` active tasks. The per-owner advisory lock makes
- * the quota exact under concurrency. Returns null when the quota is full.
- * With `idempotency`, the key's row is inserted in the same statement: if the owner's key is
- * taken (a concurrent duplicate committed first), nothing is inserted and IdempotencyKeyTaken
- * is thrown. (An expired row must have been deleted before: see findIdempotencyKey.)
- */
-export async function insertTask(input: {
+export interface NewTask {
   ownerId: string;
   jobDefinition: JobDefinition;
   params: ResizeParams;
@@ -82,7 +92,19 @@ export async function insertTask(input: {
   /** Checked already (src/callbacks/address-policy.ts). */
   callbackUrl?: string | null;
   idempotency?: { key: string; fingerprint: string } | null;
-}): Promise<TaskRow | null> {
+}
+
+/**
+ * Inserts the source image and the task (CREATED, or QUEUED when `run`) with its events,
+ * unless the owner already holds `limit` active tasks. The per-owner advisory lock makes
+ * the quota exact under concurrency. Returns null when the quota is full.
+ * With `idempotency`, the key's row is inserted in the same statement: if the owner's key is
+ * taken (a concurrent duplicate committed first), nothing is inserted and IdempotencyKeyTaken
+ * is thrown. (An expired row must have been deleted before: see findIdempotencyKey.)
+ * `alongside`: statements that must commit together with the task (uploads.ts claims its
+ * upload); it runs first in the task's transaction, and throwing rolls everything back.
+ */
+export async function insertTask(input: NewTask, alongside?: (client: PoolClient) => Promise<void>): Promise<TaskRow | null> {
   const { source, idempotency } = input;
   // One round trip: the function takes the owner's quota lock, counts, and inserts the image,
   // the task and its events (prisma/migrations/*_insert_task_function).
@@ -102,29 +124,35 @@ export async function insertTask(input: {
       )
       SELECT * FROM t`
     : insert;
+  // With a callback URL, the task must never exist without it (it could end before a later
+  // write): it is set in the same transaction.
+  const inOneTransaction = async (client: PoolClient) => {
+    await alongside?.(client);
+    const [created] = await query<TaskRow>(client, keyed);
+    if (!created) throw new QuotaFull(); // nothing of this request may stay (alongside's work neither)
+    if (!input.callbackUrl) return [created];
+    return query<TaskRow>(client, sql`
+      UPDATE "Task" SET "callbackUrl" = ${input.callbackUrl}::text WHERE "id" = ${created.id}::uuid RETURNING *`);
+  };
   let rows: TaskRow[];
   try {
-    // With a callback URL, the task must never exist without it (it could end before a later
-    // write): it is set in the same transaction.
-    rows = input.callbackUrl
-      ? await inTransaction(async (client) => {
-          const [created] = await query<TaskRow>(client, keyed);
-          if (!created) return [];
-          return query<TaskRow>(client, sql`
-            UPDATE "Task" SET "callbackUrl" = ${input.callbackUrl}::text WHERE "id" = ${created.id}::uuid RETURNING *`);
-        })
-      : await query<TaskRow>(pool, keyed);
+    rows = alongside || input.callbackUrl ? await inTransaction(inOneTransaction) : await query<TaskRow>(pool, keyed);
   } catch (error) {
+    if (error instanceof QuotaFull) return null;
     const e = error as { code?: string; constraint?: string };
     if (e.code === '23505' && e.constraint === 'IdempotencyKey_pkey') throw new IdempotencyKeyTaken('idempotency key taken', { cause: error });
     throw error;
   }
   const task = rows[0];
   if (task && input.run) countTransition({ status: 'CREATED', jobDefinition: task.jobDefinition });
-  return counted(task);
+  return committed(task);
 }
 
-async function inTransaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+/** Rolls back insertTask's transaction when the owner's quota is full. */
+class QuotaFull extends Error {}
+
+/** Runs `work` in a transaction on one connection: committed if it returns, rolled back if it throws. */
+export async function inTransaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
@@ -141,7 +169,7 @@ async function inTransaction<T>(work: (client: PoolClient) => Promise<T>): Promi
 }
 
 export function markQueued(id: string, ownerId: string): Promise<TaskRow | null> {
-  return transition(id, TRANSITIONS.run.from, sql`"status" = 'QUEUED', "runAfter" = NULL`, 'queued', sql`AND "ownerId" = ${ownerId}`);
+  return transition(id, TRANSITIONS.run, sql`"runAfter" = NULL`, 'queued', sql`AND "ownerId" = ${ownerId}`);
 }
 
 export interface Claim {
@@ -170,7 +198,7 @@ export async function claim(id: string, leaseMs: number, maxRunning: number): Pr
   if (!row) return null;
   if (!row.claimed) return 'waiting';
   const { queuedAt, sourceKey, claimed: _, ...task } = row;
-  return { task: counted(task)!, queuedAt, sourceKey };
+  return { task: (await committed(task))!, queuedAt, sourceKey };
 }
 
 /** The most waiting tasks one wake-up takes off waiting when the cap does not bind (nobody else waits). */
@@ -196,22 +224,21 @@ export async function ownersWaiting(limit: number): Promise<string[]> {
 
 /** Extends the lease of the delivery `attempt`; false if that delivery no longer owns the task. */
 export async function renewLease(id: string, attempt: number, leaseMs: number): Promise<boolean> {
-  const { rowCount } = await pool.query(
-    `UPDATE "Task" SET "leaseUntil" = now() + make_interval(secs => $3::float8 / 1000)
-     WHERE "id" = $1::uuid AND "status" = 'RUNNING' AND "attempts" = $2::int`,
-    [id, attempt, leaseMs],
-  );
-  return rowCount === 1;
+  const rows = await query<{ id: string }>(pool, sql`
+    UPDATE "Task" SET "leaseUntil" = now() + ${millis(leaseMs)}
+    WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt}::int
+    RETURNING "id"`);
+  return rows.length === 1;
 }
 
-/** Persists progress (a change, so `version` moves; not a transition, so no TaskEvent). */
+/** Persists progress (a change, so `version` moves and it is published; not a transition, so no TaskEvent). */
 export async function setProgress(id: string, attempt: number, progress: number, leaseMs: number): Promise<TaskRow | null> {
   const rows = await query<TaskRow>(pool, sql`
     UPDATE "Task" SET "progress" = ${progress}::float8, "version" = "version" + 1, "updatedAt" = now(),
       "leaseUntil" = now() + ${millis(leaseMs)}
     WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt}::int AND "progress" < ${progress}::float8
     RETURNING *`);
-  return rows[0] ?? null;
+  return published(rows[0]);
 }
 
 /**
@@ -222,9 +249,9 @@ export async function setProgress(id: string, attempt: number, progress: number,
 export async function complete(id: string, attempt: number, result: StoredImage): Promise<TaskRow | null> {
   const rows = await query<TaskRow>(pool, sql`
     WITH t AS (
-      UPDATE "Task" SET "status" = 'DONE', "resultImageId" = ${result.id}::uuid, "progress" = 1, "error" = NULL,
+      UPDATE "Task" SET "status" = ${TRANSITIONS.complete.to}::"TaskStatus", "resultImageId" = ${result.id}::uuid, "progress" = 1, "error" = NULL,
         "finishedAt" = now(), "leaseUntil" = NULL, "version" = "version" + 1, "updatedAt" = now()
-      WHERE "id" = ${id}::uuid AND "status" = 'RUNNING' AND "attempts" = ${attempt}::int
+      WHERE "id" = ${id}::uuid AND "status" = ANY(${statuses(TRANSITIONS.complete.from)}) AND "attempts" = ${attempt}::int
       RETURNING *
     ), img AS (
       INSERT INTO "Image" ("id", "ownerId", "format", "width", "height", "byteSize", "storageKey", "sha256")
@@ -236,17 +263,17 @@ export async function complete(id: string, attempt: number, result: StoredImage)
       SELECT "id", "status", 'done', "version" FROM t
     )
     SELECT * FROM t`);
-  return counted(rows[0]);
+  return committed(rows[0]);
 }
 
-/** → FAILED with a reason. With `attempt`, only if that delivery still owns the task. */
-export function fail(id: string, error: string, attempt?: number): Promise<TaskRow | null> {
+/** RUNNING → FAILED with a reason, only if delivery `attempt` still holds the task. */
+export function fail(id: string, error: string, attempt: number): Promise<TaskRow | null> {
   return transition(
     id,
-    TRANSITIONS.fail.from,
-    sql`"status" = 'FAILED', "error" = ${error}::text, "finishedAt" = now(), "leaseUntil" = NULL`,
+    TRANSITIONS.fail,
+    sql`"error" = ${error}::text, "finishedAt" = now(), "leaseUntil" = NULL`,
     error,
-    attempt === undefined ? empty : sql`AND "attempts" = ${attempt}::int`,
+    sql`AND "attempts" = ${attempt}::int`,
   );
 }
 
@@ -254,11 +281,22 @@ export function fail(id: string, error: string, attempt?: number): Promise<TaskR
 export function retryLater(id: string, attempt: number, reason: string, delayMs: number): Promise<TaskRow | null> {
   return transition(
     id,
-    TRANSITIONS.retry.from,
-    sql`"status" = 'QUEUED', "leaseUntil" = NULL, "progress" = 0, "runAfter" = now() + ${millis(delayMs)}`,
+    TRANSITIONS.retry,
+    sql`"leaseUntil" = NULL, "progress" = 0, "runAfter" = now() + ${millis(delayMs)}`,
     `retrying after: ${reason}`,
     sql`AND "attempts" = ${attempt}::int`,
   );
+}
+
+/**
+ * Ends delivery `attempt` after a transient failure (the worker's transient errors, the
+ * reconciler's lost workers): queued again after a backoff (retryDelayMs), or FAILED
+ * ("gave up after N attempts: <reason>") once the task has had MAX_ATTEMPTS deliveries.
+ */
+export function retryOrFail(id: string, attempt: number, reason: string): Promise<TaskRow | null> {
+  return attempt >= config.maxAttempts
+    ? fail(id, `gave up after ${attempt} attempts: ${reason}`, attempt)
+    : retryLater(id, attempt, reason, retryDelayMs(attempt));
 }
 
 /**
@@ -274,7 +312,7 @@ export async function markDeleted(id: string, ownerId: string): Promise<{ task: 
       WHERE "id" = ${id}::uuid AND "ownerId" = ${ownerId}::text AND "status" = ANY(${statuses(TRANSITIONS.delete.from)})
       FOR UPDATE
     ), t AS (
-      UPDATE "Task" SET "status" = 'DELETED', "sourceImageId" = NULL, "resultImageId" = NULL, "leaseUntil" = NULL,
+      UPDATE "Task" SET "status" = ${TRANSITIONS.delete.to}::"TaskStatus", "sourceImageId" = NULL, "resultImageId" = NULL, "leaseUntil" = NULL,
         "runAfter" = NULL, "finishedAt" = COALESCE("finishedAt", now()), "version" = "version" + 1, "updatedAt" = now()
       FROM old WHERE "Task"."id" = old."id"
       RETURNING "Task".*
@@ -291,7 +329,7 @@ export async function markDeleted(id: string, ownerId: string): Promise<{ task: 
   const row = rows[0];
   if (!row) return null;
   const { blobKeys, ...task } = row;
-  return { task: counted(task)!, blobKeys: blobKeys ?? [] };
+  return { task: (await committed(task))!, blobKeys: blobKeys ?? [] };
 }
 
 export async function findTask(id: string, ownerId?: string): Promise<TaskRow | null> {
@@ -345,8 +383,8 @@ export async function oldestDueQueuedMs(): Promise<number> {
 export function waitForStore(id: string, attempt: number, reason: string, delayMs: number): Promise<TaskRow | null> {
   return transition(
     id,
-    TRANSITIONS.retry.from,
-    sql`"status" = 'QUEUED', "attempts" = "attempts" - 1, "leaseUntil" = NULL, "progress" = 0, "runAfter" = now() + ${millis(delayMs)}`,
+    TRANSITIONS.waitForStore,
+    sql`"attempts" = "attempts" - 1, "leaseUntil" = NULL, "progress" = 0, "runAfter" = now() + ${millis(delayMs)}`,
     `retrying after: ${reason} (the blob store is down: this delivery is not counted)`,
     sql`AND "attempts" = ${attempt}::int`,
   );
@@ -356,8 +394,8 @@ export function waitForStore(id: string, attempt: number, reason: string, delayM
 export function handBack(id: string, attempt: number): Promise<TaskRow | null> {
   return transition(
     id,
-    TRANSITIONS.retry.from,
-    sql`"status" = 'QUEUED', "attempts" = "attempts" - 1, "leaseUntil" = NULL, "progress" = 0, "runAfter" = NULL`,
+    TRANSITIONS.handBack,
+    sql`"attempts" = "attempts" - 1, "leaseUntil" = NULL, "progress" = 0, "runAfter" = NULL`,
     'handed back by a worker shutting down',
     sql`AND "attempts" = ${attempt}::int`,
   );

@@ -10,7 +10,7 @@ import { onResync, onRevocation, subscribeToOwner, type TaskChange } from './eve
 import type { Caller } from './keys.ts';
 import { isFinal } from './lifecycle.ts';
 import { checkTaskId, getTask, type TaskRow } from './service.ts';
-import { findTask } from './store.ts';
+import { asTaskRows, findTask } from './store.ts';
 
 export class KeyRevoked extends TaskError {
   override name = 'KeyRevoked';
@@ -173,15 +173,17 @@ export async function watchTasks(caller: Caller, statuses: TaskStatus[] | null |
           const [{ until }] = await prisma.$queryRaw<{ until: Date }[]>`SELECT now() AS until`;
           let after: { updatedAt: Date; id: string } | null = null;
           for (;;) {
-            const page: TaskRow[] = await prisma.task.findMany({
-              where: {
-                ownerId: caller.owner,
-                updatedAt: { gte: new Date(since.getTime() - RESYNC_MARGIN_MS) },
-                ...(after ? { OR: [{ updatedAt: { gt: after.updatedAt } }, { updatedAt: after.updatedAt, id: { gt: after.id } }] } : {}),
-              },
-              orderBy: [{ updatedAt: 'asc' }, { id: 'asc' }],
-              take: 500,
-            });
+            const page = asTaskRows(
+              await prisma.task.findMany({
+                where: {
+                  ownerId: caller.owner,
+                  updatedAt: { gte: new Date(since.getTime() - RESYNC_MARGIN_MS) },
+                  ...(after ? { OR: [{ updatedAt: { gt: after.updatedAt } }, { updatedAt: after.updatedAt, id: { gt: after.id } }] } : {}),
+                },
+                orderBy: [{ updatedAt: 'asc' }, { id: 'asc' }],
+                take: 500,
+              }),
+            );
             for (const task of page) await deliver(task);
             if (page.length < 500 || stopping) break;
             after = page.at(-1)!;

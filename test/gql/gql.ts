@@ -52,6 +52,9 @@ type Documents = {
     "\n  query LiveListTasks {\n    tasks(first: 1) { edges { node { id } } }\n  }\n": typeof types.LiveListTasksDocument,
     "\n  subscription WatchTasks($status: [TaskStatus!]) {\n    tasksUpdated(status: $status) { id status version }\n  }\n": typeof types.WatchTasksDocument,
     "query LiveSource($id: ID!) { task(id: $id) { ... on Task { source { id } } } }": typeof types.LiveSourceDocument,
+    "\n  mutation ApolloCreateUpload($input: CreateUploadInput!) {\n    createUpload(input: $input) {\n      __typename\n      ... on PendingUpload { id url method headers { name value } maxBytes expiresAt }\n      ... on Error { message }\n    }\n  }\n": typeof types.ApolloCreateUploadDocument,
+    "\n  mutation ApolloCreateTaskFromUpload($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status source { byteSize width height url } }\n      ... on Error { message }\n    }\n  }\n": typeof types.ApolloCreateTaskFromUploadDocument,
+    "\n  subscription ApolloWatchUploadedTask($id: ID!) {\n    taskUpdated(id: $id) { id status version result { format width height url } }\n  }\n": typeof types.ApolloWatchUploadedTaskDocument,
     "\n  mutation CreateTaskForPriority($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id } }\n  }\n": typeof types.CreateTaskForPriorityDocument,
     "\n  query TaskStatusForPriority($id: ID!) { task(id: $id) { __typename ... on Task { status } } }\n": typeof types.TaskStatusForPriorityDocument,
 };
@@ -94,6 +97,9 @@ const documents: Documents = {
     "\n  query LiveListTasks {\n    tasks(first: 1) { edges { node { id } } }\n  }\n": types.LiveListTasksDocument,
     "\n  subscription WatchTasks($status: [TaskStatus!]) {\n    tasksUpdated(status: $status) { id status version }\n  }\n": types.WatchTasksDocument,
     "query LiveSource($id: ID!) { task(id: $id) { ... on Task { source { id } } } }": types.LiveSourceDocument,
+    "\n  mutation ApolloCreateUpload($input: CreateUploadInput!) {\n    createUpload(input: $input) {\n      __typename\n      ... on PendingUpload { id url method headers { name value } maxBytes expiresAt }\n      ... on Error { message }\n    }\n  }\n": types.ApolloCreateUploadDocument,
+    "\n  mutation ApolloCreateTaskFromUpload($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status source { byteSize width height url } }\n      ... on Error { message }\n    }\n  }\n": types.ApolloCreateTaskFromUploadDocument,
+    "\n  subscription ApolloWatchUploadedTask($id: ID!) {\n    taskUpdated(id: $id) { id status version result { format width height url } }\n  }\n": types.ApolloWatchUploadedTaskDocument,
     "\n  mutation CreateTaskForPriority($input: CreateTaskInput!) {\n    createTask(input: $input) { __typename ... on Task { id } }\n  }\n": types.CreateTaskForPriorityDocument,
     "\n  query TaskStatusForPriority($id: ID!) { task(id: $id) { __typename ... on Task { status } } }\n": types.TaskStatusForPriorityDocument,
 };
@@ -264,6 +270,18 @@ export function graphql(source: "\n  subscription WatchTasks($status: [TaskStatu
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "query LiveSource($id: ID!) { task(id: $id) { ... on Task { source { id } } } }"): (typeof documents)["query LiveSource($id: ID!) { task(id: $id) { ... on Task { source { id } } } }"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation ApolloCreateUpload($input: CreateUploadInput!) {\n    createUpload(input: $input) {\n      __typename\n      ... on PendingUpload { id url method headers { name value } maxBytes expiresAt }\n      ... on Error { message }\n    }\n  }\n"): (typeof documents)["\n  mutation ApolloCreateUpload($input: CreateUploadInput!) {\n    createUpload(input: $input) {\n      __typename\n      ... on PendingUpload { id url method headers { name value } maxBytes expiresAt }\n      ... on Error { message }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation ApolloCreateTaskFromUpload($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status source { byteSize width height url } }\n      ... on Error { message }\n    }\n  }\n"): (typeof documents)["\n  mutation ApolloCreateTaskFromUpload($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status source { byteSize width height url } }\n      ... on Error { message }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  subscription ApolloWatchUploadedTask($id: ID!) {\n    taskUpdated(id: $id) { id status version result { format width height url } }\n  }\n"): (typeof documents)["\n  subscription ApolloWatchUploadedTask($id: ID!) {\n    taskUpdated(id: $id) { id status version result { format width height url } }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */

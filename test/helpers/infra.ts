@@ -27,7 +27,7 @@ export interface TestInfra {
   blobStore: BlobStore;
   /** The keys of every blob in this infra's store, sorted. */
   blobKeys(): Promise<string[]>;
-  /** The keys of every blob no live Image row points at (should be none once work has settled). */
+  /** The keys of every blob no live Image row or Upload row points at (should be none once work has settled). */
   orphanBlobs(): Promise<string[]>;
   /** Creates an API key for `name` directly in the database (as `npm run key` does). */
   createKey(name: string): Promise<string>;
@@ -70,8 +70,12 @@ export async function createInfra(label: string, { kind = 'test', serverUrl = SE
     blobStore: store,
     blobKeys,
     async orphanBlobs() {
-      // A tombstone (retention removed its bytes) points at nothing.
-      const rows = (await pool.query<{ storageKey: string }>(`SELECT "storageKey" FROM "Image" WHERE "expiredAt" IS NULL`)).rows;
+      // A tombstone (retention removed its bytes) points at nothing; an upload owns its blob until a task takes it over.
+      const rows = (
+        await pool.query<{ storageKey: string }>(
+          `SELECT "storageKey" FROM "Image" WHERE "expiredAt" IS NULL UNION ALL SELECT "storageKey" FROM "Upload"`,
+        )
+      ).rows;
       const referenced = new Set(rows.map((row) => row.storageKey));
       return (await blobKeys()).filter((key) => !referenced.has(key));
     },

@@ -68,30 +68,12 @@ export async function sse<R, V>(
   const waiters = new Set<() => void>();
   let finished = false;
   stream.ended = (async () => {
-    const decoder = new TextDecoder();
-    let buffer = '';
     try {
-      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-        buffer += decoder.decode(chunk, { stream: true });
-        let cut: number;
-        while ((cut = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          let event = 'message';
-          const data: string[] = [];
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) continue;
-            const [field, ...rest] = line.split(':');
-            const value = rest.join(':').replace(/^ /, '');
-            if (field === 'event') event = value;
-            if (field === 'data') data.push(value);
-          }
-          if (data.length === 0 && event === 'message') continue; // keep-alive
-          stream.events.push({ event, data: data.join('\n') });
-          if (event === 'next' || event === 'message') stream.results.push(JSON.parse(data.join('\n')));
-          waiters.forEach((w) => w());
-        }
-      }
+      await readEvents(response, (event) => {
+        stream.events.push(event);
+        if (event.event === 'next' || event.event === 'message') stream.results.push(JSON.parse(event.data));
+        waiters.forEach((w) => w());
+      });
     } catch (error) {
       if (!abort.signal.aborted) throw error;
     } finally {
@@ -118,6 +100,144 @@ export async function sse<R, V>(
       check();
     });
   return stream;
+}
+
+/** Reads an event stream's events (comments, the keep-alives, left out) until it ends. */
+async function readEvents(response: Response, onEvent: (event: SseEvent) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let cut: number;
+    while ((cut = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let event = 'message';
+      const data: string[] = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith(':')) continue;
+        const [field, ...rest] = line.split(':');
+        const value = rest.join(':').replace(/^ /, '');
+        if (field === 'event') event = value;
+        if (field === 'data') data.push(value);
+      }
+      if (data.length === 0 && event === 'message') continue; // keep-alive
+      onEvent({ event, data: data.join('\n') });
+    }
+  }
+}
+
+/** `PUT /graphql`: a reservation of the single-connection mode (the token is the body of a 201). */
+export async function reserveStream(baseUrl: string, key: string | null, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`${baseUrl}/graphql`, { method: 'PUT', headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers } });
+}
+
+/** The single event stream of a reservation, and its operations as the protocol sends them. */
+export interface SingleConnection {
+  token: string;
+  status: number;
+  /** The raw body when the response was not an event stream. */
+  body: string;
+  headers: Headers;
+  /** Every event so far. */
+  events: SseEvent[];
+  /** The payloads of operation `id` so far. */
+  results(id: string): ExecutionResult<Record<string, unknown>>[];
+  /** Whether operation `id` got its `complete`. */
+  completed(id: string): boolean;
+  /** Resolves with the first payload of `id` matching `test`. */
+  waitFor(id: string, test: (result: ExecutionResult<Record<string, unknown>>) => boolean, timeoutMs?: number): Promise<ExecutionResult<Record<string, unknown>>>;
+  /** Resolves when `id` completed. */
+  waitForComplete(id: string, timeoutMs?: number): Promise<void>;
+  /** POSTs operation `id` (to `at`, another API process, if given): the response of the POST. */
+  start<R, V>(id: string, document: TypedDocumentNode<R, V> | string, variables: V, at?: string): Promise<Response>;
+  /** DELETE ?operationId=`id` (to `at` if given). */
+  stop(id: string, at?: string): Promise<Response>;
+  /** Resolves when the server ends the stream. */
+  ended: Promise<void>;
+  close(): void;
+}
+
+/**
+ * Opens the stream of `token` (in the header, or `?token=` as an EventSource would, with
+ * no key); `key` goes with the operations (POST, DELETE), as graphql-sse's client sends it.
+ */
+export async function singleConnection(
+  baseUrl: string,
+  token: string,
+  options: { key?: string | null; tokenIn?: 'header' | 'query'; headers?: Record<string, string> } = {},
+): Promise<SingleConnection> {
+  const abort = new AbortController();
+  const tokenHeader = { 'x-graphql-event-stream-token': token };
+  const operationHeaders = { ...tokenHeader, ...(options.key ? { authorization: `Bearer ${options.key}` } : {}) };
+  const url = options.tokenIn === 'query' ? `${baseUrl}/graphql?token=${encodeURIComponent(token)}` : `${baseUrl}/graphql`;
+  const response = await fetch(url, {
+    headers: { accept: 'text/event-stream', ...(options.tokenIn === 'query' ? {} : tokenHeader), ...options.headers },
+    signal: abort.signal,
+  });
+  const events: SseEvent[] = [];
+  const payloads = new Map<string, ExecutionResult<Record<string, unknown>>[]>();
+  const completed = new Set<string>();
+  const waiters = new Set<() => void>();
+  let finished = false;
+  const streaming = response.headers.get('content-type')?.startsWith('text/event-stream') ?? false;
+  const body = streaming ? '' : await response.text();
+  const ended = streaming
+    ? (async () => {
+        try {
+          await readEvents(response, (event) => {
+            events.push(event);
+            const data = JSON.parse(event.data) as { id: string; payload?: ExecutionResult<Record<string, unknown>> };
+            if (event.event === 'next') payloads.set(data.id, [...(payloads.get(data.id) ?? []), data.payload!]);
+            if (event.event === 'complete') completed.add(data.id);
+            waiters.forEach((w) => w());
+          });
+        } catch (error) {
+          if (!abort.signal.aborted) throw error;
+        } finally {
+          finished = true;
+          waiters.forEach((w) => w());
+        }
+      })()
+    : Promise.resolve();
+  const until = <T>(what: string, found: () => T | undefined, timeoutMs: number) =>
+    new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`${what}: not within ${timeoutMs} ms; got ${JSON.stringify(events)}`));
+      }, timeoutMs);
+      const check = () => {
+        const value = found();
+        if (value !== undefined || finished) {
+          clearTimeout(timer);
+          waiters.delete(check);
+          if (value !== undefined) resolve(value);
+          else reject(new Error(`${what}: the stream ended first; got ${JSON.stringify(events)}`));
+        }
+      };
+      waiters.add(check);
+      check();
+    });
+  return {
+    token,
+    status: response.status,
+    body,
+    headers: response.headers,
+    events,
+    results: (id) => payloads.get(id) ?? [],
+    completed: (id) => completed.has(id),
+    waitFor: (id, test, timeoutMs = 60_000) => until(`a matching result of ${id}`, () => payloads.get(id)?.find(test), timeoutMs),
+    waitForComplete: (id, timeoutMs = 60_000) => until(`${id} to complete`, () => (completed.has(id) ? true : undefined), timeoutMs).then(() => {}),
+    start: (id, document, variables, at = baseUrl) =>
+      fetch(`${at}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...operationHeaders },
+        body: JSON.stringify({ query: typeof document === 'string' ? document : print(document), variables, extensions: { operationId: id } }),
+      }),
+    stop: (id, at = baseUrl) => fetch(`${at}/graphql?operationId=${encodeURIComponent(id)}`, { method: 'DELETE', headers: operationHeaders }),
+    ended,
+    close: () => abort.abort(),
+  };
 }
 
 /** graphql-ws's own client over `ws`, authenticated the way the README says. */

@@ -1,6 +1,7 @@
 // Subscriptions and raw HTTP as an attacker (or a dashboard) would use them: SSE read
 // off a fetch body, WebSocket through graphql-ws, request bodies written by hand.
 import http from 'node:http';
+import { createClient as createSseClient } from 'graphql-sse';
 import { createClient, type Client as WsClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
@@ -86,6 +87,38 @@ export async function sse(url: string, key: string, query: string, variables: Re
   return { status: response.status, messages: c.messages, ended, waitFor: c.waitFor, close: () => abort.abort() };
 }
 
+/**
+ * A subscription through graphql-sse's client in single-connection mode (reservation, one
+ * stream, the operation POSTed). A refused request (401, 429) becomes one message `refused: <status>`.
+ */
+export function sseSingle(url: string, key: string, query: string, variables: Record<string, unknown> = {}): Stream {
+  const client = createSseClient({ url: `${url}/graphql`, headers: { authorization: `Bearer ${key}` }, singleConnection: true, retryAttempts: 0 });
+  const c = collector();
+  let resolveEnded!: () => void;
+  const ended = new Promise<void>((resolve) => (resolveEnded = resolve));
+  const dispose = client.subscribe(
+    { query, variables },
+    {
+      next: (message) => c.push(message as GraphQLMessage),
+      error: (error) => {
+        const status = (error as { response?: { status?: number } }).response?.status;
+        c.push({ errors: [{ message: status ? `refused: ${status}` : String(error) }] });
+        resolveEnded();
+      },
+      complete: () => resolveEnded(),
+    },
+  );
+  return {
+    messages: c.messages,
+    ended,
+    waitFor: c.waitFor,
+    close: () => {
+      dispose();
+      client.dispose();
+    },
+  };
+}
+
 /** A subscription over WebSocket (graphql-transport-ws). Errors before the stream become one message. */
 export function ws(url: string, key: string, query: string, variables: Record<string, unknown> = {}): Stream & { client: WsClient } {
   const client = createClient({
@@ -136,7 +169,9 @@ export function postChunks(
   return new Promise((resolve, reject) => {
     let sent = 0;
     let answered = false;
-    const request = http.request(url, { method: 'POST', headers }, (response) => {
+    // A connection of its own: one answered before its body was read is closed by the server
+    // shortly after (server.ts), and must not be reused for the next request.
+    const request = http.request(url, { method: 'POST', headers, agent: false }, (response) => {
       answered = true;
       let body = '';
       response.setEncoding('utf8');
