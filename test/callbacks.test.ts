@@ -10,7 +10,8 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { photo } from './helpers/images.ts';
-import { createInfra, type TestInfra } from './helpers/infra.ts';
+import type { TestInfra } from './helpers/infra.ts';
+import { inProcess } from './helpers/in-process.ts';
 import { ROOT } from './helpers/service.ts';
 import { startReceiver, verified, type Receiver } from './helpers/webhook-receiver.ts';
 
@@ -27,30 +28,14 @@ let dispose: () => Promise<void>;
 let image: Buffer;
 
 beforeAll(async () => {
-  infra = await createInfra('callbacks_unit');
-  // The configuration is read when src/ is first imported.
-  Object.assign(process.env, {
-    ...infra.storageEnv,
-    DATABASE_URL: infra.databaseUrl,
-    REDIS_PREFIX: infra.redisPrefix,
-    LOG_LEVEL: 'silent',
+  ({ infra, dispose } = await inProcess('callbacks_unit', {
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'false',
-  });
-  const { migrate } = await import('../src/migrate.ts');
-  await migrate(infra.databaseUrl);
+  }));
   ({ yoga } = await import('../src/http/yoga.ts'));
   policy = await import('../src/callbacks/address-policy.ts');
   delivery = await import('../src/callbacks/delivery.ts');
   outbox = await import('../src/callbacks/store.ts');
   metrics = await import('../src/metrics.ts');
-  const { loadSigningSecret } = await import('../src/image-urls.ts');
-  await loadSigningSecret();
-  const { prisma } = await import('../src/db.ts');
-  const { closeRedis } = await import('../src/redis.ts');
-  dispose = async () => {
-    await closeRedis();
-    await prisma.$disconnect();
-  };
   key = await infra.createKey('olga');
   [{ callbackSecret: secret }] = await infra.sql<{ callbackSecret: string }>(`SELECT "callbackSecret" FROM "ApiKey" WHERE name = 'olga'`);
   [receiver, image] = await Promise.all([startReceiver(), photo(32, 24)]);
@@ -60,7 +45,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await receiver?.close();
   await dispose?.();
-  await infra?.dispose();
 });
 
 describe('the address policy', () => {

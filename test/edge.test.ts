@@ -5,7 +5,8 @@
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { photo } from './helpers/images.ts';
-import { createInfra, type TestInfra } from './helpers/infra.ts';
+import type { TestInfra } from './helpers/infra.ts';
+import { inProcess } from './helpers/in-process.ts';
 
 let infra: TestInfra;
 let key: string;
@@ -20,37 +21,20 @@ const MAX_REQUEST_BYTES = 64 * 1024;
 const METRICS_TOKEN = 'metrics-token-of-the-edge-test';
 
 beforeAll(async () => {
-  infra = await createInfra('edge');
-  // The configuration is read when src/ is first imported.
-  Object.assign(process.env, {
-    ...infra.storageEnv,
-    DATABASE_URL: infra.databaseUrl,
-    REDIS_PREFIX: infra.redisPrefix,
-    LOG_LEVEL: 'silent',
+  ({ infra, dispose } = await inProcess('edge', {
     MAX_REQUEST_BYTES: String(MAX_REQUEST_BYTES),
     MAX_UPLOAD_BYTES: String(4 * 1024 * 1024),
     METRICS_TOKEN,
-  });
-  const { migrate } = await import('../src/migrate.ts');
-  await migrate(infra.databaseUrl);
+  }));
   ({ yoga } = await import('../src/http/yoga.ts'));
   ({ log } = await import('../src/log.ts'));
   ({ maskError } = await import('../src/http/errors.ts'));
   ({ listTasks } = await import('../src/tasks/service.ts'));
-  const { loadSigningSecret } = await import('../src/image-urls.ts');
-  await loadSigningSecret();
-  const { prisma } = await import('../src/db.ts');
-  const { closeRedis } = await import('../src/redis.ts');
-  dispose = async () => {
-    await closeRedis();
-    await prisma.$disconnect();
-  };
   key = await infra.createKey('edge');
 });
 
 afterAll(async () => {
   await dispose?.();
-  await infra?.dispose();
 });
 
 interface Answer {

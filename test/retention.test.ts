@@ -7,7 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { photo } from './helpers/images.ts';
-import { createInfra, type TestInfra } from './helpers/infra.ts';
+import type { TestInfra } from './helpers/infra.ts';
+import { inProcess } from './helpers/in-process.ts';
 
 const HOUR = 3_600_000;
 const RESULT_TTL_MS = 2 * HOUR;
@@ -26,31 +27,16 @@ let dispose: () => Promise<void>;
 let image: Buffer;
 
 beforeAll(async () => {
-  infra = await createInfra('retention');
-  // The configuration is read when src/ is first imported.
-  Object.assign(process.env, {
-    ...infra.storageEnv,
-    DATABASE_URL: infra.databaseUrl,
-    REDIS_PREFIX: infra.redisPrefix,
-    LOG_LEVEL: 'silent',
+  ({ infra, dispose } = await inProcess('retention', {
     RESULT_TTL_MS: String(RESULT_TTL_MS),
     TASK_TTL_MS: String(TASK_TTL_MS),
-  });
-  const { migrate } = await import('../src/migrate.ts');
-  await migrate(infra.databaseUrl);
+  }));
   ({ yoga } = await import('../src/http/yoga.ts'));
   retention = await import('../src/tasks/retention.ts');
   store = await import('../src/tasks/store.ts');
   service = await import('../src/tasks/service.ts');
   blobs = await import('../src/blobs.ts');
   reconciler = await import('../src/tasks/reconciler.ts');
-  await (await import('../src/image-urls.ts')).loadSigningSecret();
-  const { prisma } = await import('../src/db.ts');
-  const { closeRedis } = await import('../src/redis.ts');
-  dispose = async () => {
-    await closeRedis();
-    await prisma.$disconnect();
-  };
   key = await infra.createKey('keeper');
   otherKey = await infra.createKey('stranger');
   image = await photo(64, 48, 'png');
@@ -58,7 +44,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await dispose?.();
-  await infra?.dispose();
 });
 
 const caller = { keyId: 'test', owner: 'keeper' };

@@ -6,7 +6,8 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { photo } from './helpers/images.ts';
-import { createInfra, type TestInfra } from './helpers/infra.ts';
+import type { TestInfra } from './helpers/infra.ts';
+import { inProcess } from './helpers/in-process.ts';
 
 const MAX_UPLOAD_BYTES = 512 * 1024;
 const MAX_PENDING_UPLOADS = 3;
@@ -21,37 +22,20 @@ let jpeg: Buffer;
 let png: Buffer;
 
 beforeAll(async () => {
-  infra = await createInfra('uploads');
-  // The configuration is read when src/ is first imported.
-  Object.assign(process.env, {
-    ...infra.storageEnv,
-    DATABASE_URL: infra.databaseUrl,
-    REDIS_PREFIX: infra.redisPrefix,
-    LOG_LEVEL: 'silent',
+  ({ infra, dispose } = await inProcess('uploads', {
     MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES),
     MAX_PENDING_UPLOADS_PER_KEY: String(MAX_PENDING_UPLOADS),
     MAX_INPUT_PIXELS: String(MAX_INPUT_PIXELS),
     SIGNING_SECRET,
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
-  });
-  const { migrate } = await import('../src/migrate.ts');
-  await migrate(infra.databaseUrl);
+  }));
   ({ yoga } = await import('../src/http/yoga.ts'));
   ({ sweepExpiredUploads } = await import('../src/tasks/uploads.ts'));
-  const { loadSigningSecret } = await import('../src/image-urls.ts');
-  await loadSigningSecret();
-  const { prisma } = await import('../src/db.ts');
-  const { closeRedis } = await import('../src/redis.ts');
-  dispose = async () => {
-    await closeRedis();
-    await prisma.$disconnect();
-  };
   [jpeg, png] = await Promise.all([photo(64, 48), photo(40, 30, 'png')]);
 });
 
 afterAll(async () => {
   await dispose?.();
-  await infra?.dispose();
 });
 
 /** A fresh API key of its own tenant: the quotas of one test do not touch another's. */
