@@ -37,7 +37,7 @@ export async function startS3Process({ bucket = 'tasklane-chaos' } = {}): Promis
   let child: ChildProcess | null = null;
   const start = async () => {
     if (child) return;
-    const started = spawn(process.execPath, ['--import', 'tsx', CHILD, String(port), directory, bucket], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const started = spawn(process.execPath, ['--import', 'tsx', CHILD, String(port), directory, bucket], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
     child = started;
     let output = '';
     await new Promise<void>((resolve, reject) => {
