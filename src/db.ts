@@ -18,6 +18,13 @@ export const pool = new pg.Pool({
 // event on the pool: without a listener it would end the process. The pool replaces the
 // connection; the next query meets the outage, if there is one, and reports it.
 pool.on('error', (error) => log.warn({ err: error.message }, 'idle PostgreSQL connection lost; the pool replaces it'));
+// A connection lost while checked out (a transaction between two statements: the
+// reconciler's, a sweep's) is an 'error' event on its client, which the pool does not listen
+// to then: unheard, it would end the process. The next statement on it fails instead, and
+// the transaction with it.
+pool.on('connect', (client) =>
+  client.on('error', (error) => log.warn({ err: error.message }, 'PostgreSQL connection lost while in use')),
+);
 
 export const prisma = new PrismaClient({
   adapter: new PrismaPg(pool, { disposeExternalPool: true }),

@@ -21,8 +21,12 @@ import { yoga } from './yoga.ts';
  * subscription documents and variables, never files; the token limit applies too.
  */
 const MAX_WEBSOCKET_MESSAGE_BYTES = 1024 * 1024;
-/** How long an early answer's connection keeps swallowing the unread body before it is cut. */
-const UNREAD_BODY_LINGER_MS = 1000;
+/**
+ * How long an early answer's connection keeps swallowing the unread body before it is cut:
+ * the client must have read the answer by then (a reset discards what it had not read yet),
+ * on a loaded machine too.
+ */
+const UNREAD_BODY_LINGER_MS = 5000;
 
 export interface ApiServer {
   server: Server;
@@ -47,7 +51,17 @@ export async function startApiServer(port: number, host: string): Promise<ApiSer
     // client a moment to read the answer, then cut the connection.
     response.once('finish', () => {
       if (request.complete) return;
-      setTimeout(() => !request.complete && request.socket?.destroy(), UNREAD_BODY_LINGER_MS).unref(); // the socket may be gone already
+      const socket = request.socket;
+      if (!socket) return;
+      // Lingering close: Node answers such a request with `Connection: close`, half-closes
+      // and then closes the socket as soon as the answer is flushed; the client's bytes still
+      // arriving at a closed socket make the kernel reset the connection, and a reset throws
+      // away the answer the client has not read yet. So the socket stays open (reading and
+      // discarding) until the client has stopped sending and closed its side, or the linger
+      // is over. (Node's close is its `finish` listener on the socket; checked on Node 20
+      // and 24 by test/security.e2e.test.ts's chunked refusals.)
+      socket.removeListener('finish', socket.destroy);
+      setTimeout(() => socket.destroy(), UNREAD_BODY_LINGER_MS).unref();
     });
     // GraphQL over SSE's single-connection mode (reservation, stream, operations): ours alone.
     if (isSingleConnectionRequest(request)) {
