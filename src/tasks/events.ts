@@ -100,7 +100,6 @@ export function catchUp(): Promise<void> {
     } while (catchUpAgain);
   })().finally(() => {
     catchingUp = null;
-    local.emit('caught-up');
   });
   return catchingUp;
 }
@@ -127,11 +126,6 @@ async function catchUpOnce() {
   } catch (error) {
     log.warn({ err: (error as Error).message }, 'live catch-up skipped');
   }
-}
-
-/** Resolves when the next catch-up (periodic or after a reconnect) has finished. */
-export function nextCatchUp(): Promise<void> {
-  return new Promise((resolve) => local.once('caught-up', () => resolve()));
 }
 
 const local = new EventEmitter().setMaxListeners(0);
