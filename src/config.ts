@@ -212,7 +212,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     /** RECONCILE_INTERVAL_MS (1000): how often one reconciler looks for lost or stuck tasks. */
     reconcileIntervalMs: read(env, 'RECONCILE_INTERVAL_MS', integer(100), 1000),
     /**
-     * LIVE_RESYNC_INTERVAL_MS (15000; 0 = off): how often an API process asks PostgreSQL which
+     * LIVE_RESYNC_INTERVAL_MS (15000; 0 = only after pub/sub reconnects): how often an API process asks PostgreSQL which
      * tasks of its subscribers' owners changed, for a change message lost while its Redis
      * connection stayed up (the publisher cut off, or killed between commit and publish).
      */

@@ -5,6 +5,7 @@ import { RedisPubSub } from 'graphql-redis-subscriptions';
 import { Redis, type RedisOptions } from 'ioredis';
 import { config } from './config.ts';
 import { log } from './log.ts';
+import { withTimeout } from './timeout.ts';
 
 export function channel(name: string): string {
   return `${config.redisPrefix}:${name}`;
@@ -107,7 +108,7 @@ export async function closeRedis(): Promise<void> {
   // QUIT waits for an answer; with Redis down that could be forever, so cut after a second.
   await Promise.allSettled(
     clients.map((client) =>
-      Promise.race([client.quit(), new Promise((resolve) => setTimeout(resolve, 1000).unref())]).finally(() => client.disconnect()),
+      withTimeout(client.quit(), 1000).catch(() => {}).finally(() => client.disconnect()),
     ),
   );
   commands = undefined;

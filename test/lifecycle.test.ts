@@ -158,6 +158,7 @@ const apply = {
   fail: (task) => store.fail(task.id, 'it broke', task.attempts),
   retry: (task) => store.retryLater(task.id, task.attempts, 'a blip', 0),
   handBack: (task) => store.handBack(task.id, task.attempts),
+  waitForStore: (task) => store.waitForStore(task.id, task.attempts, 'the store is down', 0),
   delete: async (task) => (await store.markDeleted(task.id, task.ownerId))?.task ?? null,
 } satisfies Record<keyof typeof TRANSITIONS, (task: TaskRow) => Promise<TaskRow | null>>;
 
@@ -220,6 +221,7 @@ describe('fencing by attempt', () => {
       expect(await store.retryLater(task.id, stale, 'a blip', 0)).toBeNull();
       expect(await store.retryOrFail(task.id, stale, 'a blip')).toBeNull();
       expect(await store.handBack(task.id, stale)).toBeNull();
+      expect(await store.waitForStore(task.id, stale, 'the store is down', 0)).toBeNull();
       expect(await store.fail(task.id, 'it broke', stale)).toBeNull();
     });
     expect(changes).toEqual([]);
@@ -253,6 +255,21 @@ describe('fencing by attempt', () => {
   it('a hand-back does not count the delivery: the next claim has the same attempt number', async () => {
     const task = await runningAt(2);
     expect(await store.handBack(task.id, task.attempts)).toMatchObject({ status: 'QUEUED', attempts: 1, runAfter: null });
+    expect(await claim(task.id)).toMatchObject({ status: 'RUNNING', attempts: 2 });
+  });
+
+  it('waiting for the blob store does not count the delivery either, and waits out its backoff', async () => {
+    const task = await runningAt(2);
+    const waiting = (await store.waitForStore(task.id, task.attempts, 'transient error: blob store unavailable', 60_000))!;
+    expect(waiting).toMatchObject({ status: 'QUEUED', attempts: 1, progress: 0, leaseUntil: null });
+    expect(waiting.runAfter!.getTime()).toBeGreaterThan(waiting.updatedAt.getTime());
+    expect((await eventsOf(task.id)).at(-1)).toEqual({
+      status: 'QUEUED',
+      version: waiting.version,
+      message: 'retrying after: transient error: blob store unavailable (the blob store is down: this delivery is not counted)',
+    });
+    expect(await store.claim(task.id, LEASE_MS, NO_CAP)).toBeNull(); // not before its backoff
+    await sql(`UPDATE "Task" SET "runAfter" = now() WHERE id = $1`, [task.id]);
     expect(await claim(task.id)).toMatchObject({ status: 'RUNNING', attempts: 2 });
   });
 });

@@ -23,6 +23,7 @@ import {
   type BlobStore,
   type StorageConfig,
 } from '../src/storage/index.ts';
+import { canMount } from './helpers/disk-faults.ts';
 import { tcpProxy } from './helpers/outage.ts';
 import { startS3, type TestS3 } from './helpers/s3rver.ts';
 
@@ -458,23 +459,46 @@ describe('s3 store: unreachable', () => {
       await proxy.close();
     }
   });
-});
 
-/** Mounting a small tmpfs is the honest way to get a read-only or full disk as root (chmod does not stop root). */
-const canMount = (() => {
-  if (process.getuid?.() !== 0) return false;
-  const probe = path.join(os.tmpdir(), `tasklane-mount-probe-${process.pid}`);
-  try {
-    execFileSync('mkdir', ['-p', probe]);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', probe], { stdio: 'ignore' });
-    execFileSync('umount', [probe]);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    execFileSync('rm', ['-rf', probe]);
-  }
-})();
+  it('a read cut off mid-stream fails with StorageUnavailable, not as a short blob', async () => {
+    const { s3, store } = env;
+    // Larger than every socket buffer on the way (loopback buffers grow to several MiB each).
+    const { bytes } = payload(48 * MiB);
+    await store.put('long', bytes, { contentType: 'image/png' });
+    const proxy = await tcpProxy(s3.port);
+    const viaProxy = createBlobStore({ ...s3.storage, endpoint: `http://127.0.0.1:${proxy.port}` }, {
+      credentials: s3.credentials,
+      timeoutMs: TIMEOUT_MS,
+    });
+    try {
+      const { stream, byteSize } = await viaProxy.open('long');
+      expect(byteSize).toBe(bytes.length);
+      let received = 0;
+      const error = await new Promise<unknown>((resolve) => {
+        stream.on('data', (chunk: Buffer) => {
+          received += chunk.length;
+          // Paused, so the rest cannot arrive before the cut.
+          if (received >= MiB && !stream.isPaused()) {
+            stream.pause();
+            void proxy.down().then(() => stream.resume());
+          }
+        });
+        stream.once('end', () => resolve(null));
+        stream.once('error', resolve);
+      });
+      expect(error).toBeInstanceOf(StorageUnavailable);
+      expect(received).toBeLessThan(bytes.length);
+      // Stopping a read early is no error, and the blob is whole.
+      await proxy.up();
+      const early = await viaProxy.open('long');
+      await new Promise<void>((resolve) => early.stream.once('data', () => resolve()));
+      early.stream.destroy();
+      expect((await read(store, 'long')).equals(bytes)).toBe(true);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
 
 describe('disk store: not writable', () => {
   let dir: string;

@@ -52,9 +52,13 @@ export class PermanentJobError extends Error {
 export class SourceGone extends Error {
   override name = 'SourceGone';
 }
-/** The job failed for a reason that may pass (the blob store unreachable): worth a retry. */
+/** The job failed for a reason that may pass: worth a retry. */
 export class TransientJobError extends Error {
   override name = 'TransientJobError';
+}
+/** The blob store could not be used (unreachable, read-only, full): transient too. */
+export class StoreUnavailableJobError extends TransientJobError {
+  override name = 'StoreUnavailableJobError';
 }
 
 /** `promise`, or a rejection as soon as `signal` aborts. */
@@ -175,7 +179,7 @@ export class ExecutorPool {
           if (message.type === 'progress') options.onProgress?.(message.progress, message.stage);
           else if (message.type === 'done') finish(null, message);
           else if (message.type === 'error') {
-            const Kind = { permanent: PermanentJobError, gone: SourceGone, transient: TransientJobError }[message.kind];
+            const Kind = { permanent: PermanentJobError, gone: SourceGone, unavailable: StoreUnavailableJobError, transient: TransientJobError }[message.kind];
             finish(new Kind(message.message));
           }
         };

@@ -31,9 +31,10 @@ export interface ExecutorRequest {
 
 /**
  * permanent: the image or parameters are bad, a retry cannot help; gone: the source blob
- * is not there (its task was deleted); transient: anything else (the store unreachable).
+ * is not there (its task was deleted); unavailable: the blob store could not be used
+ * (unreachable, read-only, full); transient: anything else.
  */
-export type ExecutorErrorKind = 'permanent' | 'gone' | 'transient';
+export type ExecutorErrorKind = 'permanent' | 'gone' | 'unavailable' | 'transient';
 
 export type ExecutorMessage =
   | { type: 'ready'; pid: number }
@@ -89,7 +90,9 @@ process.on('message', async (request: ExecutorRequest) => {
         ? 'permanent'
         : error instanceof BlobNotFound
           ? 'gone'
-          : 'transient';
+          : error instanceof StorageUnavailable
+            ? 'unavailable'
+            : 'transient';
     const message = error instanceof StorageUnavailable ? `blob store unavailable: ${error.message}` : (error as Error).message;
     send({ type: 'error', kind, message });
   } finally {

@@ -8,7 +8,7 @@ process.title = 'tasklane-worker';
 import { randomUUID } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import os from 'node:os';
-import { imageKey } from '../src/blobs.ts';
+import { blobStore, imageKey } from '../src/blobs.ts';
 import { startCallbackDelivery } from '../src/callbacks/delivery.ts';
 import { config } from '../src/config.ts';
 import { prisma } from '../src/db.ts';
@@ -23,7 +23,10 @@ import { startReconciler } from '../src/tasks/reconciler.ts';
 import { wakeWaiting } from '../src/tasks/running-slots.ts';
 import * as store from '../src/tasks/store.ts';
 import type { StoredImage } from '../src/tasks/store.ts';
-import { ExecutorCrashed, ExecutorPool, JobTimedOut, PermanentJobError, SourceGone } from './executor-pool.ts';
+import { StorageUnavailable } from '../src/storage/index.ts';
+import { retryDelayMs } from '../src/tasks/lifecycle.ts';
+import { withTimeout } from '../src/timeout.ts';
+import { ExecutorCrashed, ExecutorPool, JobTimedOut, PermanentJobError, SourceGone, StoreUnavailableJobError } from './executor-pool.ts';
 import { startLivenessCheck } from './liveness.ts';
 
 /** Progress writes are throttled: at most one per task per this many ms. */
@@ -40,8 +43,11 @@ type Outcome =
   | { kind: 'done'; image: StoredImage }
   /** A permanent failure (bad image, pixel limit, timeout, source gone): FAILED now. */
   | { kind: 'failed'; error: string }
-  /** A transient failure (executor crash, store or database unreachable): retried or FAILED. */
-  | { kind: 'transient'; reason: string }
+  /**
+   * A transient failure (executor crash, store or database unreachable): retried or FAILED;
+   * `storeUnavailable`: the blob store failed the job (uncounted if it is down for everyone).
+   */
+  | { kind: 'transient'; reason: string; storeUnavailable?: boolean }
   /** Stopped for shutdown: the task goes back to the queue, the delivery not counted. */
   | { kind: 'handed_back' }
   /** Stopped because this delivery lost the task (deleted, taken over): nothing to write. */
@@ -49,6 +55,24 @@ type Outcome =
 
 /** The job metric's outcome label. */
 type JobOutcome = 'done' | 'discarded' | 'failed' | 'retried' | 'handed_back' | 'stopped';
+
+/**
+ * Deliveries in a row that this process gave back because the blob store was down: the
+ * backoff of the next one grows with it (up to retryDelayMs' cap), so a long outage costs a
+ * task one delivery every 30 s at most, and none of its MAX_ATTEMPTS. A job done resets it.
+ */
+let storeDownStreak = 0;
+
+/** Whether the blob store fails its own write check now: down for everyone, not just for one job. */
+async function storeIsDown(): Promise<boolean> {
+  try {
+    await withTimeout(blobStore().check(), 3 * config.storageTimeoutMs, 'no answer from the blob store');
+    return false;
+  } catch (error) {
+    log.warn({ err: (error as Error).message }, 'blob store check failed');
+    return error instanceof StorageUnavailable || (error as Error).name === 'TimedOut';
+  }
+}
 
 /** One delivery of a task to this worker: `attempt` fences its every write. */
 interface Delivery {
@@ -183,7 +207,11 @@ function failure(error: unknown, signal: AbortSignal): Outcome {
   if (signal.aborted) return shuttingDown ? { kind: 'handed_back' } : { kind: 'stopped' };
   if (error instanceof PermanentJobError || error instanceof JobTimedOut) return { kind: 'failed', error: message };
   // Transient: retried with backoff, up to MAX_ATTEMPTS.
-  return { kind: 'transient', reason: error instanceof ExecutorCrashed ? message : `transient error: ${message}` };
+  return {
+    kind: 'transient',
+    reason: error instanceof ExecutorCrashed ? message : `transient error: ${message}`,
+    storeUnavailable: error instanceof StoreUnavailableJobError,
+  };
 }
 
 /**
@@ -208,6 +236,7 @@ async function report(delivery: Delivery, outcome: Outcome): Promise<JobOutcome>
         await removeBlobs([outcome.image.storageKey]);
         return 'discarded';
       }
+      storeDownStreak = 0;
       log.info({ taskId, attempt, ms: Math.round(performance.now() - delivery.started), bytes: outcome.image.byteSize }, 'job done');
       return 'done';
     }
@@ -216,6 +245,13 @@ async function report(delivery: Delivery, outcome: Outcome): Promise<JobOutcome>
       log.warn({ taskId, attempt, err: outcome.error }, 'job failed');
       return 'failed';
     case 'transient': {
+      if (outcome.storeUnavailable && (await storeIsDown())) {
+        // Down for everyone (its own check fails too): the task waits for it, its attempt given back.
+        storeDownStreak++;
+        const task = await store.waitForStore(taskId, attempt, outcome.reason, retryDelayMs(Math.min(storeDownStreak, 8)));
+        log.warn({ taskId, attempt, err: outcome.reason, status: task?.status }, 'job attempt failed: the blob store is down; not counted');
+        return 'retried';
+      }
       const task = await store.retryOrFail(taskId, attempt, outcome.reason);
       log.warn({ taskId, attempt, err: outcome.reason, status: task?.status }, 'job attempt failed');
       return task?.status === 'FAILED' ? 'failed' : 'retried';

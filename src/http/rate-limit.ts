@@ -9,6 +9,7 @@ import type { Redis } from 'ioredis';
 import { config } from '../config.ts';
 import { log } from '../log.ts';
 import { channel, redisCommands } from '../redis.ts';
+import { withTimeout } from '../timeout.ts';
 
 const GCRA = `
 local interval = tonumber(ARGV[1])
@@ -46,14 +47,8 @@ export const countedRequests = new WeakSet<object>();
 export async function takeRequest(owner: string): Promise<number | null> {
   const perMinute = config.rateLimitPerMinute;
   if (perMinute === 0) return null;
-  let timer: NodeJS.Timeout | undefined;
   try {
-    const waitMs = await Promise.race([
-      client().tasklaneRateLimit(channel(`ratelimit:${owner}`), 60_000 / perMinute, perMinute),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer in ${REDIS_BUDGET_MS} ms`)), REDIS_BUDGET_MS);
-      }),
-    ]);
+    const waitMs = await withTimeout(client().tasklaneRateLimit(channel(`ratelimit:${owner}`), 60_000 / perMinute, perMinute), REDIS_BUDGET_MS);
     return waitMs > 0 ? waitMs : null;
   } catch (error) {
     if (Date.now() - lastWarning > 10_000) {
@@ -61,8 +56,6 @@ export async function takeRequest(owner: string): Promise<number | null> {
       log.warn({ err: (error as Error).message }, 'rate limit not checked: Redis did not answer (requests are let through)');
     }
     return null;
-  } finally {
-    clearTimeout(timer);
   }
 }
 

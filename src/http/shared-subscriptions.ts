@@ -201,7 +201,8 @@ class Group {
   }
 }
 
-function isAsyncIterable(value: unknown): value is AsyncIterable<Result> {
+/** Whether an execution's outcome is a stream (a subscription that started) rather than one result. */
+export function isAsyncIterable(value: unknown): value is AsyncIterable<Result> {
   return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
 }
 

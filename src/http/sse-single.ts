@@ -46,11 +46,11 @@ import {
 import { KeyRevoked } from '../tasks/watch.ts';
 import { withTimeout } from '../timeout.ts';
 import { rateLimitedResponse, takeRequest } from './rate-limit.ts';
+import { isAsyncIterable } from './shared-subscriptions.ts';
 import {
   BodyTooLarge,
   corsHeaders,
   failureResult,
-  isAsyncIterable,
   MAX_BODY_BYTES,
   PING_INTERVAL_MS,
   readBody,

@@ -19,6 +19,7 @@ import type { Context } from '../graphql/builder.ts';
 import { httpDuration } from '../metrics.ts';
 import { countedRequests, rateLimitedResponse, takeRequest } from './rate-limit.ts';
 import { maskError } from './errors.ts';
+import { isAsyncIterable } from './shared-subscriptions.ts';
 import { yoga } from './yoga.ts';
 
 /** A subscription request is a query and variables: a larger body is not one of ours (nor over MAX_REQUEST_BYTES). */
@@ -266,6 +267,3 @@ export async function send(response: ServerResponse, web: Response) {
   response.end(Buffer.from(await web.arrayBuffer()));
 }
 
-export function isAsyncIterable(value: unknown): value is AsyncIterable<ExecutionResult> {
-  return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
-}

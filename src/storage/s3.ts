@@ -8,11 +8,11 @@
 // - Every call is bounded in time: connecting and socket inactivity by the HTTP handler,
 //   the calls without a streamed body also by an AbortSignal; the SDK retries a bounded
 //   number of times. Network faults, timeouts, 5xx and a bucket we may not use become
-//   StorageUnavailable.
+//   StorageUnavailable, and so does a read cut off mid-stream (the opened blob's stream errors).
 // - Multipart uploads interrupted by a crash are not swept here: give the bucket a
 //   lifecycle rule AbortIncompleteMultipartUpload (a failed put aborts its own upload).
 import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -95,6 +95,26 @@ function unavailable(error: unknown, what: string): never {
     throw new StorageUnavailable(`s3 store: ${what} failed (${e?.code ?? e?.name ?? status})`, { cause: error });
   }
   throw error;
+}
+
+/**
+ * The body of a GET with its errors (the connection cut or stalled mid-stream) as
+ * StorageUnavailable, like every other fault of the store. A consumer that stops early
+ * (destroys the stream) closes the body too.
+ */
+function failingAsUnavailable(body: Readable, key: string): Readable {
+  const stream = new PassThrough();
+  body.once('error', (error: Error & SdkError) => {
+    stream.destroy(
+      error instanceof StorageUnavailable
+        ? error
+        : new StorageUnavailable(`s3 store: reading "${key}" failed (${error.code ?? error.name})`, { cause: error }),
+    );
+  });
+  stream.once('close', () => {
+    if (!body.readableEnded) body.destroy();
+  });
+  return body.pipe(stream);
 }
 
 export class S3Store implements BlobStore {
@@ -195,7 +215,7 @@ export class S3Store implements BlobStore {
       }
       unavailable(error, `opening "${key}"`);
     }
-    const stream = output.Body as Readable;
+    const stream = failingAsUnavailable(output.Body as Readable, key);
     if (!range) return { stream, byteSize: output.ContentLength ?? 0 };
     // "bytes <start>-<end>/<size>"
     const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(output.ContentRange ?? '');

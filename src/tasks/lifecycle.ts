@@ -2,7 +2,8 @@
 //
 //   CREATED ──run──▶ QUEUED ──claim──▶ RUNNING ──complete──▶ DONE
 //                      ▲                  │ └─────fail─────▶ FAILED
-//                      └── retry, handBack ┘
+//                      └─ retry, handBack, ─┘
+//                         waitForStore
 //   any non-DELETED ──delete──▶ DELETED
 //
 // TRANSITIONS decides every move: each is a conditional UPDATE (… WHERE status = ANY(<from>),
@@ -28,6 +29,8 @@ export const TRANSITIONS = {
   retry: { from: ['RUNNING'], to: 'QUEUED' },
   /** A worker shutting down gives its delivery back: queued again at once, not counted. */
   handBack: { from: ['RUNNING'], to: 'QUEUED' },
+  /** The blob store is down for everyone: queued again after a backoff, not counted. */
+  waitForStore: { from: ['RUNNING'], to: 'QUEUED' },
   delete: { from: ['CREATED', 'QUEUED', 'RUNNING', 'DONE', 'FAILED'], to: 'DELETED' },
 } as const satisfies Record<string, Transition>;
 

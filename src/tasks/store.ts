@@ -372,6 +372,24 @@ export async function oldestDueQueuedMs(): Promise<number> {
   return Math.max(0, row?.ms ?? 0);
 }
 
+/**
+ * RUNNING → QUEUED after the blob store failed this delivery and still fails its own check
+ * (unreachable, read-only, full): not counted, as with handBack, because an outage of the
+ * store is nobody's task's fault and must not use up MAX_ATTEMPTS; not to be enqueued again
+ * before `delayMs`. A fault only this task meets (the store takes a probe but not its
+ * result) is an ordinary retryLater, so a task cannot loop uncounted while the store works.
+ * (So is a delivery that fails in the instant the store comes back: one attempt per outage.)
+ */
+export function waitForStore(id: string, attempt: number, reason: string, delayMs: number): Promise<TaskRow | null> {
+  return transition(
+    id,
+    TRANSITIONS.waitForStore,
+    sql`"attempts" = "attempts" - 1, "leaseUntil" = NULL, "progress" = 0, "runAfter" = now() + ${millis(delayMs)}`,
+    `retrying after: ${reason} (the blob store is down: this delivery is not counted)`,
+    sql`AND "attempts" = ${attempt}::int`,
+  );
+}
+
 /** RUNNING → QUEUED without counting the delivery: a worker shutting down hands its job back. */
 export function handBack(id: string, attempt: number): Promise<TaskRow | null> {
   return transition(

@@ -1,16 +1,16 @@
 // Watching tasks live: the domain half of the GraphQL subscriptions. A watcher subscribes
 // to the owner's change channel BEFORE reading the current state (so nothing falls in
 // between), yields that state first, then re-reads the task on every newer change and
-// yields it in version order, never twice. After a pub/sub reconnect it re-reads anyway.
+// yields it in version order, never twice. Lost messages are repaired by events.ts's catch-up.
 import { Repeater } from '@repeaterjs/repeater';
 import { prisma } from '../db.ts';
 import type { TaskStatus } from '../generated/prisma/enums.ts';
 import { TaskError } from './errors.ts';
-import { onResync, onRevocation, subscribeToOwner, type TaskChange } from './events.ts';
+import { CATCH_UP_MARGIN_MS, onRevocation, subscribeToOwner, type TaskChange } from './events.ts';
 import type { Caller } from './keys.ts';
 import { isFinal } from './lifecycle.ts';
 import { checkTaskId, getTask, type TaskRow } from './service.ts';
-import { asTaskRows, findTask } from './store.ts';
+import { findTask } from './store.ts';
 
 export class KeyRevoked extends TaskError {
   override name = 'KeyRevoked';
@@ -42,19 +42,14 @@ function readTask(id: string, signalledAt: number): Promise<TaskRow | null> {
   return entry.promise;
 }
 
-/** How far before the last resync a resync looks again (a change's `updatedAt` is its statement's start). */
-const RESYNC_MARGIN_MS = 10_000;
+type Signal = { kind: 'change'; change: TaskChange } | { kind: 'revoked' };
 
-type Signal = { kind: 'change'; change: TaskChange } | { kind: 'resync' } | { kind: 'revoked' };
-
-/** Subscribes to the owner's channel, resyncs and revocations; `onSignal` gets them all. */
+/** Subscribes to the owner's channel (and its catch-ups) and revocations; `onSignal` gets them all. */
 async function listen(caller: Caller, onSignal: (signal: Signal) => void): Promise<() => void> {
   const offChange = await subscribeToOwner(caller.owner, (change) => onSignal({ kind: 'change', change }));
-  const offResync = onResync(() => onSignal({ kind: 'resync' }));
   const offRevoked = await onRevocation((name) => name === caller.owner && onSignal({ kind: 'revoked' }));
   return () => {
     offChange();
-    offResync();
     offRevoked();
   };
 }
@@ -124,7 +119,6 @@ export async function watchTask(caller: Caller, id: string): Promise<AsyncIterab
 export async function watchTasks(caller: Caller, statuses: TaskStatus[] | null | undefined): Promise<AsyncIterable<TaskRow>> {
   const filter = statuses?.length ? new Set(statuses) : null;
   const pending = new Map<string, number>(); // task id → when its newest hint came
-  let resyncAt = 0; // when a resync was asked for (0: none pending)
   let revoked = false;
   let wake: (() => void) | null = null;
   const seen = new Map<string, number>(); // task id → version last pushed (bounded)
@@ -133,18 +127,29 @@ export async function watchTasks(caller: Caller, statuses: TaskStatus[] | null |
       if (filter && !filter.has(signal.change.status)) return;
       if ((seen.get(signal.change.id) ?? 0) >= signal.change.version) return; // delivered already
       pending.set(signal.change.id, now());
-    } else if (signal.kind === 'resync') resyncAt = now();
-    else revoked = true;
+    } else revoked = true;
     wake?.();
   });
-  // Changes are what happens from here on; the database's clock, not ours, dates them.
+  // Changes are what happens from here on, not what the catch-up re-reads from before
+  // (it hands over every change of its window as if it were new). The database's clock
+  // dates them. A task changed more than the margin before `since` committed before we
+  // read: old. One changed within the margin may still have been uncommitted, so what was
+  // committed then is read here, in the same statement: only versions newer than those count.
   let since: Date;
+  let before: Map<string, number>; // task id → its version when we started (changed within the margin)
   try {
-    [{ since }] = await prisma.$queryRaw<{ since: Date }[]>`SELECT now() AS since`;
+    const [row] = await prisma.$queryRaw<{ since: Date; before: Record<string, number> }[]>`
+      SELECT now() AS since, COALESCE((
+        SELECT jsonb_object_agg("id", "version") FROM "Task"
+        WHERE "ownerId" = ${caller.owner} AND "updatedAt" >= now() - make_interval(secs => ${CATCH_UP_MARGIN_MS / 1000})
+      ), '{}'::jsonb) AS before`;
+    since = row.since;
+    before = new Map(Object.entries(row.before));
   } catch (error) {
     unlisten();
     throw error;
   }
+  const oldest = since.getTime() - CATCH_UP_MARGIN_MS;
   return new Repeater<TaskRow>(async (push, stop) => {
     let stopping = false;
     stop.then(() => {
@@ -153,6 +158,7 @@ export async function watchTasks(caller: Caller, statuses: TaskStatus[] | null |
     });
     const deliver = async (task: TaskRow | null) => {
       if (!task || task.ownerId !== caller.owner) return;
+      if (task.updatedAt.getTime() < oldest || task.version <= (before.get(task.id) ?? 0)) return; // from before we started
       if (filter && !filter.has(task.status)) return;
       if ((seen.get(task.id) ?? 0) >= task.version) return;
       if (seen.size > 10_000) seen.delete(seen.keys().next().value!);
@@ -161,35 +167,10 @@ export async function watchTasks(caller: Caller, statuses: TaskStatus[] | null |
     };
     try {
       while (!stopping) {
-        if (pending.size === 0 && !resyncAt && !revoked) await new Promise<void>((resolve) => (wake = resolve));
+        if (pending.size === 0 && !revoked) await new Promise<void>((resolve) => (wake = resolve));
         wake = null;
         if (stopping) break;
         if (revoked) throw new KeyRevoked();
-        if (resyncAt) {
-          // Hints may have been lost while the connection was down: re-read every task
-          // changed since the last resync (or the start), oldest change first, in pages.
-          // The margin covers statements that began before `since` and committed after.
-          resyncAt = 0;
-          const [{ until }] = await prisma.$queryRaw<{ until: Date }[]>`SELECT now() AS until`;
-          let after: { updatedAt: Date; id: string } | null = null;
-          for (;;) {
-            const page = asTaskRows(
-              await prisma.task.findMany({
-                where: {
-                  ownerId: caller.owner,
-                  updatedAt: { gte: new Date(since.getTime() - RESYNC_MARGIN_MS) },
-                  ...(after ? { OR: [{ updatedAt: { gt: after.updatedAt } }, { updatedAt: after.updatedAt, id: { gt: after.id } }] } : {}),
-                },
-                orderBy: [{ updatedAt: 'asc' }, { id: 'asc' }],
-                take: 500,
-              }),
-            );
-            for (const task of page) await deliver(task);
-            if (page.length < 500 || stopping) break;
-            after = page.at(-1)!;
-          }
-          since = until;
-        }
         const batch = [...pending];
         pending.clear();
         for (const [id, signalledAt] of batch) await deliver(await readTask(id, signalledAt));
