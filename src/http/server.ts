@@ -27,6 +27,8 @@ const MAX_WEBSOCKET_MESSAGE_BYTES = 1024 * 1024;
  * on a loaded machine too.
  */
 const UNREAD_BODY_LINGER_MS = 5000;
+/** How long an idle keep-alive connection stays open (see where it is set). */
+const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 
 export interface ApiServer {
   server: Server;
@@ -138,6 +140,13 @@ export async function startApiServer(port: number, host: string): Promise<ApiSer
     sockets,
   );
 
+  // An idle keep-alive connection is closed by the server after keepAliveTimeout; a client
+  // that sends its next request at that very moment gets "other side closed" (a POST is not
+  // retried). Clients close idle connections a little before the timeout the server
+  // announces (Keep-Alive: timeout=…), so a long one makes that race rare — on a loaded
+  // machine too — and suits load balancers (their idle timeouts are 60 s).
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  server.headersTimeout = KEEP_ALIVE_TIMEOUT_MS + 1000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
