@@ -23,6 +23,16 @@ const CreateKeyed = graphql(`
   }
 `);
 
+const CreateUploadKeyed = graphql(`
+  mutation CreateUploadKeyed($input: CreateUploadInput!) {
+    createUpload(input: $input) {
+      __typename
+      ... on PendingUpload { id url method headers { name value } }
+      ... on Error { message }
+    }
+  }
+`);
+
 const DeleteKeyed = graphql(`
   mutation DeleteKeyed($id: ID!) {
     deleteTask(id: $id) { __typename }
@@ -200,6 +210,25 @@ describe('createTask with an idempotency key', () => {
     const lost = raced() - racedBefore;
     expect(lost).toBeLessThanOrEqual(apis.length - 1);
     console.log(`MEASURED ${lost} of 20 concurrent duplicates stored their bytes and lost the race at the insert`);
+  }, 120_000);
+
+  it('20 concurrent duplicates of a two-step upload (one uploadId) across two API processes: one task, every answer names it', async () => {
+    const key = await tenant('ines');
+    const clients = apis.map((api) => client(api.url, key));
+    const pending = (await clients[0].request(CreateUploadKeyed, { input: { contentType: 'image/jpeg', byteSize: jpeg.byteLength } })).data!.createUpload;
+    if (pending.__typename !== 'PendingUpload') throw new Error(JSON.stringify(pending));
+    const url = pending.url.startsWith('/') ? `${apis[0].url}${pending.url}` : pending.url;
+    const put = await fetch(url, { method: pending.method, headers: Object.fromEntries(pending.headers.map((h) => [h.name, h.value])), body: new Uint8Array(jpeg) });
+    expect(put.ok, await put.text()).toBe(true);
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        clients[i % 2].request(CreateKeyed, { input: { jobDefinition: 'IMAGE_RESIZE', uploadId: pending.id, resize: { width: 100 }, idempotencyKey: 'two-step' } }),
+      ),
+    );
+    const answers = replies.map((reply) => reply.data?.createTask);
+    expect(answers.every((answer) => answer?.__typename === 'Task'), JSON.stringify(answers)).toBe(true);
+    expect(new Set(answers.map((answer) => (answer as { id: string }).id)).size).toBe(1);
+    expect(await infra.sql(`SELECT count(*)::int AS n FROM "Task" WHERE "ownerId" = 'ines'`)).toEqual([{ n: 1 }]);
   }, 120_000);
 
   it('concurrent different requests under one key: one task; the same request gets it, the other IdempotencyKeyReused', async () => {

@@ -160,9 +160,25 @@ async function insertNewTask(
   // this resolves), then the row that points at them; if the row is not written, the blob
   // goes. A two-step upload's bytes are in the store already, owned by the upload until the
   // task's commit takes them over: they never go here.
+  // A keyed duplicate that finds the upload taken (by the task its key names) is its replay.
+  const replayOfUsedUpload = async (error: unknown) => {
+    if (!keyed || uploadId == null || !(error instanceof InvalidInput) || error.field !== 'uploadId') return null;
+    const winner = await findIdempotencyKey(caller.owner, keyed.key);
+    return winner && { task: await replay(caller, winner, keyed.fingerprint('')), replayed: true };
+  };
+  let uploaded: StoredImage | undefined;
+  if (uploadId != null) {
+    try {
+      uploaded = await uploadedImage(caller, uploadId, limits);
+    } catch (error) {
+      const replayed = await replayOfUsedUpload(error);
+      if (replayed) return replayed;
+      throw error;
+    }
+  }
   const source =
-    uploadId != null
-      ? await uploadedImage(caller, uploadId, limits)
+    uploaded != null
+      ? uploaded
       : input.stored != null
         ? (limits.accept(input.stored), input.stored)
         : await storeUpload(input.image!, limits);
@@ -197,6 +213,8 @@ async function insertNewTask(
         if (winner) return replayed(winner);
         if (attempt < 3) continue;
       }
+      const replayedUpload = await replayOfUsedUpload(error);
+      if (replayedUpload) return replayedUpload;
       // Refused by PostgreSQL, the row is not there: its blob goes. A lost connection leaves
       // it unknown whether the row committed; the blob stays then (an unreferenced blob is
       // swept later, a row without its blob would be a broken image).

@@ -32,6 +32,7 @@ type Documents = {
     "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": typeof types.ListTasksDocument,
     "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": typeof types.SubmitTaskDocument,
     "\n  mutation CreateKeyed($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on IdempotencyKeyReused { taskId }\n    }\n  }\n": typeof types.CreateKeyedDocument,
+    "\n  mutation CreateUploadKeyed($input: CreateUploadInput!) {\n    createUpload(input: $input) {\n      __typename\n      ... on PendingUpload { id url method headers { name value } }\n      ... on Error { message }\n    }\n  }\n": typeof types.CreateUploadKeyedDocument,
     "\n  mutation DeleteKeyed($id: ID!) {\n    deleteTask(id: $id) { __typename }\n  }\n": typeof types.DeleteKeyedDocument,
     "\n  mutation UpgradeRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": typeof types.UpgradeRunTaskDocument,
     "\n  query UpgradeTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status error result { width } } }\n  }\n": typeof types.UpgradeTaskDocument,
@@ -77,6 +78,7 @@ const documents: Documents = {
     "\n  query ListTasks($first: Int, $after: String, $status: [TaskStatus!]) {\n    tasks(first: $first, after: $after, status: $status) {\n      edges { cursor node { id status } }\n      pageInfo { hasNextPage endCursor }\n    }\n  }\n": types.ListTasksDocument,
     "\n  mutation SubmitTask($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n    }\n  }\n": types.SubmitTaskDocument,
     "\n  mutation CreateKeyed($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on IdempotencyKeyReused { taskId }\n    }\n  }\n": types.CreateKeyedDocument,
+    "\n  mutation CreateUploadKeyed($input: CreateUploadInput!) {\n    createUpload(input: $input) {\n      __typename\n      ... on PendingUpload { id url method headers { name value } }\n      ... on Error { message }\n    }\n  }\n": types.CreateUploadKeyedDocument,
     "\n  mutation DeleteKeyed($id: ID!) {\n    deleteTask(id: $id) { __typename }\n  }\n": types.DeleteKeyedDocument,
     "\n  mutation UpgradeRunTask($id: ID!) {\n    runTask(id: $id) { __typename ... on Task { id status } }\n  }\n": types.UpgradeRunTaskDocument,
     "\n  query UpgradeTask($id: ID!) {\n    task(id: $id) { __typename ... on Task { id status error result { width } } }\n  }\n": types.UpgradeTaskDocument,
@@ -190,6 +192,10 @@ export function graphql(source: "\n  mutation SubmitTask($input: CreateTaskInput
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
 export function graphql(source: "\n  mutation CreateKeyed($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on IdempotencyKeyReused { taskId }\n    }\n  }\n"): (typeof documents)["\n  mutation CreateKeyed($input: CreateTaskInput!) {\n    createTask(input: $input) {\n      __typename\n      ... on Task { id status }\n      ... on Error { message }\n      ... on InvalidInput { field }\n      ... on IdempotencyKeyReused { taskId }\n    }\n  }\n"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "\n  mutation CreateUploadKeyed($input: CreateUploadInput!) {\n    createUpload(input: $input) {\n      __typename\n      ... on PendingUpload { id url method headers { name value } }\n      ... on Error { message }\n    }\n  }\n"): (typeof documents)["\n  mutation CreateUploadKeyed($input: CreateUploadInput!) {\n    createUpload(input: $input) {\n      __typename\n      ... on PendingUpload { id url method headers { name value } }\n      ... on Error { message }\n    }\n  }\n"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
