@@ -3,7 +3,6 @@
 // subscription (the CLI makes exactly two GraphQL requests: create, subscribe).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import net from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,6 +10,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
+import { tcpProxy } from './helpers/outage.ts';
 import { parsePrometheus } from './helpers/prometheus.ts';
 import { ROOT, startService, type Service } from './helpers/service.ts';
 
@@ -59,49 +59,6 @@ function submit(args: string[], env: Record<string, string | undefined> = {}, cw
     child.stderr.on('data', (chunk) => (stderr += chunk));
     child.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
-}
-
-/**
- * A TCP proxy to `target` that lets the first connection's request through but cuts that
- * connection as the answer starts (the service has done the work; the client never hears of
- * it), as a crash or a network cut after the commit would. Later connections pass as they are.
- */
-async function answerLosingProxy(target: URL) {
-  let connections = 0;
-  let cut = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(Number(target.port), target.hostname);
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('error', () => {});
-      socket.on('close', () => {
-        sockets.delete(socket);
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.pipe(upstream);
-    if (++connections === 1) {
-      upstream.once('data', () => {
-        cut++;
-        client.destroy();
-        upstream.destroy();
-      });
-    } else {
-      upstream.pipe(client);
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    /** Answers cut so far. */
-    cut: () => cut,
-    close: () => {
-      for (const socket of sockets) socket.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
 }
 
 async function graphqlRequests(): Promise<number> {
@@ -177,12 +134,13 @@ describe('npm run submit', () => {
 
   it('retries a create whose answer was lost with the same idempotency key: one task, DONE and saved', async () => {
     const retryKey = await infra.createKey('cli-retry');
-    const proxy = await answerLosingProxy(new URL(service.url));
+    const proxy = await tcpProxy(Number(new URL(service.url).port));
+    proxy.loseNextAnswer();
     try {
       const out = path.join(dir, 'retried.webp');
-      const run = await submit([photoPath, '--width', '320', '--format', 'webp', '--out', out], { TASKLANE_URL: proxy.url, TASKLANE_KEY: retryKey });
+      const run = await submit([photoPath, '--width', '320', '--format', 'webp', '--out', out], { TASKLANE_URL: `http://127.0.0.1:${proxy.port}`, TASKLANE_KEY: retryKey });
       expect(run.code, run.stderr).toBe(0);
-      expect(proxy.cut()).toBe(1); // the first answer never reached the CLI
+      expect(proxy.answersLost()).toBe(1); // the first answer never reached the CLI
       const retried = /^cannot reach .*; trying again in 0\.5 s \(idempotency key ([0-9a-f-]{36})\)$/m.exec(run.stderr);
       expect(retried, run.stderr).not.toBeNull();
       expect(await sharp(out).metadata()).toMatchObject({ format: 'webp', width: 320 });

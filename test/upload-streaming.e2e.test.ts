@@ -10,12 +10,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { until } from './helpers/client.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
+import { tcpProxy, type TcpProxy } from './helpers/outage.ts';
 import { postChunks } from './helpers/security-clients.ts';
 import { startService, type Service } from './helpers/service.ts';
 
@@ -30,7 +30,8 @@ const BOUNDARY = 'streaming-test-boundary';
 let infra: TestInfra;
 let service: Service;
 let key: string;
-let proxy: { url: string; forwarded(): number; close(): Promise<void> } | null = null;
+/** On s3, in front of the S3 server: what it forwarded is what reached the store. */
+let proxy: TcpProxy | null = null;
 /** ~6.3 MB: more than one S3 part. */
 let image: Buffer;
 /** ~8.8 MB: more than MAX_UPLOAD_BYTES. */
@@ -40,46 +41,17 @@ let oversize: Buffer;
 const noiseJpeg = (width: number, height: number) =>
   sharp(randomBytes(width * height * 3), { raw: { width, height, channels: 3 } }).jpeg({ quality: 100, chromaSubsampling: '4:4:4' }).toBuffer();
 
-/** A TCP proxy in front of the S3 server that counts the bytes sent to it. */
-async function countingProxy(target: URL) {
-  let forwarded = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(Number(target.port), target.hostname);
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('error', () => {});
-      socket.on('close', () => {
-        sockets.delete(socket);
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.on('data', (chunk: Buffer) => void (forwarded += chunk.length));
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    forwarded: () => forwarded,
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
-
 beforeAll(async () => {
   infra = await createInfra('upload-streaming');
   [image, oversize] = await Promise.all([noiseJpeg(1800, 1200), noiseJpeg(2000, 1500)]);
   expect(image.byteLength).toBeGreaterThan(S3_PART_BYTES + 512 * 1024);
   expect(image.byteLength).toBeLessThan(MAX_UPLOAD_BYTES);
   expect(oversize.byteLength).toBeGreaterThan(MAX_UPLOAD_BYTES);
-  if (infra.storageKind === 's3') proxy = await countingProxy(new URL(infra.storageEnv.S3_ENDPOINT));
+  if (infra.storageKind === 's3') proxy = await tcpProxy(Number(new URL(infra.storageEnv.S3_ENDPOINT).port));
   service = await startService(infra, {
     WORKERS: '1',
     MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES),
-    ...(proxy ? { S3_ENDPOINT: proxy.url } : {}),
+    ...(proxy ? { S3_ENDPOINT: `http://127.0.0.1:${proxy.port}` } : {}),
   });
   key = await infra.createKey('streamer');
 });

@@ -1,7 +1,8 @@
 // Outages of one deployment's dependencies without touching the shared servers: a TCP
-// proxy in front of PostgreSQL that can refuse and cut connections ("PostgreSQL is
-// down"), and a private, throw-away redis-server that can be killed and started again on
-// the same port ("Redis restarted and forgot everything", scripts included).
+// proxy (in front of PostgreSQL, the S3 server or the API) that can refuse and cut
+// connections ("PostgreSQL is down"), lose an answer and count the bytes sent through it,
+// and a private, throw-away redis-server that can be killed and started again on the same
+// port ("Redis restarted and forgot everything", scripts included).
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { Redis } from 'ioredis';
@@ -21,10 +22,23 @@ export interface TcpProxy {
   /** Accepts connections again, on the same port. */
   up(): Promise<void>;
   close(): Promise<void>;
+  /** Bytes the clients have sent to the target so far. */
+  forwarded(): number;
+  /**
+   * The next connection's requests reach the target, but the connection is cut as its answer
+   * starts (the target has done the work; the client never hears of it), as a crash or a
+   * network cut after the commit would. Later connections pass as they are.
+   */
+  loseNextAnswer(): void;
+  /** Answers cut so far by loseNextAnswer. */
+  answersLost(): number;
 }
 
 export async function tcpProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
   const sockets = new Set<net.Socket>();
+  let forwarded = 0;
+  let answersToLose = 0;
+  let answersLost = 0;
   const server = net.createServer((client) => {
     const upstream = net.connect(targetPort, targetHost);
     for (const socket of [client, upstream]) {
@@ -32,7 +46,18 @@ export async function tcpProxy(targetPort: number, targetHost = '127.0.0.1'): Pr
       socket.on('close', () => sockets.delete(socket));
       socket.on('error', () => {});
     }
-    client.pipe(upstream).pipe(client);
+    client.on('data', (chunk: Buffer) => void (forwarded += chunk.length));
+    client.pipe(upstream);
+    if (answersToLose > 0) {
+      answersToLose--;
+      upstream.once('data', () => {
+        answersLost++;
+        client.destroy();
+        upstream.destroy();
+      });
+    } else {
+      upstream.pipe(client);
+    }
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
@@ -50,7 +75,15 @@ export async function tcpProxy(targetPort: number, targetHost = '127.0.0.1'): Pr
     await closed;
   };
   await listen();
-  return { port, down: stop, up: listen, close: () => (server.listening ? stop() : Promise.resolve()) };
+  return {
+    port,
+    down: stop,
+    up: listen,
+    close: () => (server.listening ? stop() : Promise.resolve()),
+    forwarded: () => forwarded,
+    loseNextAnswer: () => void answersToLose++,
+    answersLost: () => answersLost,
+  };
 }
 
 export interface PrivateRedis {
