@@ -5,7 +5,7 @@
 // SIGKILLed. The machine's own PostgreSQL and Redis keep 5432 and 6379: the defaults point at
 // free ports here (LOCAL_PG_PORT, LOCAL_REDIS_PORT), which is exactly "nothing answers".
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { client, until } from './helpers/client.ts';
+import { descendants, running } from './helpers/faults.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { ROOT } from './helpers/service.ts';
@@ -67,49 +68,6 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** State letter of a process from /proc (null: gone). A zombie (Z) has exited. */
-function state(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  } catch {
-    return null;
-  }
-}
-const running = (pid: number) => {
-  const s = state(pid);
-  return s !== null && s !== 'Z';
-};
-
-/** Every live descendant of `root`, from /proc. */
-function descendants(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const found: number[] = [];
-  const visit = (pid: number) => {
-    for (const child of children.get(pid) ?? []) {
-      if (!running(child)) continue;
-      found.push(child);
-      visit(child);
-    }
-  };
-  visit(root);
-  return found;
-}
-
-const ppidOf = (pid: number) => {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-};
 const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 
 interface Started {
@@ -145,7 +103,7 @@ async function npmStart(): Promise<Started> {
   const redis = new Redis({ host: '127.0.0.1', port: redisPort, lazyConnect: true, maxRetriesPerRequest: 1 });
   const redisPid = Number(/process_id:(\d+)/.exec(await redis.info('server'))![1]);
   redis.disconnect();
-  for (const pid of [postgresPid, redisPid, ...descendants(npm.pid!)]) seen.add(pid);
+  for (const pid of [postgresPid, redisPid, ...descendants(npm.pid!).map(({ pid }) => pid)]) seen.add(pid);
   return { npm, output: () => output, url, postgresPid, redisPid };
 }
 
@@ -180,7 +138,7 @@ describe('npm start without DATABASE_URL and REDIS_URL, nothing on their ports',
     expect(started.output()).toMatch(/creating the embedded PostgreSQL cluster/);
     expect(started.output()).toMatch(new RegExp(`embedded PostgreSQL \\d+ running on 127.0.0.1:${pgPort}`));
     expect(started.output()).toMatch(new RegExp(`private redis-server running on 127.0.0.1:${redisPort}`));
-    const tree = descendants(started.npm.pid!);
+    const tree = descendants(started.npm.pid!).map(({ pid }) => pid);
     expect(tree).toContain(started.postgresPid);
     expect(tree).toContain(started.redisPid);
     if (process.getuid?.() === 0) {
@@ -209,9 +167,9 @@ describe('npm start without DATABASE_URL and REDIS_URL, nothing on their ports',
 
     // The supervisor is npm's child (the script `exec`s node); SIGKILL leaves it no say.
     const tree = descendants(started.npm.pid!);
-    const supervisor = tree.find((pid) => ppidOf(pid) === started.npm.pid)!;
-    expect(readFileSync(`/proc/${supervisor}/cmdline`, 'utf8')).toMatch(/^tasklane\b/); // its process.title
-    process.kill(supervisor, 'SIGKILL');
-    await allGone([started.postgresPid, started.redisPid, ...tree], started.output);
+    const supervisor = tree.find(({ ppid }) => ppid === started.npm.pid)!;
+    expect(supervisor.name).toMatch(/^tasklane\b/); // its process.title
+    process.kill(supervisor.pid, 'SIGKILL');
+    await allGone([started.postgresPid, started.redisPid, ...tree.map(({ pid }) => pid)], started.output);
   });
 });

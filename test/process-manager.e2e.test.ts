@@ -7,10 +7,9 @@
 // What npm 11 does (seen here, see src/stop-signals.ts): it forwards SIGINT and SIGTERM to its
 // own child only, and dies of SIGHUP without telling anyone.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { client, until } from './helpers/client.ts';
-import { taskFacts } from './helpers/faults.ts';
+import { descendants, running, taskFacts } from './helpers/faults.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { ROOT, testEnv } from './helpers/service.ts';
@@ -34,51 +33,6 @@ afterAll(async () => {
   for (const pid of seen) if (running(pid)) process.kill(pid, 'SIGKILL');
   await infra?.dispose();
 });
-
-/** State letter of a process from /proc (null: gone). A zombie (Z) has exited. */
-function state(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  } catch {
-    return null;
-  }
-}
-const running = (pid: number) => {
-  const s = state(pid);
-  return s !== null && s !== 'Z';
-};
-
-/** Every live descendant of `root`, from /proc. */
-function descendants(root: number): { pid: number; name: string }[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const found: { pid: number; name: string }[] = [];
-  const visit = (pid: number) => {
-    for (const child of children.get(pid) ?? []) {
-      if (!running(child)) continue;
-      let name = '?';
-      try {
-        name = readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0')[0];
-      } catch {
-        // gone meanwhile
-      }
-      found.push({ pid: child, name });
-      visit(child);
-    }
-  };
-  visit(root);
-  return found;
-}
 
 interface NpmStart {
   npm: ChildProcess;

@@ -2,6 +2,7 @@
 // deployment (its database and REDIS_PREFIX): the PostgreSQL and Redis servers are shared
 // with other deployments and test runs, so nothing here touches anything else.
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import pg from 'pg';
 
@@ -69,6 +70,57 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** The fields of /proc/<pid>/stat after the command name: [0] the state letter, [1] the ppid (null: gone). */
+function procStat(pid: number | string): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
+/** Whether `pid` runs, from /proc: unlike isAlive, a zombie (state Z) counts as exited. */
+export function running(pid: number): boolean {
+  const state = procStat(pid)?.[0];
+  return state !== undefined && state !== 'Z';
+}
+
+export interface Descendant {
+  pid: number;
+  ppid: number;
+  /** argv[0]: the process title of ours. */
+  name: string;
+}
+
+/** Every running descendant of `root`, from /proc, each before its own descendants. */
+export function descendants(root: number): Descendant[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fields = procStat(entry);
+    if (!fields) continue; // gone meanwhile
+    const ppid = Number(fields[1]);
+    children.set(ppid, [...(children.get(ppid) ?? []), Number(entry)]);
+  }
+  const found: Descendant[] = [];
+  const visit = (ppid: number) => {
+    for (const pid of children.get(ppid) ?? []) {
+      if (!running(pid)) continue;
+      let name = '?';
+      try {
+        name = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0];
+      } catch {
+        // gone meanwhile
+      }
+      found.push({ pid, ppid, name });
+      visit(pid);
+    }
+  };
+  visit(root);
+  return found;
 }
 
 /** The pid of the worker that logged "job started" for delivery `attempt` of `taskId`, if it did. */
