@@ -456,7 +456,7 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
   const unauthenticated = { errors: [expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } })] };
 
   it('one stream carries several operations: the whole life of a task, a dashboard, a query; DELETE stops one, the rest go on', async () => {
-    const before = await settledCounts();
+    await countsReach(NOTHING_OPEN);
     const reserved = await reserveStream(service.url, alice.key);
     expect([reserved.status, reserved.headers.get('content-type')]).toEqual([201, 'text/plain; charset=utf-8']);
     const token = await reserved.text();
@@ -469,7 +469,7 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
       expect((await stream.start('watch', WatchTask, { id })).status).toBe(202);
       expect((await stream.start('dashboard', WatchTasks, {})).status).toBe(202);
       expect((await stream.waitFor('watch', () => true)).data?.taskUpdated).toMatchObject({ id, status: 'CREATED' });
-      await until(liveCounts, (counts) => counts.subscriptions === before.subscriptions + 2, 10_000);
+      await until(liveCounts, (counts) => counts.subscriptions === 2, 10_000);
 
       await runBehindBlocker(alice, id);
       await stream.waitForComplete('watch');
@@ -484,7 +484,7 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
 
       // DELETE ends the dashboard's subscription (no `complete`: the client asked), the stream stays.
       expect((await stream.stop('dashboard')).status).toBe(200);
-      await until(liveCounts, (counts) => counts.subscriptions === before.subscriptions, 10_000);
+      await until(liveCounts, (counts) => counts.subscriptions === 0, 10_000);
       expect(stream.completed('dashboard')).toBe(false);
       // Queries and mutations go over the stream too.
       expect((await stream.start('query', GetTask, { id })).status).toBe(202);
@@ -496,7 +496,7 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
     } finally {
       stream.close();
     }
-    await until(liveCounts, (counts) => counts.streams === before.streams && counts.subscriptions === before.subscriptions, 10_000);
+    await countsReach(NOTHING_OPEN, 10_000);
   });
 
   it('graphql-sse\'s own client: a refusal (bad id) arrives as an error result, and the client completes', async () => {
@@ -674,20 +674,20 @@ async function liveCounts() {
   return { streams: metrics.sum('tasklane_subscription_streams'), subscriptions: metrics.sum('tasklane_active_subscriptions') };
 }
 
-/** liveCounts once they stop moving (earlier tests' streams may still be closing). */
-async function settledCounts() {
-  let last = await liveCounts();
-  for (;;) {
-    await new Promise((r) => setTimeout(r, 200));
-    const next = await liveCounts();
-    if (next.streams === last.streams && next.subscriptions === last.subscriptions) return next;
-    last = next;
-  }
+/** What every test leaves once its clients are gone: no subscription, no stream. */
+const NOTHING_OPEN = { streams: 0, subscriptions: 0 };
+
+/**
+ * Waits until liveCounts are `expected`. The API sees a client leave when its connection
+ * closes, so an earlier test's streams may still be closing when the next one starts.
+ */
+function countsReach(expected: { streams: number; subscriptions: number }, timeoutMs = 30_000) {
+  return until(liveCounts, (counts) => counts.streams === expected.streams && counts.subscriptions === expected.subscriptions, timeoutMs);
 }
 
 describe('identical subscriptions', () => {
   it('share one stream: each subscriber gets the whole life; a late one starts from the current state; one leaving disturbs nobody', async () => {
-    const before = await settledCounts();
+    await countsReach(NOTHING_OPEN);
     const id = await createTask(alice, big, { width: 1600, format: 'PNG' });
     const overSse = await Promise.all(Array.from({ length: 4 }, () => sse(service.url, WatchTask, { id }, { key: alice.key })));
     const ws = wsClient(service.url, alice.key);
@@ -699,7 +699,7 @@ describe('identical subscriptions', () => {
       await Promise.all(all.map((stream) => stream.waitFor(() => true)));
       await within(foreign.ended, 10_000, 'the foreign subscription to be refused');
       expect(foreign.results[0].errors?.[0].extensions?.code).toBe('TASK_DOES_NOT_EXIST');
-      expect(await liveCounts()).toEqual({ streams: before.streams + 1, subscriptions: before.subscriptions + 8 });
+      expect(await liveCounts()).toEqual({ streams: 1, subscriptions: 8 });
 
       overSse[0].close(); // leaves before anything happens
       overWs[0].stop();
@@ -724,7 +724,7 @@ describe('identical subscriptions', () => {
         expect(states.at(-1)!.status).toBe('DONE');
         expectOrdered(states);
       }
-      await until(liveCounts, (counts) => counts.streams === before.streams && counts.subscriptions === before.subscriptions, 10_000);
+      await countsReach(NOTHING_OPEN, 10_000);
     } finally {
       for (const stream of overSse) stream.close();
       foreign.close();
@@ -751,7 +751,7 @@ describe('identical subscriptions', () => {
   });
 
   it('leave nothing behind when their clients go away at once, even mid-subscribe', async () => {
-    const before = await settledCounts();
+    await countsReach(NOTHING_OPEN);
     const id = await createTask(alice, small, { width: 8 });
     // Abort after 0–20 ms: some while the request is read, some while it subscribes, some streaming.
     await Promise.all(
@@ -769,11 +769,11 @@ describe('identical subscriptions', () => {
           .catch(() => {});
       }),
     );
-    await until(liveCounts, (counts) => counts.streams === before.streams && counts.subscriptions === before.subscriptions, 10_000);
+    await countsReach(NOTHING_OPEN, 10_000);
   });
 
   it('leave nothing behind in single-connection mode either: a stream closed with operations running, or an operation started as it closes', async () => {
-    const before = await settledCounts();
+    await countsReach(NOTHING_OPEN);
     const id = await createTask(alice, small, { width: 8 });
     await Promise.all(
       Array.from({ length: 10 }, async (_, i) => {
@@ -784,7 +784,7 @@ describe('identical subscriptions', () => {
         await Promise.allSettled(started);
       }),
     );
-    await until(liveCounts, (counts) => counts.streams === before.streams && counts.subscriptions === before.subscriptions, 10_000);
+    await countsReach(NOTHING_OPEN, 10_000);
   });
 });
 
