@@ -1,6 +1,6 @@
-// The edge policy: who a request is, and what an error becomes. Every entry point (GraphQL
-// over HTTP, SSE both modes, WebSocket, REST, images, uploads) asks here, so each is decided
-// in one place.
+// The edge policy: who a request is, whether its key's rate limit lets it through, and what
+// an error becomes. Every entry point (GraphQL over HTTP, SSE both modes, WebSocket, REST,
+// images, uploads) asks here, so each is decided in one place.
 // Which credential counts where (SECURITY.md documents the rules):
 // - API key in `Authorization: Bearer`: everywhere.
 // - API key as `?token=`: GraphQL over HTTP only (EventSource cannot send headers; discouraged).
@@ -9,6 +9,13 @@
 // - WebSocket: the key in connectionParams' `authorization`.
 // Stream reservations (single-connection SSE) and signed image/upload URLs are checked by
 // their routes (sse-single.ts, routes.ts): they are not API keys.
+// What counts against the rate limit (rateLimit; rate-limit.ts counts in Redis): every
+// request with a valid key, once, before its body is read — GraphQL over HTTP, REST,
+// images by key, an SSE subscription, single-connection SSE's PUT, stream and each
+// operation (never its DELETE) — and every operation started over a WebSocket. Not an
+// upload's PUT (its signed URL came from a counted createUpload).
+// Refusals are rows (Unavailable, RateLimited: code, status, problem type, message,
+// retryAfter) that each surface renders in its own format.
 import type { IncomingMessage } from 'node:http';
 import { getOperationAST, GraphQLError, parse } from 'graphql';
 import { config } from '../config.ts';
@@ -27,6 +34,7 @@ import {
 } from '../tasks/errors.ts';
 import { authenticate, authenticateStreamTicket, type Caller } from '../tasks/keys.ts';
 import { KeyRevoked } from '../tasks/watch.ts';
+import { takeRequest } from './rate-limit.ts';
 
 export const UNAUTHENTICATED_MESSAGE = 'a valid API key is required: send Authorization: Bearer <key>';
 
@@ -123,12 +131,26 @@ export function exposeDomainError(error: unknown, path?: readonly (string | numb
   });
 }
 
+// ---- Refusals of the edge: a dependency down (503), the rate limit (429) ----
+
+/** A refusal: GraphQL `extensions.code`, HTTP status, REST problem type, and when to retry (s). */
+interface Refusal {
+  code: string;
+  status: number;
+  problem: string;
+  message: string;
+  retryAfter: number;
+}
+
+/** A REST problem, the REST facade's error format: `{ error: <problem type>, message, ...extra }`. */
+export const problem = (status: number, error: string, message: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
+  new Response(JSON.stringify({ error, message, ...extra }), { status, headers: { 'content-type': 'application/json', ...headers } });
+
 /** A dependency down (the blob store, PostgreSQL): what every surface answers, 503. */
-export interface Unavailable {
+export interface Unavailable extends Refusal {
   code: 'STORAGE_UNAVAILABLE' | 'SERVICE_UNAVAILABLE';
   status: 503;
   problem: 'StorageUnavailable' | 'ServiceUnavailable';
-  message: string;
   retryAfter: 5;
 }
 
@@ -145,3 +167,55 @@ export function classifyUnavailable(error: unknown): Unavailable | null {
   }
   return null;
 }
+
+/** Over the key name's rate limit (RATE_LIMIT_PER_MINUTE): 429. */
+export interface RateLimited extends Refusal {
+  code: 'RATE_LIMITED';
+  status: 429;
+  problem: 'RateLimited';
+}
+
+/** The decision on each node request: whichever paths a request takes, it is counted once. */
+const decisions = new WeakMap<object, Promise<RateLimited | null>>();
+
+/**
+ * Counts a request of `caller` against its key name's rate limit: null if it may go on, else
+ * the refusal. Without a caller (no valid key) nothing is counted: such a request gets 401
+ * and touches no task. Given `request` (the node request), the decision is made once for
+ * it: a path that counted it and then hands it on (an SSE subscription falling back to
+ * yoga) gets the same answer again, uncounted. Without it (each WebSocket operation,
+ * yoga.fetch in-process) every call counts.
+ */
+export function rateLimit(caller: Caller | null, request?: object): Promise<RateLimited | null> {
+  if (!caller) return Promise.resolve(null);
+  let decision = request && decisions.get(request);
+  if (!decision) {
+    decision = takeRequest(caller.owner).then((waitMs) => (waitMs === null ? null : rateLimited(waitMs)));
+    if (request) decisions.set(request, decision);
+  }
+  return decision;
+}
+
+function rateLimited(waitMs: number): RateLimited {
+  const retryAfter = Math.max(1, Math.ceil(waitMs / 1000));
+  const message = `rate limit of ${config.rateLimitPerMinute} requests per minute per key (RATE_LIMIT_PER_MINUTE) reached; retry after ${retryAfter} s`;
+  return { code: 'RATE_LIMITED', status: 429, problem: 'RateLimited', message, retryAfter };
+}
+
+// The rate limit's refusal in each surface's format: each says when to retry in its body
+// (`retryAfter`), and over HTTP in Retry-After too.
+
+/** GraphQL over HTTP and SSE: `{ errors: [{ message, extensions: { code, retryAfter } }] }`. */
+export function graphqlRefusal({ status, code, message, retryAfter }: RateLimited): Response {
+  return new Response(JSON.stringify({ errors: [{ message, extensions: { code, retryAfter } }] }), {
+    status,
+    headers: { 'content-type': 'application/json', 'retry-after': String(retryAfter) },
+  });
+}
+
+/** WebSocket: the operation's error (no status or headers there). */
+export const refusalError = ({ code, message, retryAfter }: RateLimited) => new GraphQLError(message, { extensions: { code, retryAfter } });
+
+/** REST: the problem `{ error: "RateLimited", message, retryAfter }`. */
+export const restRefusal = ({ status, problem: type, message, retryAfter }: RateLimited) =>
+  problem(status, type, message, { retryAfter }, { 'retry-after': String(retryAfter) });

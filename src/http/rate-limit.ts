@@ -1,4 +1,6 @@
-// Per-key request rate limit, kept in Redis so it holds across every API process.
+// The per-key request rate limit's counter, kept in Redis so it holds across every API
+// process. Only edge.ts calls it: edge.ts decides what counts, once per request, and how a
+// refusal looks.
 // GCRA (a token bucket without a refill timer): one key per tenant stores the "theoretical
 // arrival time"; RATE_LIMIT_PER_MINUTE requests may come at once, then one every
 // 60 000 / RATE_LIMIT_PER_MINUTE ms. The script runs atomically in Redis and uses Redis'
@@ -37,12 +39,6 @@ function client(): LimitedRedis {
 const REDIS_BUDGET_MS = 250;
 let lastWarning = 0;
 
-/**
- * Node requests already counted by a path that runs before yoga (src/http/sse-subscriptions.ts)
- * and then handed to yoga after all: yoga's rate-limit plugin does not count them twice.
- */
-export const countedRequests = new WeakSet<object>();
-
 /** Counts one request of `owner`: null if allowed, else the ms to wait before the next one. */
 export async function takeRequest(owner: string): Promise<number | null> {
   const perMinute = config.rateLimitPerMinute;
@@ -57,22 +53,4 @@ export async function takeRequest(owner: string): Promise<number | null> {
     }
     return null;
   }
-}
-
-export const RATE_LIMITED = 'RATE_LIMITED';
-
-export function rateLimitedError(waitMs: number) {
-  const retryAfter = Math.max(1, Math.ceil(waitMs / 1000));
-  return {
-    retryAfter,
-    message: `rate limit of ${config.rateLimitPerMinute} requests per minute per key (RATE_LIMIT_PER_MINUTE) reached; retry after ${retryAfter} s`,
-  };
-}
-
-export function rateLimitedResponse(waitMs: number): Response {
-  const { retryAfter, message } = rateLimitedError(waitMs);
-  return new Response(JSON.stringify({ errors: [{ message, extensions: { code: RATE_LIMITED, retryAfter } }] }), {
-    status: 429,
-    headers: { 'content-type': 'application/json', 'retry-after': String(retryAfter) },
-  });
 }

@@ -15,7 +15,7 @@ import {
 import { checkIdempotencyKey } from '../tasks/idempotency.ts';
 import { removeBlobs } from '../tasks/images.ts';
 import type { Caller } from '../tasks/keys.ts';
-import { classifyDomainError, classifyUnavailable, headerCaller, UNAUTHENTICATED_MESSAGE } from './edge.ts';
+import { classifyDomainError, classifyUnavailable, headerCaller, problem, UNAUTHENTICATED_MESSAGE } from './edge.ts';
 import type { StoredImage } from '../tasks/store.ts';
 import { isMultipart, MultipartForm, type StreamedUpload } from './multipart.ts';
 import { badRequest, bodyRefusal, PAYLOAD_TOO_LARGE, payloadTooLarge } from './request-body.ts';
@@ -28,9 +28,6 @@ export const REST_PREFIX = '/api';
 
 const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
   new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json', ...headers } });
-
-export const problem = (status: number, error: string, message: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
-  json(status, { error, message, ...extra }, headers);
 
 /** The REST representation of a task (see the `Task` schema in openapi.ts). */
 export function restTask(task: TaskRow) {

@@ -9,8 +9,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import { log } from '../log.ts';
 import type { Context } from '../graphql/builder.ts';
-import { connectionCaller } from './edge.ts';
-import { RATE_LIMITED, rateLimitedError, takeRequest } from './rate-limit.ts';
+import { connectionCaller, rateLimit, refusalError } from './edge.ts';
 import { startup } from './routes.ts';
 import { isSingleConnectionRequest, serveSingleConnection } from './sse-single.ts';
 import { closeSseStreams, maybeSseSubscription, serveSseSubscription } from './sse-subscriptions.ts';
@@ -121,12 +120,10 @@ export async function startApiServer(port: number, host: string): Promise<ApiSer
           if (error instanceof GraphQLError) return [error];
           throw error;
         }
-        // Every operation started over the socket counts against the key's rate limit.
-        const waitMs = await takeRequest((contextValue as Context).caller.owner);
-        if (waitMs !== null) {
-          const { message, retryAfter } = rateLimitedError(waitMs);
-          return [new GraphQLError(message, { extensions: { code: RATE_LIMITED, retryAfter } })];
-        }
+        // Every operation started over the socket counts against the key's rate limit (no
+        // node request given: the socket's upgrade request is shared by all its operations).
+        const refusal = await rateLimit((contextValue as Context).caller);
+        if (refusal) return [refusalError(refusal)];
         return {
           schema,
           document,

@@ -45,7 +45,6 @@ import {
 } from '../tasks/keys.ts';
 import { KeyRevoked } from '../tasks/watch.ts';
 import { withTimeout } from '../timeout.ts';
-import { rateLimitedResponse, takeRequest } from './rate-limit.ts';
 import { isAsyncIterable } from './shared-subscriptions.ts';
 import {
   BodyTooLarge,
@@ -59,7 +58,7 @@ import {
   SSE_HEADERS,
   trackOpen,
 } from './sse-subscriptions.ts';
-import { nodeRequestCaller, UNAUTHENTICATED_MESSAGE } from './edge.ts';
+import { graphqlRefusal, nodeRequestCaller, rateLimit, UNAUTHENTICATED_MESSAGE } from './edge.ts';
 import { yoga } from './yoga.ts';
 
 /** graphql-sse's names for the token: the header, and the query parameter. */
@@ -183,8 +182,8 @@ async function checkKey(request: IncomingMessage, reserved: Caller): Promise<Res
 async function reserve(request: IncomingMessage): Promise<Response> {
   const caller = await nodeRequestCaller(request);
   if (!caller) return unauthenticated(UNAUTHENTICATED_MESSAGE);
-  const waitMs = await takeRequest(caller.owner);
-  if (waitMs !== null) return rateLimitedResponse(waitMs);
+  const refusal = await rateLimit(caller, request);
+  if (refusal) return graphqlRefusal(refusal);
   return new Response(createStreamReservation(caller), {
     status: 201,
     headers: { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' },
@@ -200,8 +199,8 @@ async function connect(
   startedAt: number,
 ): Promise<Response | null> {
   if (reservation.expiresAt <= Date.now()) return unauthenticated('the stream reservation expired; reserve another with PUT');
-  const waitMs = await takeRequest(caller.owner);
-  if (waitMs !== null) return rateLimitedResponse(waitMs);
+  const refusal = await rateLimit(caller, request);
+  if (refusal) return graphqlRefusal(refusal);
   const used = () => errorResponse(409, 'CONFLICT', 'this reservation has been used: one stream per reservation (reserve another with PUT)');
   if (streams.has(reservation.nonce)) return used();
   const claimed = await redis(() =>
@@ -230,8 +229,8 @@ async function connect(
 /** POST: an operation for the reservation's stream, wherever it is open. */
 async function operate(request: IncomingMessage, reservation: StreamReservation, caller: Caller): Promise<Response> {
   if (!request.headers['content-type']?.startsWith('application/json')) return badRequest('an operation is a JSON body (Content-Type: application/json)');
-  const waitMs = await takeRequest(caller.owner);
-  if (waitMs !== null) return rateLimitedResponse(waitMs);
+  const refusal = await rateLimit(caller, request);
+  if (refusal) return graphqlRefusal(refusal);
   let body: unknown;
   try {
     body = JSON.parse((await readBody(request, MAX_BODY_BYTES)).toString('utf8'));

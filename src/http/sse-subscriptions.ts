@@ -17,7 +17,7 @@ import { getOperationAST, GraphQLError, type DocumentNode, type ExecutionResult 
 import { config } from '../config.ts';
 import type { Context } from '../graphql/builder.ts';
 import { httpDuration } from '../metrics.ts';
-import { countedRequests, rateLimitedResponse, takeRequest } from './rate-limit.ts';
+import { graphqlRefusal, rateLimit } from './edge.ts';
 import { maskError } from './errors.ts';
 import { isAsyncIterable } from './shared-subscriptions.ts';
 import { yoga } from './yoga.ts';
@@ -107,14 +107,9 @@ export async function serveSseSubscription(request: IncomingMessage, response: S
     return fallback(); // a syntax error, a refused key, PostgreSQL down: yoga says so
   }
 
-  let waitMs: number | null;
-  try {
-    waitMs = await takeRequest(contextValue.caller.owner);
-  } catch {
-    return fallback();
-  }
-  countedRequests.add(request); // yoga's rate-limit plugin skips it if it falls back from here on
-  if (waitMs !== null) return send(response, rateLimitedResponse(waitMs));
+  // Counted once for this request: if it falls back to yoga from here on, yoga's plugin gets the same answer uncounted.
+  const refusal = await rateLimit(contextValue.caller, request);
+  if (refusal) return send(response, graphqlRefusal(refusal));
 
   let result: unknown;
   try {

@@ -8,15 +8,14 @@ import { createLoaders } from '../graphql/loaders.ts';
 import type { Context } from '../graphql/builder.ts';
 import { log } from '../log.ts';
 import type { Caller } from '../tasks/keys.ts';
-import { connectionCaller, graphqlCaller, unauthenticatedError } from './edge.ts';
+import { connectionCaller, graphqlCaller, graphqlRefusal, problem, rateLimit, restRefusal, unauthenticatedError } from './edge.ts';
 import { dashboard } from './dashboard.ts';
 import { graphiqlOptions, renderGraphiQL } from './graphiql.ts';
 import { maskError, requestErrorStatus } from './errors.ts';
 import { documentLimits, hideSchemaHints } from './graphql-limits.ts';
 import { graphqlMetricsPlugin, httpMetricsPlugin, metrics } from './metrics.ts';
-import { countedRequests, rateLimitedError, rateLimitedResponse, takeRequest } from './rate-limit.ts';
 import { sharedSubscriptions } from './shared-subscriptions.ts';
-import { handleRest, problem, REST_PREFIX } from './rest.ts';
+import { handleRest, REST_PREFIX } from './rest.ts';
 import * as routes from './routes.ts';
 import { multipartRequests } from './multipart.ts';
 import { payloadTooLargeResponse, requestBody } from './request-body.ts';
@@ -43,27 +42,21 @@ const uploadRoute: Plugin = {
 };
 
 /**
- * The per-key rate limit, checked before the body is read or a document parsed. Requests
- * without a valid key are not counted here (they get 401 without touching a task).
+ * The per-key rate limit (edge.ts), checked before the body is read or a document parsed,
+ * once per node request (one counted by sse-subscriptions.ts before it fell back to yoga
+ * is not counted again).
  */
-const rateLimit: Plugin = {
+const requestRateLimit: Plugin = {
   async onRequest({ request, url, endResponse, serverContext }) {
-    const nodeRequest = (serverContext as { req?: object }).req;
-    if (nodeRequest && countedRequests.has(nodeRequest)) return; // counted before yoga (sse-subscriptions.ts)
     let caller;
     try {
       caller = await graphqlCaller(request, url);
     } catch {
       return; // PostgreSQL unreachable: the route or the context reports it (503)
     }
-    const waitMs = caller ? await takeRequest(caller.owner) : null;
-    if (waitMs === null) return;
+    const refusal = await rateLimit(caller, (serverContext as { req?: object }).req);
     // Each surface refuses in its own format: the REST facade's, or GraphQL's.
-    if (isRest(url)) {
-      const { message, retryAfter } = rateLimitedError(waitMs);
-      return endResponse(problem(429, 'RateLimited', message, { retryAfter }, { 'retry-after': String(retryAfter) }));
-    }
-    endResponse(rateLimitedResponse(waitMs));
+    if (refusal) endResponse(isRest(url) ? restRefusal(refusal) : graphqlRefusal(refusal));
   },
 };
 
@@ -141,7 +134,7 @@ export const yoga = createYoga<TransportContext, Context>({
     httpMetricsPlugin(),
     openRoutes,
     uploadRoute,
-    rateLimit,
+    requestRateLimit,
     multipartRequests(),
     requestBody(refuseBody),
     keyedRoutes,
