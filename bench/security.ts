@@ -45,7 +45,19 @@ function oversize(url: string, key: string, totalMiB: number): Promise<{ ms: num
     });
     request.on('error', (error) => !answered && reject(error));
     const chunk = Buffer.alloc(64 * 1024, 0x55);
-    request.write('--bb\r\nContent-Disposition: form-data; name="operations"\r\n\r\n{"query":"{ __typename }"}\r\n--bb\r\nContent-Disposition: form-data; name="0"; filename="x.jpg"\r\n\r\n');
+    // A well-formed upload (operations, map, then the file) whose file starts like a JPEG:
+    // the API streams it towards the store until it passes MAX_UPLOAD_BYTES. (A file that is
+    // plainly no image is refused as InvalidImage after its first bytes, before any limit.)
+    const operations = JSON.stringify({
+      query: 'mutation ($f: File!) { createTask(input: {jobDefinition: IMAGE_RESIZE, image: $f, resize: {width: 8}}) { __typename } }',
+      variables: { f: null },
+    });
+    request.write(
+      `--bb\r\nContent-Disposition: form-data; name="operations"\r\n\r\n${operations}\r\n` +
+        `--bb\r\nContent-Disposition: form-data; name="map"\r\n\r\n{"0":["variables.f"]}\r\n` +
+        `--bb\r\nContent-Disposition: form-data; name="0"; filename="big.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`,
+    );
+    request.write(Buffer.from([0xff, 0xd8, 0xff]));
     const pump = () => {
       while (!answered && sent < totalMiB * 2 ** 20) {
         sent += chunk.byteLength;

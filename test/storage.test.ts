@@ -552,3 +552,23 @@ describe('disk store: not writable', () => {
     mounted = false;
   });
 });
+
+describe('disk store: its directories', () => {
+  it('a put still lands after its directories were removed by hand (the store remembers which it made)', async () => {
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), 'tasklane-disk-dirs-'));
+    try {
+      const store = createBlobStore({ kind: 'disk', root });
+      const { bytes, stream } = payload(1.5 * MiB); // several batched writes
+      await store.put('images/a', stream(), { contentType: 'image/png' });
+      await fs.rm(path.join(root, 'images'), { recursive: true });
+      await store.put('images/b', Buffer.from('b'), { contentType: 'image/png' });
+      expect((await read(store, 'images/b')).toString()).toBe('b');
+      await fs.rm(root, { recursive: true });
+      await store.put('images/c', stream(), { contentType: 'image/png' });
+      expect((await read(store, 'images/c')).equals(bytes)).toBe(true);
+      await store.check();
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
+  });
+});
