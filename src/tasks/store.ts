@@ -191,9 +191,11 @@ export interface Claim {
  */
 export async function claim(id: string, leaseMs: number, maxRunning: number): Promise<Claim | 'waiting' | null> {
   const rows = await query<TaskRow & { queuedAt: Date; claimed: boolean; sourceKey: string | null }>(pool, sql`
-    SELECT (c."task").*, c."queuedAt", (c."task")."id" IS NOT NULL AS "claimed", i."storageKey" AS "sourceKey"
-    FROM "tasklane_claim_task"(${id}::uuid, ${millis(leaseMs)}, ${maxRunning}::int) c
-    LEFT JOIN "Image" i ON i."id" = (c."task")."sourceImageId"`);
+    SELECT (c."task").*, c."queuedAt", (c."task")."id" IS NOT NULL AS "claimed",
+      -- A subquery, not a join: the planner guesses 1000 rows for the function and would
+      -- read the whole Image table to hash-join them.
+      (SELECT i."storageKey" FROM "Image" i WHERE i."id" = (c."task")."sourceImageId") AS "sourceKey"
+    FROM "tasklane_claim_task"(${id}::uuid, ${millis(leaseMs)}, ${maxRunning}::int) c`);
   const row = rows[0];
   if (!row) return null;
   if (!row.claimed) return 'waiting';
