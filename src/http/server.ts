@@ -48,21 +48,26 @@ export async function startApiServer(port: number, host: string): Promise<ApiSer
       return;
     }
     // A response sent before the body was read (413, 401, 429 on an upload) leaves the
-    // client still writing: Node would read and discard the rest, however long. Give the
-    // client a moment to read the answer, then cut the connection.
+    // client still writing. Node keeps the connection for the next request and reads and
+    // discards the rest of the body, however long; or, when the answer closes the connection,
+    // closes the socket as soon as the answer is flushed — and the client's bytes still
+    // arriving at a closed socket make the kernel reset the connection, which throws away the
+    // answer the client has not read yet. So: a closing socket lingers (reading and
+    // discarding) instead, until the client has closed its side or the linger is over; and
+    // either kind is cut at the end of the linger if the client is still sending then. A
+    // keep-alive connection whose body did end is left alone: the client may be using it for
+    // its next request. (Node queues its close as `socket.destroy` on the socket's 'finish'
+    // before our listener runs; checked on Node 20 and 24 by test/security.e2e.test.ts's
+    // chunked refusals.)
     response.once('finish', () => {
       if (request.complete) return;
       const socket = request.socket;
       if (!socket) return;
-      // Lingering close: Node answers such a request with `Connection: close`, half-closes
-      // and then closes the socket as soon as the answer is flushed; the client's bytes still
-      // arriving at a closed socket make the kernel reset the connection, and a reset throws
-      // away the answer the client has not read yet. So the socket stays open (reading and
-      // discarding) until the client has stopped sending and closed its side, or the linger
-      // is over. (Node's close is its `finish` listener on the socket; checked on Node 20
-      // and 24 by test/security.e2e.test.ts's chunked refusals.)
-      socket.removeListener('finish', socket.destroy);
-      setTimeout(() => socket.destroy(), UNREAD_BODY_LINGER_MS).unref();
+      const closing = socket.listeners('finish').includes(socket.destroy);
+      if (closing) socket.removeListener('finish', socket.destroy);
+      setTimeout(() => {
+        if (closing || !request.complete) socket.destroy();
+      }, UNREAD_BODY_LINGER_MS).unref();
     });
     // GraphQL over SSE's single-connection mode (reservation, stream, operations): ours alone.
     if (isSingleConnectionRequest(request)) {
