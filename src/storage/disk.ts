@@ -37,6 +37,22 @@ function unavailable(error: unknown, what: string): never {
   throw error;
 }
 
+/** Writes the body's chunks, one writev per WRITE_BATCH_BYTES. */
+async function writeBatched(handle: fs.FileHandle, chunks: AsyncIterable<unknown>): Promise<void> {
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  for await (const chunk of chunks) {
+    batch.push(chunk as Buffer);
+    batchBytes += (chunk as Buffer).length;
+    if (batchBytes >= WRITE_BATCH_BYTES) {
+      await writeAll(handle, batch);
+      batch = [];
+      batchBytes = 0;
+    }
+  }
+  if (batchBytes) await writeAll(handle, batch);
+}
+
 /** Writes every buffer, however many calls writev takes (it may write less than asked). */
 async function writeAll(handle: fs.FileHandle, buffers: Buffer[]): Promise<void> {
   let pending = buffers;
@@ -86,36 +102,17 @@ export class DiskStore implements BlobStore {
     let temp: string | undefined;
     try {
       temp = path.join(this.tmpDir, `${Date.now()}-${randomBytes(8).toString('hex')}`);
-      const handle = await this.openTemp(temp);
+      const file = temp;
+      const handle = await this.inDir(this.tmpDir, () => fs.open(file, 'wx', 0o644));
       try {
         // Through our own handle (not a WriteStream that closes it), so it can be fsync'd.
-        let batch: Buffer[] = [];
-        let batchBytes = 0;
-        for await (const chunk of meter) {
-          batch.push(chunk as Buffer);
-          batchBytes += (chunk as Buffer).length;
-          if (batchBytes >= WRITE_BATCH_BYTES) {
-            await writeAll(handle, batch);
-            batch = [];
-            batchBytes = 0;
-          }
-        }
-        if (batchBytes) await writeAll(handle, batch);
+        await writeBatched(handle, meter);
         await handle.sync();
       } finally {
         await handle.close();
       }
       const dir = path.dirname(target);
-      await this.ensureDir(dir);
-      try {
-        await fs.rename(temp, target);
-      } catch (error) {
-        if (errorCode(error) !== 'ENOENT') throw error;
-        // The directory was removed behind our back (by hand): make it again, once.
-        this.knownDirs.clear();
-        await this.ensureDir(dir);
-        await fs.rename(temp, target);
-      }
+      await this.inDir(dir, () => fs.rename(file, target));
       temp = undefined;
       await fsyncDir(dir);
       return { byteSize: meter.bytes, sha256: meter.sha256() };
@@ -237,7 +234,7 @@ export class DiskStore implements BlobStore {
   async check(): Promise<void> {
     try {
       const probe = path.join(this.tmpDir, `check-${randomBytes(8).toString('hex')}`);
-      const handle = await this.openTemp(probe);
+      const handle = await this.inDir(this.tmpDir, () => fs.open(probe, 'wx', 0o644));
       try {
         await handle.writeFile('ok');
         await handle.sync();
@@ -262,16 +259,19 @@ export class DiskStore implements BlobStore {
     return root?.isDirectory() ?? false;
   }
 
-  /** A new file in the temp directory (made again if it was removed behind our back). */
-  private async openTemp(file: string): Promise<fs.FileHandle> {
-    await this.ensureDir(this.tmpDir);
+  /**
+   * Runs `operation` on a path in `dir`, making `dir` first if this process has not yet;
+   * if the directory was removed behind our back (ENOENT), makes it again and retries once.
+   */
+  private async inDir<T>(dir: string, operation: () => Promise<T>): Promise<T> {
+    await this.ensureDir(dir);
     try {
-      return await fs.open(file, 'wx', 0o644);
+      return await operation();
     } catch (error) {
       if (errorCode(error) !== 'ENOENT') throw error;
       this.knownDirs.clear();
-      await this.ensureDir(this.tmpDir);
-      return fs.open(file, 'wx', 0o644);
+      await this.ensureDir(dir);
+      return operation();
     }
   }
 
