@@ -2,7 +2,6 @@
 // running service. A person pastes a key, uploads an image and watches the task reach DONE
 // and its thumbnail appear without reloading; tasks created elsewhere (REST) appear live
 // too, a failed task shows its error, and the delete button deletes.
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
@@ -10,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, type Browser } from './helpers/browser.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
+import { freePort } from './helpers/outage.ts';
 import { startService, type Service } from './helpers/service.ts';
 
 /** Where the screenshot of the finished dashboard goes (kept for the report and README). */
@@ -51,17 +51,6 @@ afterAll(async () => {
   await service?.stop();
   await infra?.dispose();
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function submitByRest(bytes: Uint8Array): Promise<string> {
   const form = new FormData();

@@ -6,7 +6,6 @@
 // free ports here (LOCAL_PG_PORT, LOCAL_REDIS_PORT), which is exactly "nothing answers".
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -16,6 +15,7 @@ import { client, until } from './helpers/client.ts';
 import { descendants, running } from './helpers/faults.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
+import { freePort } from './helpers/outage.ts';
 import { ROOT } from './helpers/service.ts';
 import { submit } from './helpers/tasks.ts';
 
@@ -29,17 +29,6 @@ let pgPort: number;
 let redisPort: number;
 /** Every pid a test saw, SIGKILLed in afterAll should a test fail half-way. */
 const seen = new Set<number>();
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   [infra, image, pgPort, redisPort] = await Promise.all([createInfra('local'), photo(800, 600), freePort(), freePort()]);
@@ -73,6 +62,8 @@ const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/
 interface Started {
   npm: ChildProcess;
   output(): string;
+  /** Settles when npm has exited and its stdout and stderr are drained: only then is the output complete. */
+  closed: Promise<void>;
   url: string;
   /** The postmaster and redis-server this start runs. */
   postgresPid: number;
@@ -87,6 +78,7 @@ async function npmStart(): Promise<Started> {
   npm.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   let exited = false;
   npm.on('exit', () => (exited = true));
+  const closed = new Promise<void>((resolve) => npm.on('close', () => resolve()));
   const [, port] = await until(
     async () => {
       if (exited) throw new Error(`npm start exited:\n${output.slice(-4000)}`);
@@ -104,7 +96,7 @@ async function npmStart(): Promise<Started> {
   const redisPid = Number(/process_id:(\d+)/.exec(await redis.info('server'))![1]);
   redis.disconnect();
   for (const pid of [postgresPid, redisPid, ...descendants(npm.pid!).map(({ pid }) => pid)]) seen.add(pid);
-  return { npm, output: () => output, url, postgresPid, redisPid };
+  return { npm, output: () => output, closed, url, postgresPid, redisPid };
 }
 
 /** `npm run key -- create <name>` with the same environment: the default DATABASE_URL reaches the embedded server. */
@@ -154,6 +146,8 @@ describe('npm start without DATABASE_URL and REDIS_URL, nothing on their ports',
 
     process.kill(started.npm.pid!, 'SIGTERM');
     await allGone([started.postgresPid, started.redisPid, ...tree], started.output);
+    // A process gone is not its last lines read: the supervisor's farewell may still be in the pipe.
+    await started.closed;
     expect(started.output()).toMatch(/"service":"postgres","msg":"the embedded PostgreSQL stopped"/);
     expect(started.output()).toMatch(/"service":"redis","msg":"the private redis-server stopped"/);
     expect(started.output()).toMatch(/all processes stopped/);

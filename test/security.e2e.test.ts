@@ -2,13 +2,13 @@
 // processes (supervisor + API + workers, extra API processes) over HTTP, SSE and WebSocket.
 // test/core.e2e.test.ts already covers: foreign ids on task/runTask/deleteTask/list/image by
 // key, tampered signature, no auth, SVG/PDF/text/corrupt as InvalidImage, truncated JPEG.
-import { execFileSync } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { getIntrospectionQuery } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { graphql } from './gql/index.ts';
 import { client, until, type Client } from './helpers/client.ts';
+import { childPids } from './helpers/faults.ts';
 import { photo, pngBomb } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { reserveStream, singleConnection } from './helpers/live.ts';
@@ -111,20 +111,6 @@ async function post(url: string, key: string | null, body: unknown, headers: Rec
     body: JSON.stringify(body),
   });
   return { status: response.status, headers: response.headers, body: await response.json() };
-}
-
-/** pid of the supervisor's child running `title` (tasklane-api, tasklane-worker). */
-function childPids(parent: number, title: string): number[] {
-  let list: string;
-  try {
-    list = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(parent)]).toString();
-  } catch {
-    return []; // ps exits 1 when there is none
-  }
-  return list
-    .split('\n')
-    .filter((line) => line.includes(title))
-    .map((line) => Number(line.trim().split(/\s+/)[0]));
 }
 
 /** Resident and peak resident memory of a process, in MB, from /proc. */

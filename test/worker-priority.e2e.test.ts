@@ -1,6 +1,7 @@
 // WORKER_NICE: worker processes (every thread) and the executors they fork run at the
 // configured niceness, so on a shared host the API gets the CPU first.
 import { readFileSync, readdirSync } from 'node:fs';
+import { descendants } from './helpers/faults.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { photo } from './helpers/images.ts';
 import { client, until } from './helpers/client.ts';
@@ -23,19 +24,8 @@ function niceOf(path: string): number {
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
 }
 
-function children(pid: number): { pid: number; name: string }[] {
-  return readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .flatMap((name) => {
-      try {
-        const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-        return ppid === pid ? [{ pid: Number(name), name: readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0')[0] }] : [];
-      } catch {
-        return [];
-      }
-    });
-}
+/** The running children of `pid` (not grandchildren), with their process titles. */
+const children = (pid: number) => descendants(pid).filter(({ ppid }) => ppid === pid);
 
 const threadNices = (pid: number) => readdirSync(`/proc/${pid}/task`).map((tid) => niceOf(`/proc/${pid}/task/${tid}/stat`));
 
