@@ -213,22 +213,26 @@ describe('taskUpdated', () => {
 
 describe('tasksUpdated', () => {
   it("delivers every change of the caller's own tasks, never another key's, filtered by status on demand", async () => {
+    await countsReach(NOTHING_OPEN);
     const everything = await sse(service.url, WatchTasks, {}, { key: alice.key });
     const ws = wsClient(service.url, alice.key);
     try {
       const onlyDone = wsSubscribe(ws, WatchTasks, { status: ['DONE'] });
-      // Give both subscriptions a moment to be established (no event comes before a change).
-      await new Promise((r) => setTimeout(r, 500));
-      const foreign = await createTask(mallory, small, { width: 8 }, true);
+      // Both listen once the API counts them (no event comes before a change).
+      await until(liveCounts, (counts) => counts.subscriptions === 2, 10_000);
+      const foreign = await createTask(mallory, small, { width: 8 });
+      const foreignWatch = await sse(service.url, WatchTask, { id: foreign }, { key: mallory.key });
+      await mallory.request(RunTask, { id: foreign });
       const mine = await Promise.all([createTask(alice, small, { width: 8 }, true), createTask(alice, small, { width: 9 }, true)]);
       const [waited] = await Promise.all(mine.map((id) => everything.waitFor((r) => (r.data?.tasksUpdated as State).id === id && (r.data?.tasksUpdated as State).status === 'DONE')));
       expect(waited).toBeTruthy();
       await Promise.all(mine.map((id) => onlyDone.waitFor((r) => (r.data?.tasksUpdated as State).id === id)));
-      await until(
-        () => mallory.request(GetTask, { id: foreign }),
-        (r) => r.data?.task.__typename === 'Task' && r.data.task.status === 'DONE',
-      );
-      await new Promise((r) => setTimeout(r, 300));
+      // The API has had the foreign task's last change (its owner saw it); a task of alice's
+      // changed after that reaches her dashboard after anything that change could have sent.
+      await within(foreignWatch.ended, 60_000, "the foreign task's watch to end");
+      expect(statesOf(foreignWatch.results).at(-1)!.status).toBe('DONE');
+      const barrier = await createTask(alice, small, { width: 7 }, true);
+      await everything.waitFor((r) => (r.data?.tasksUpdated as State).id === barrier && (r.data?.tasksUpdated as State).status === 'DONE');
       const all = statesOf(everything.results, 'tasksUpdated');
       expect(all.map((s) => s.id)).not.toContain(foreign);
       for (const id of mine) {
@@ -236,7 +240,7 @@ describe('tasksUpdated', () => {
         expectOrdered(states);
         expect(states.at(-1)!.status).toBe('DONE');
       }
-      const done = statesOf(onlyDone.results, 'tasksUpdated');
+      const done = statesOf(onlyDone.results, 'tasksUpdated').filter((s) => s.id !== barrier);
       expect(done.map((s) => s.status)).toEqual(['DONE', 'DONE']);
       expect(done.map((s) => s.id).sort()).toEqual([...mine].sort());
     } finally {
@@ -790,6 +794,7 @@ describe('identical subscriptions', () => {
 
 describe('revocation', () => {
   it('`npm run key -- revoke` ends the open subscriptions of that name (SSE in both modes, WebSocket), and only those', async () => {
+    await countsReach(NOTHING_OPEN);
     const daveKey = await infra.createKey('dave');
     const dave = client(service.url, daveKey);
     const id = await createTask(dave, small, { width: 8 });
@@ -808,7 +813,8 @@ describe('revocation', () => {
       const overWs = wsSubscribe(ws, WatchTask, { id });
       const aliceStream = wsSubscribe(aliceWs, WatchTask, { id: aliceId });
       await Promise.all([overSse.waitFor(() => true), viaTicket.waitFor(() => true), overWs.waitFor(() => true), aliceStream.waitFor(() => true)]);
-      await new Promise((r) => setTimeout(r, 300)); // the dashboard has no first event
+      // The dashboards have no first event: they listen once the API counts all seven.
+      await until(liveCounts, (counts) => counts.subscriptions === 7, 10_000);
 
       const revoke = startProcess(SCRIPTS.key, testEnv(infra, { LOG_LEVEL: 'silent' }), ['revoke', 'dave']);
       expect(await revoke.exited).toBe(0);
