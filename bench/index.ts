@@ -3,9 +3,9 @@
 //   --quick         small sizes, to check that everything works (figures mean little)
 //   --only=a,c      run only these benchmarks (a: resize throughput, b: API latency under
 //                   load, c: pipeline overhead, d: fan-out, e: memory, f: security limits,
-//                   g: memory against image size)
+//                   g: memory against image size, h: PostgreSQL CPU per statement of a task)
 //   --profile       also write --cpu-prof profiles of the processes under test
-// Environment: BENCH_A_COUNT, BENCH_C_COUNT, BENCH_D_SIZES (sizes); BENCH_POSTGRES_URL (the
+// Environment: BENCH_A_COUNT, BENCH_C_COUNT, BENCH_D_SIZES, BENCH_H_COUNT (sizes); BENCH_POSTGRES_URL (the
 // server the benchmark databases are made on, e.g. over a Unix socket); BENCH_NODE_ARGS
 // (node flags for every process of the service under test, e.g. V8 heap settings).
 import { execSync } from 'node:child_process';
@@ -18,6 +18,7 @@ import { apiLatency } from './api-latency.ts';
 import { fanOut } from './fanout.ts';
 import { memory } from './memory.ts';
 import { pipelineOverhead } from './pipeline-overhead.ts';
+import { postgresCost } from './postgres-cost.ts';
 import { resizeThroughput } from './resize-throughput.ts';
 import { security } from './security.ts';
 import { uploadMemory } from './upload-memory.ts';
@@ -35,6 +36,7 @@ const BENCHMARKS: Record<string, (options: BenchOptions) => Promise<BenchResult>
   e: memory,
   f: security,
   g: uploadMemory,
+  h: postgresCost,
 };
 
 function machine() {
