@@ -58,7 +58,7 @@ export async function startApiServer(port: number, host: string): Promise<ApiSer
     // keep-alive connection whose body did end is left alone: the client may be using it for
     // its next request. (Node queues its close as `socket.destroy` on the socket's 'finish'
     // before our listener runs; checked on Node 20 and 24 by test/security.e2e.test.ts's
-    // chunked refusals.)
+    // chunked refusals. test/keep-alive.test.ts checks both halves of the rule.)
     response.once('finish', () => {
       if (request.complete) return;
       const socket = request.socket;
