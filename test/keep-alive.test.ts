@@ -83,55 +83,50 @@ function connection(port: number) {
 }
 
 const health = 'GET /health HTTP/1.1\r\nHost: test\r\n\r\n';
+/** The body the refused request declares: over MAX_REQUEST_BYTES. */
+const DECLARED = 2 * MAX_REQUEST_BYTES;
+
+/**
+ * A connection whose first request (headers only, declaring DECLARED bytes of body) was
+ * refused with 413 before any of its body was sent. The fake clock runs from before the
+ * request, so the linger's timer is on it; `test` runs with the connection, then both end.
+ */
+async function refusedEarly(test: (conn: ReturnType<typeof connection>) => Promise<void>) {
+  const key = await infra.createKey('early');
+  const conn = connection(api.port);
+  await new Promise<void>((resolve) => conn.socket.once('connect', resolve));
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  try {
+    conn.socket.write(
+      `POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nAuthorization: Bearer ${key}\r\n` +
+        `Content-Length: ${DECLARED}\r\n\r\n`,
+    );
+    const refused = await conn.response();
+    expect(refused?.status).toBe(413);
+    expect(refused?.headers).not.toMatch(/^connection: close/im);
+    await test(conn);
+  } finally {
+    vi.useRealTimers();
+    conn.socket.destroy();
+  }
+}
 
 describe('an answer sent before the body was read', () => {
-  it('keeps a keep-alive connection whose body did end usable past the linger', async () => {
-    const key = await infra.createKey('keepalive');
-    const declared = 2 * MAX_REQUEST_BYTES;
-    const { socket, response } = connection(api.port);
-    await new Promise<void>((resolve) => socket.once('connect', resolve));
-    // From here the linger's setTimeout is on the fake clock.
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    try {
-      socket.write(
-        `POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nAuthorization: Bearer ${key}\r\n` +
-          `Content-Length: ${declared}\r\n\r\n`,
-      );
-      const refused = await response();
-      expect(refused?.status).toBe(413);
-      expect(refused?.headers).not.toMatch(/^connection: close/im);
+  it('keeps a keep-alive connection whose body did end usable past the linger', () =>
+    refusedEarly(async ({ socket, response }) => {
       // The rest of the body, then a next request: its answer means the body was read to its end.
-      socket.write('x'.repeat(declared));
+      socket.write('x'.repeat(DECLARED));
       socket.write(health);
       expect((await response())?.status).toBe(200);
-
       vi.advanceTimersByTime(PAST_THE_LINGER_MS);
       socket.write(health);
       expect((await response())?.status, 'the connection was cut at the end of the linger').toBe(200);
-    } finally {
-      vi.useRealTimers();
-      socket.destroy();
-    }
-  });
+    }));
 
-  it('cuts a connection whose body is still coming at the end of the linger', async () => {
-    const key = await infra.createKey('trickle');
-    const declared = 2 * MAX_REQUEST_BYTES;
-    const { socket, response } = connection(api.port);
-    await new Promise<void>((resolve) => socket.once('connect', resolve));
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    try {
-      socket.write(
-        `POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nAuthorization: Bearer ${key}\r\n` +
-          `Content-Length: ${declared}\r\n\r\n`,
-      );
-      expect((await response())?.status).toBe(413);
-      socket.write('x'.repeat(declared / 2)); // and never the rest
+  it('cuts a connection whose body is still coming at the end of the linger', () =>
+    refusedEarly(async ({ socket, response }) => {
+      socket.write('x'.repeat(DECLARED / 2)); // and never the rest
       vi.advanceTimersByTime(PAST_THE_LINGER_MS);
       expect(await response(), 'the connection was closed').toBeNull();
-    } finally {
-      vi.useRealTimers();
-      socket.destroy();
-    }
-  });
+    }));
 });
