@@ -7,9 +7,9 @@ import path from 'node:path';
 import { GraphQLClient } from './lib/client.ts';
 import { photo } from './lib/images.ts';
 import { createInfra, memoryOf, processName, processTree, ROOT, startService } from './lib/infra.ts';
+import { doneProbe } from './lib/done-probe.ts';
 import type { BenchOptions, BenchResult } from './lib/report.ts';
 import { pool, round } from './lib/stats.ts';
-import { waitDone } from './resize-throughput.ts';
 
 export async function memory(options: BenchOptions): Promise<BenchResult> {
   const count = options.quick ? 4 : 16;
@@ -23,6 +23,7 @@ export async function memory(options: BenchOptions): Promise<BenchResult> {
 
   const infra = await createInfra('memory');
   const service = await startService(infra);
+  const probe = await doneProbe(infra.databaseUrl);
   try {
     const client = new GraphQLClient(service.url, await infra.createKey('bench'));
     const tree = () => processTree(service.pid).map((p) => ({ pid: p.pid, role: processName(p.pid) }));
@@ -30,7 +31,7 @@ export async function memory(options: BenchOptions): Promise<BenchResult> {
     options.log(`memory: ${count} uploads of ${(image.byteLength / 2 ** 20).toFixed(1)} MiB 6000x4000 photos`);
     // Uploads stream in 4 at a time while the workers resize the earlier ones.
     await pool(Array.from({ length: count }), 4, () => client.createTask(image, { width: 720, quality: 80 }, true));
-    await waitDone(infra, count);
+    await probe.waitDone(count);
     const peaks = tree().map(({ pid, role }) => ({ pid, role, ...memoryOf(pid) }));
     const peakOf = (role: string) => Math.max(...peaks.filter((p) => p.role === role).map((p) => p.peakMiB));
     const api = peakOf('tasklane-api');
@@ -48,6 +49,7 @@ export async function memory(options: BenchOptions): Promise<BenchResult> {
       notes: [],
     };
   } finally {
+    await probe.close();
     await service.stop();
     await infra.dispose();
   }

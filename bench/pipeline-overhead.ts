@@ -9,11 +9,11 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { GraphQLClient } from './lib/client.ts';
+import { doneProbe } from './lib/done-probe.ts';
 import { photo } from './lib/images.ts';
 import { cpuByRole, createInfra, diffRoles, REDIS_URL, ROOT, serverCpuMs, startService } from './lib/infra.ts';
 import type { BenchOptions, BenchResult } from './lib/report.ts';
 import { pool, round } from './lib/stats.ts';
-import { waitDone } from './resize-throughput.ts';
 
 function runJson<T>(script: string, args: string[]): T {
   const out = execFileSync(process.execPath, ['--import', 'tsx', script, ...args], { cwd: ROOT, encoding: 'utf8' });
@@ -40,17 +40,20 @@ export async function pipelineOverhead(options: BenchOptions): Promise<BenchResu
 
   const infra = await createInfra('overhead');
   const service = await startService(infra, {}, options.profile ? ['--cpu-prof', `--cpu-prof-dir=${options.workDir}/profiles/overhead`] : []);
+  const probe = await doneProbe(infra.databaseUrl);
   try {
     const client = new GraphQLClient(service.url, await infra.createKey('bench'));
     const warmup = options.quick ? 20 : 100;
     await pool(Array.from({ length: warmup }), 8, () => client.createTask(image, { width: 32 }, true));
-    await waitDone(infra, warmup);
+    await probe.waitDone(warmup);
     options.log(`tasklane: ${count} tiny tasks`);
     const cpuBefore = cpuByRole(service.pid);
     const serversBefore = serverCpuMs();
+    const probeBefore = probe.backendCpuMs();
     const t0 = Date.now();
     await pool(Array.from({ length: count }), 16, () => client.createTask(image, { width: 32 }, true));
-    await waitDone(infra, count + warmup);
+    await probe.waitDone(count + warmup);
+    const probeMs = probe.backendCpuMs() - probeBefore;
     const [{ last }] = await infra.sql<{ last: Date }>(`SELECT max("finishedAt") AS last FROM "Task"`);
     const serversAfter = serverCpuMs();
     const cpu = diffRoles(cpuByRole(service.pid), cpuBefore);
@@ -61,7 +64,8 @@ export async function pipelineOverhead(options: BenchOptions): Promise<BenchResu
     const beePerJob = bee.cpuMs / bee.jobs;
     const sharpPerOp = sharpRaw.cpuMs / count;
     const overhead = ours - beePerJob - sharpPerOp;
-    const postgresPerTask = (serversAfter.postgres - serversBefore.postgres) / count;
+    // Without the probe's own polling (bench/lib/done-probe.ts).
+    const postgresPerTask = (serversAfter.postgres - serversBefore.postgres - probeMs) / count;
     const redisPerTask = (serversAfter.redis - serversBefore.redis) / count;
     const notes: string[] = [];
     if (overhead > 2) {
@@ -81,13 +85,14 @@ export async function pipelineOverhead(options: BenchOptions): Promise<BenchResu
       ],
       details: {
         count,
-        tasklane: { ms, tasksPerSec, cpuMsPerTaskByProcess: perTask, postgresCpuMsPerTask: postgresPerTask, redisCpuMsPerTask: redisPerTask },
+        tasklane: { ms, tasksPerSec, cpuMsPerTaskByProcess: perTask, postgresCpuMsPerTask: postgresPerTask, probePostgresCpuMsPerTask: probeMs / count, redisCpuMsPerTask: redisPerTask },
         beeQueue: { ...bee, cpuMsPerJob: beePerJob, redisCpuMsPerJob: beeRedisMs / bee.jobs },
         sharp: { ...sharpRaw, cpuMsPerOp: sharpPerOp },
       },
       notes,
     };
   } finally {
+    await probe.close();
     await service.stop();
     await infra.dispose();
   }

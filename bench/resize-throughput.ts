@@ -9,7 +9,8 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GraphQLClient } from './lib/client.ts';
 import { photo } from './lib/images.ts';
-import { cpuByRole, createInfra, diffRoles, processTree, ROOT, serverCpuMs, sleep, startProcess, startService } from './lib/infra.ts';
+import { doneProbe } from './lib/done-probe.ts';
+import { cpuByRole, createInfra, diffRoles, processTree, ROOT, serverCpuMs, startProcess, startService } from './lib/infra.ts';
 import type { BenchOptions, BenchResult } from './lib/report.ts';
 import { pool, round } from './lib/stats.ts';
 
@@ -99,18 +100,21 @@ async function bareUploadCpuMs(image: Buffer, count: number, inFlight: number): 
 async function runTasklane(options: BenchOptions, image: Buffer, count: number, env: Record<string, string>, profile: boolean) {
   const infra = await createInfra('resize');
   const service = await startService(infra, env, profile ? ['--cpu-prof', `--cpu-prof-dir=${options.workDir}/profiles/resize`] : []);
+  const probe = await doneProbe(infra.databaseUrl);
   try {
     const client = new GraphQLClient(service.url, await infra.createKey('bench'));
     // Warm-up outside the measurement: the first requests compile resolvers, load codecs.
     await pool(Array.from({ length: 4 }), 2, () => client.createTask(image, { width: 720, quality: 80 }, true));
-    await waitDone(infra, 4);
+    await probe.waitDone(4);
     const cpuBefore = cpuByRole(service.pid);
     const serversBefore = serverCpuMs();
+    const probeBefore = probe.backendCpuMs();
     const t0 = Date.now();
     // Uploads are sent as fast as the API takes them (2 per core in flight).
     await pool(Array.from({ length: count }), options.cores * 2, () => client.createTask(image, { width: 720, quality: 80 }, true));
     const uploadedMs = Date.now() - t0;
-    await waitDone(infra, count + 4);
+    await probe.waitDone(count + 4);
+    const probeMs = probe.backendCpuMs() - probeBefore;
     const [{ last }] = await infra.sql<{ last: Date }>(`SELECT max("finishedAt") AS last FROM "Task"`);
     const cpu = diffRoles(cpuByRole(service.pid), cpuBefore);
     const serversAfter = serverCpuMs();
@@ -124,22 +128,15 @@ async function runTasklane(options: BenchOptions, image: Buffer, count: number, 
       notDone,
       cpuMsPerTask: Object.values(cpu).reduce((a, b) => a + b, 0) / count,
       cpuMsPerTaskByProcess: Object.fromEntries(Object.entries(cpu).map(([role, total]) => [role, round(total / count)])),
-      postgresCpuMsPerTask: (serversAfter.postgres - serversBefore.postgres) / count,
+      // Without the probe's own polling (bench/lib/done-probe.ts).
+      postgresCpuMsPerTask: (serversAfter.postgres - serversBefore.postgres - probeMs) / count,
+      probePostgresCpuMsPerTask: probeMs / count,
       redisCpuMsPerTask: (serversAfter.redis - serversBefore.redis) / count,
     };
   } finally {
+    await probe.close();
     await service.stop();
     await infra.dispose();
   }
 }
 
-/** Polls the database (not the API: the probe must not load what it measures). */
-export async function waitDone(infra: { sql: (text: string) => Promise<any[]> }, count: number, timeoutMs = 300_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const [{ finished }] = await infra.sql(`SELECT count(*)::int AS finished FROM "Task" WHERE "status" IN ('DONE', 'FAILED')`);
-    if (finished >= count) return;
-    if (Date.now() > deadline) throw new Error(`only ${finished} of ${count} tasks finished in ${timeoutMs} ms`);
-    await sleep(25);
-  }
-}

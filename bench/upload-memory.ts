@@ -8,9 +8,9 @@ import sharp from 'sharp';
 import { startS3 } from '../test/helpers/s3rver.ts';
 import { GraphQLClient } from './lib/client.ts';
 import { createInfra, memoryOf, processName, processTree, startService } from './lib/infra.ts';
+import { doneProbe } from './lib/done-probe.ts';
 import type { BenchOptions, BenchResult, Row } from './lib/report.ts';
 import { round } from './lib/stats.ts';
-import { waitDone } from './resize-throughput.ts';
 
 const MiB = 2 ** 20;
 const IN_FLIGHT = 4;
@@ -46,6 +46,7 @@ async function measure(image: Buffer, store: 'disk' | 's3', log: (message: strin
     MAX_UPLOAD_BYTES: String(40 * MiB),
     ...(s3 ? s3.env : infra.storageEnv),
   });
+  const probe = await doneProbe(infra.databaseUrl);
   try {
     const client = new GraphQLClient(service.url, await infra.createKey('bench'));
     const tree = () => processTree(service.pid).map((p) => ({ pid: p.pid, role: processName(p.pid) }));
@@ -54,13 +55,13 @@ async function measure(image: Buffer, store: 'disk' | 's3', log: (message: strin
     await client.request('mutation ($id: ID!) { runTask(id: $id) { __typename } }', {
       id: await client.createTask(await sharp({ create: { width: 64, height: 64, channels: 3, background: '#888' } }).jpeg().toBuffer(), { width: 32 }, false),
     });
-    await waitDone(infra, 1);
+    await probe.waitDone(1);
     const apiIdleMiB = Math.max(0, ...tree().filter((p) => p.role === 'tasklane-api').map((p) => memoryOf(p.pid).rssMiB));
     log(`upload memory (${store}): ${IN_FLIGHT} uploads of ${(image.byteLength / MiB).toFixed(1)} MiB in flight`);
     const ids = await Promise.all(Array.from({ length: IN_FLIGHT }, () => client.createTask(image, { width: 720, quality: 80 }, false)));
     const apiPeakMiB = peakOf('tasklane-api');
     for (const id of ids) await client.request('mutation ($id: ID!) { runTask(id: $id) { __typename } }', { id });
-    await waitDone(infra, 1 + IN_FLIGHT);
+    await probe.waitDone(1 + IN_FLIGHT);
     const [{ done }] = await infra.sql(`SELECT count(*)::int AS done FROM "Task" WHERE status = 'DONE'`);
     if (done !== 1 + IN_FLIGHT) throw new Error(`only ${done} of ${1 + IN_FLIGHT} tasks are DONE`);
     return {
@@ -72,6 +73,7 @@ async function measure(image: Buffer, store: 'disk' | 's3', log: (message: strin
       executorPeakMiB: peakOf('tasklane-executor'),
     };
   } finally {
+    await probe.close();
     await service.stop();
     await s3?.close();
     await infra.dispose();

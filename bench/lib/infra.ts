@@ -147,6 +147,11 @@ function readStat(pid: number): ProcStat | null {
   }
 }
 
+/** CPU ms a process has used so far (0 once it is gone). */
+export function cpuMsOf(pid: number): number {
+  return readStat(pid)?.cpuMs ?? 0;
+}
+
 /** `root` and all its descendants, with their names (process.title) and CPU time so far. */
 export function processTree(root: number): ProcStat[] {
   const all = readdirSync('/proc')
