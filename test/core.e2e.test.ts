@@ -8,6 +8,7 @@ import { graphql } from './gql/index.ts';
 import { client, until, type Client } from './helpers/client.ts';
 import { photo, rotatedJpeg } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
+import { scrape } from './helpers/prometheus.ts';
 import { SCRIPTS, startProcess, startService, testEnv, type Service } from './helpers/service.ts';
 import { createTask } from './helpers/tasks.ts';
 
@@ -405,8 +406,9 @@ describe('concurrency', () => {
     );
     const deleted = await alice.request(DeleteTask, { id });
     expect(deleted.data?.deleteTask).toEqual({ __typename: 'Task', id, status: 'DELETED', source: null, result: null, resultOfJob: null });
-    // Give the worker time to finish its (now discarded) work.
-    await new Promise((r) => setTimeout(r, 2500));
+    // The worker's delivery has ended (its writes refused, its result's blob removed) once no
+    // job is active: bee-queue keeps the job active until the worker's handler has returned.
+    await until(() => scrape(service.url), (m) => m.has('tasklane_queue_jobs', { state: 'active' }) && m.sum('tasklane_queue_jobs', { state: 'active' }) === 0, 60_000);
     const after = (await alice.request(GetTask, { id })).data!.task;
     if (after.__typename !== 'Task') throw new Error('not a task');
     expect(after.status).toBe('DELETED');

@@ -6,7 +6,16 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { graphql } from './gql/index.ts';
 import { client, until, type Client } from './helpers/client.ts';
-import { flushPrefix, killRedisClients, taskFacts, terminateBackends } from './helpers/faults.ts';
+import {
+  backendPids,
+  flushPrefix,
+  killRedisClients,
+  killRedisClientsNamed,
+  redisClientNames,
+  taskFacts,
+  terminateBackendPids,
+  terminateBackends,
+} from './helpers/faults.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { privateRedis, tcpProxy, type PrivateRedis, type TcpProxy } from './helpers/outage.ts';
@@ -82,6 +91,17 @@ async function someRunningSomeQueued(ids: string[]) {
 
 const expectAllDoneOnce = (ids: string[]) => expectAllDoneOnceIn(sql, ids);
 
+/** Whether `names` holds each of `wanted` at least as often as `wanted` does. */
+function holdsAll(names: string[], wanted: string[]): boolean {
+  const left = new Map<string, number>();
+  for (const name of names) left.set(name, (left.get(name) ?? 0) + 1);
+  return wanted.every((name) => {
+    const n = left.get(name) ?? 0;
+    left.set(name, n - 1);
+    return n > 0;
+  });
+}
+
 async function readiness(): Promise<{ status: number; body: Record<string, unknown> }> {
   const response = await fetch(`${service.url}/ready`);
   return { status: response.status, body: await response.json() };
@@ -98,8 +118,10 @@ describe('Redis', () => {
   it('has every connection killed (CLIENT KILL) mid-run, twice: the processes reconnect, tasks complete once', async () => {
     const ids = await submitMany(4);
     await someRunningSomeQueued(ids);
-    expect(await killRedisClients(redis.client, infra.redisPrefix)).toBeGreaterThanOrEqual(5);
-    await new Promise((r) => setTimeout(r, 1500));
+    const killed = await killRedisClientsNamed(redis.client, infra.redisPrefix);
+    expect(killed.length).toBeGreaterThanOrEqual(5);
+    // The second time, once the processes have reconnected: every connection killed is back.
+    await until(() => redisClientNames(redis.client, infra.redisPrefix), (names) => holdsAll(names, killed), 30_000);
     await killRedisClients(redis.client, infra.redisPrefix);
     await expectAllDoneOnce(ids);
     expect((await readiness()).status).toBe(200);
@@ -114,7 +136,8 @@ describe('Redis', () => {
     expect(down.body.redis).not.toBe('ok');
     // PostgreSQL is the truth: accepting work does not need Redis.
     const during = await submit(alice, image, MEDIUM);
-    await new Promise((r) => setTimeout(r, 1000));
+    // Accepted, and its enqueue failed (the API tried before it answered): only the reconciler can enqueue it now.
+    await service.waitFor(new RegExp(`"taskId":"${during}"[^\\n]*enqueue failed`), 10_000);
     await redis.start();
     await expectAllDoneOnce([...before, during]);
     await until(readiness, (r) => r.status === 200, 30_000);
@@ -125,8 +148,10 @@ describe('PostgreSQL', () => {
   it('has every backend terminated mid-run, twice: the processes reconnect, tasks complete once', async () => {
     const ids = await submitMany(4);
     await someRunningSomeQueued(ids);
-    expect(await terminateBackends(infra.databaseUrl)).toBeGreaterThan(0);
-    await new Promise((r) => setTimeout(r, 1500));
+    const terminated = await terminateBackendPids(infra.databaseUrl);
+    expect(terminated.length).toBeGreaterThan(0);
+    // The second time, once the processes have reconnected: a backend the first round did not end.
+    await until(() => backendPids(infra.databaseUrl), (pids) => pids.some((pid) => !terminated.includes(pid)), 30_000);
     await terminateBackends(infra.databaseUrl);
     await expectAllDoneOnce(ids);
     expect((await readiness()).status).toBe(200);

@@ -11,7 +11,7 @@ import { client, until, type Client } from './helpers/client.ts';
 import { childPids } from './helpers/faults.ts';
 import { photo, pngBomb } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
-import { reserveStream, singleConnection } from './helpers/live.ts';
+import { countsReach, NOTHING_OPEN, reserveStream, singleConnection, within } from './helpers/live.ts';
 import { postChunks, sse, sseSingle, ws } from './helpers/security-clients.ts';
 import { SCRIPTS, startProcess, startService, testEnv, type Service } from './helpers/service.ts';
 import { createTask } from './helpers/tasks.ts';
@@ -140,9 +140,10 @@ describe('tenancy', () => {
   });
 
   it("tasksUpdated carries only the caller's own tasks", async () => {
+    await countsReach(service.url, NOTHING_OPEN);
     const dashboard = await sse(service.url, mallory.key!, TASKS_UPDATED);
     const dashboardWs = ws(service.url, mallory.key!, TASKS_UPDATED);
-    await new Promise((r) => setTimeout(r, 500)); // both subscribed (no event is lost after this)
+    await countsReach(service.url, { subscriptions: 2 }, 10_000); // both subscribed (no event is lost after this)
     // Alice's changes come first: if they leaked, they would arrive before mallory's own.
     const alices = [await createTask(alice, await photo(16, 16), { width: 4 }, true)];
     await settled(alice, alices[0]);
@@ -224,10 +225,11 @@ describe('image URLs', () => {
 describe('API keys', () => {
   it('revoking with the CLI ends open SSE (both modes) and WebSocket subscriptions at once, with UNAUTHENTICATED', async () => {
     const key = await infra.createKey('dave');
+    await countsReach(service.url, NOTHING_OPEN);
     const overSse = await sse(service.url, key, TASKS_UPDATED);
     const overSingle = sseSingle(service.url, key, TASKS_UPDATED);
     const overWs = ws(service.url, key, TASKS_UPDATED);
-    await new Promise((r) => setTimeout(r, 500));
+    await countsReach(service.url, { subscriptions: 3 }, 10_000); // all three listen for the revocation
     const revoke = startProcess(SCRIPTS.key, testEnv(infra, { LOG_LEVEL: 'silent' }), ['revoke', 'dave']);
     expect(await revoke.exited).toBe(0);
     await Promise.all([overSse.ended, overSingle.ended, overWs.ended]);
@@ -624,20 +626,23 @@ describe('quota and rate limit, across two API processes', () => {
     expect(burst.filter((r) => r.status !== 200).every((r) => r.status === 429)).toBe(true);
     expect((await post(urls[1], other, query)).status).toBe(200);
 
-    // Subscriptions count too. (Drain the bucket right before: it refills as time passes.)
+    // Subscriptions count too. (Drain the bucket right before: it refills as time passes.) To a
+    // task that does not exist: let through, it is refused as missing, so either way it ends at
+    // once, and its error says whether the limit refused it.
     let subscribed;
     for (let attempt = 0; attempt < 3; attempt++) {
       await Promise.all(Array.from({ length: 3 }, () => post(urls[1], key, query)));
-      subscribed = ws(urls[0], key, TASKS_UPDATED);
-      await Promise.race([subscribed.ended, new Promise((r) => setTimeout(r, 3000))]);
+      subscribed = ws(urls[0], key, TASK_UPDATED, { id: randomUUID() });
+      await within(subscribed.ended, 10_000, 'the subscription to be refused');
       subscribed.close();
-      if (subscribed.messages[0]?.errors) break;
+      if (subscribed.messages[0]?.errors?.[0].extensions?.code === 'RATE_LIMITED') break;
     }
     expect(subscribed!.messages[0].errors![0]).toMatchObject({ extensions: { code: 'RATE_LIMITED' } });
 
     // After Retry-After, a request is let through again.
     const refused = await post(urls[0], key, query);
     expect(refused.status).toBe(429);
+    // A wait of Retry-After itself, not for a state: that this long suffices is what is checked.
     await new Promise((r) => setTimeout(r, Number(refused.headers.get('retry-after')) * 1000 + 200));
     expect((await post(urls[1], key, query)).status).toBe(200);
   });

@@ -10,7 +10,19 @@ import { graphql } from './gql/index.ts';
 import { client, until, type Client } from './helpers/client.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
-import { expectOrdered, reserveStream, singleConnection, sse, within, wsClient, wsSubscribe, type SseStream, type WsStream } from './helpers/live.ts';
+import {
+  countsReach,
+  expectOrdered,
+  NOTHING_OPEN,
+  reserveStream,
+  singleConnection,
+  sse,
+  within,
+  wsClient,
+  wsSubscribe,
+  type SseStream,
+  type WsStream,
+} from './helpers/live.ts';
 import { startRedisProxy, type RedisProxy } from './helpers/redis-proxy.ts';
 import { SCRIPTS, startService, type Service } from './helpers/service.ts';
 import { createTask } from './helpers/tasks.ts';
@@ -76,6 +88,15 @@ async function clientList(): Promise<ClientEntry[]> {
     .map((c) => ({ id: c.id, addr: c.addr, name: c.name, sub: Number(c.sub) }));
 }
 
+/**
+ * Waits until no API (the first, the second, and `others`) has a subscription or stream open.
+ * Each one's own counts are live in its /metrics (the others' are their last snapshots): once
+ * every one shows none, whatever a test opens next is all there is.
+ */
+function nothingOpen(...others: Service[]) {
+  return Promise.all([first, second, ...others].map((api) => countsReach(api.url, NOTHING_OPEN)));
+}
+
 /** The second API's pub/sub subscriber connection: by its name and the proxy's ports. */
 async function secondSubscriber(): Promise<ClientEntry | undefined> {
   const ports = proxy.upstreamPorts();
@@ -84,6 +105,7 @@ async function secondSubscriber(): Promise<ClientEntry | undefined> {
 
 describe('two API processes on one database and Redis', () => {
   it('the second delivers (SSE and WebSocket) the whole life of a task run through the first', async () => {
+    await nothingOpen();
     const id = await createTask(viaFirst, big, { width: 1200, format: 'PNG' });
     const overSse = await sse(second.url, WatchTask, { id }, { key });
     const ws = wsClient(second.url, key);
@@ -91,7 +113,8 @@ describe('two API processes on one database and Redis', () => {
       const overWs = wsSubscribe(ws, WatchTask, { id });
       const dashboard = wsSubscribe(ws, WatchTasks, {});
       await Promise.all([overSse.waitFor(() => true), overWs.waitFor(() => true)]);
-      await new Promise((r) => setTimeout(r, 300)); // the dashboard has no first event
+      // The dashboard has no first event: it listens once the second counts all three.
+      await countsReach(second.url, { subscriptions: 3 }, 10_000);
       expect((await viaFirst.request(RunTask, { id })).data?.runTask).toMatchObject({ status: 'QUEUED' });
       await within(overSse.ended, 60_000, 'the SSE stream on the second API to end');
       expect(await within(overWs.ended, 60_000, 'the WS stream on the second API to end')).toBe('complete');
@@ -255,17 +278,23 @@ describe('the subscriber connection cut', () => {
   });
 
   it('kept off Redis while the task finishes (its message lost for sure): the final state arrives once the connection is back', async () => {
+    await nothingOpen();
     const id = await createTask(viaFirst, small, { width: 16 });
     const overSse = await sse(second.url, WatchTask, { id }, { key });
     const dashboard = await sse(second.url, WatchTasks, {}, { key });
     const ws = wsClient(second.url, key);
     let overWs: WsStream | undefined;
+    let onFirst: SseStream | undefined;
     const streams: (SseStream | WsStream)[] = [];
     try {
       overWs = wsSubscribe(ws, WatchTask, { id });
       await Promise.all([overSse.waitFor(() => true), overWs.waitFor(() => true)]);
       streams.push(overSse, overWs);
-      await new Promise((r) => setTimeout(r, 300)); // the dashboard has no first event
+      // The dashboard has no first event: it listens once the second counts all three.
+      await countsReach(second.url, { subscriptions: 3 }, 10_000);
+      // The first hears what the second must not: its watch shows the change went through Redis.
+      onFirst = await sse(first.url, WatchTask, { id }, { key });
+      await onFirst.waitFor(() => true);
       const subscriber = await secondSubscriber();
       expect(subscriber?.sub).toBeGreaterThan(0);
 
@@ -274,13 +303,8 @@ describe('the subscriber connection cut', () => {
       const cutAt = performance.now();
       // The whole life happens while the second API cannot hear about it.
       await viaFirst.request(RunTask, { id });
-      await until(
-        () => infra.sql<{ status: string }>(`SELECT status FROM "Task" WHERE id = $1`, [id]),
-        ([row]) => row.status === 'DONE',
-        30_000,
-        20,
-      );
-      await new Promise((r) => setTimeout(r, 500));
+      await within(onFirst.ended, 30_000, "the first API's watch to end");
+      expect(states(onFirst).at(-1)).toMatchObject({ status: 'DONE' }); // published: the second would have had it by now
       expect(await secondSubscriber()).toBeUndefined(); // really still cut off
       for (const stream of streams) expect(states(stream).map((s) => s.status)).toEqual(['CREATED']);
       expect(dashboard.results).toEqual([]);
@@ -307,6 +331,7 @@ describe('the subscriber connection cut', () => {
       await dashboard.waitFor(isDone(later, 'tasksUpdated'), 30_000);
     } finally {
       proxy.unblock();
+      onFirst?.close();
       overSse.close();
       dashboard.close();
       await ws.dispose();
@@ -319,12 +344,14 @@ describe('a change message lost while the subscriber stays connected', () => {
     const third = await startService(infra, { LIVE_RESYNC_INTERVAL_MS: '300' }, SCRIPTS.api);
     const ws = wsClient(third.url, key);
     try {
+      await nothingOpen(third);
       const id = await createTask(viaFirst, small, { width: 8 });
       const overSse = await sse(third.url, WatchTask, { id }, { key });
       const overWs = wsSubscribe(ws, WatchTask, { id });
       const dashboard = await sse(third.url, WatchTasks, {}, { key });
       await Promise.all([overSse.waitFor(() => true), overWs.waitFor(() => true)]);
-      await new Promise((r) => setTimeout(r, 300)); // the dashboard has no first event
+      // The dashboard has no first event: it listens once the third counts all three.
+      await countsReach(third.url, { subscriptions: 3 }, 10_000);
       // A change nobody announces: as if its publisher had died between commit and publish.
       await infra.sql(
         `WITH t AS (UPDATE "Task" SET "status" = 'DELETED', "version" = "version" + 1, "updatedAt" = now() WHERE "id" = $1 RETURNING *)

@@ -9,8 +9,7 @@ import { graphql } from './gql/index.ts';
 import { client, until, type Client } from './helpers/client.ts';
 import { photo } from './helpers/images.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
-import { expectOrdered, reserveStream, singleConnection, sse, within, wsClient, wsSubscribe } from './helpers/live.ts';
-import { parsePrometheus } from './helpers/prometheus.ts';
+import { countsReach, expectOrdered, liveCounts, NOTHING_OPEN, reserveStream, singleConnection, sse, within, wsClient, wsSubscribe } from './helpers/live.ts';
 import { SCRIPTS, startProcess, startService, testEnv, type Service } from './helpers/service.ts';
 import { createTask } from './helpers/tasks.ts';
 
@@ -213,13 +212,13 @@ describe('taskUpdated', () => {
 
 describe('tasksUpdated', () => {
   it("delivers every change of the caller's own tasks, never another key's, filtered by status on demand", async () => {
-    await countsReach(NOTHING_OPEN);
+    await countsReach(service.url, NOTHING_OPEN);
     const everything = await sse(service.url, WatchTasks, {}, { key: alice.key });
     const ws = wsClient(service.url, alice.key);
     try {
       const onlyDone = wsSubscribe(ws, WatchTasks, { status: ['DONE'] });
       // Both listen once the API counts them (no event comes before a change).
-      await until(liveCounts, (counts) => counts.subscriptions === 2, 10_000);
+      await countsReach(service.url, { subscriptions: 2 }, 10_000);
       const foreign = await createTask(mallory, small, { width: 8 });
       const foreignWatch = await sse(service.url, WatchTask, { id: foreign }, { key: mallory.key });
       await mallory.request(RunTask, { id: foreign });
@@ -460,7 +459,7 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
   const unauthenticated = { errors: [expect.objectContaining({ extensions: { code: 'UNAUTHENTICATED' } })] };
 
   it('one stream carries several operations: the whole life of a task, a dashboard, a query; DELETE stops one, the rest go on', async () => {
-    await countsReach(NOTHING_OPEN);
+    await countsReach(service.url, NOTHING_OPEN);
     const reserved = await reserveStream(service.url, alice.key);
     expect([reserved.status, reserved.headers.get('content-type')]).toEqual([201, 'text/plain; charset=utf-8']);
     const token = await reserved.text();
@@ -473,7 +472,7 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
       expect((await stream.start('watch', WatchTask, { id })).status).toBe(202);
       expect((await stream.start('dashboard', WatchTasks, {})).status).toBe(202);
       expect((await stream.waitFor('watch', () => true)).data?.taskUpdated).toMatchObject({ id, status: 'CREATED' });
-      await until(liveCounts, (counts) => counts.subscriptions === 2, 10_000);
+      await countsReach(service.url, { subscriptions: 2 }, 10_000);
 
       await runBehindBlocker(alice, id);
       await stream.waitForComplete('watch');
@@ -488,7 +487,7 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
 
       // DELETE ends the dashboard's subscription (no `complete`: the client asked), the stream stays.
       expect((await stream.stop('dashboard')).status).toBe(200);
-      await until(liveCounts, (counts) => counts.subscriptions === 0, 10_000);
+      await countsReach(service.url, { subscriptions: 0 }, 10_000);
       expect(stream.completed('dashboard')).toBe(false);
       // Queries and mutations go over the stream too.
       expect((await stream.start('query', GetTask, { id })).status).toBe(202);
@@ -500,7 +499,7 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
     } finally {
       stream.close();
     }
-    await countsReach(NOTHING_OPEN, 10_000);
+    await countsReach(service.url, NOTHING_OPEN, 10_000);
   });
 
   it('graphql-sse\'s own client: a refusal (bad id) arrives as an error result, and the client completes', async () => {
@@ -672,26 +671,9 @@ describe('SSE single-connection mode (graphql-sse: singleConnection: true)', () 
   });
 });
 
-/** Source streams open in the API (shared by identical subscriptions), and the subscriptions. */
-async function liveCounts() {
-  const metrics = parsePrometheus(await (await fetch(`${service.url}/metrics`)).text());
-  return { streams: metrics.sum('tasklane_subscription_streams'), subscriptions: metrics.sum('tasklane_active_subscriptions') };
-}
-
-/** What every test leaves once its clients are gone: no subscription, no stream. */
-const NOTHING_OPEN = { streams: 0, subscriptions: 0 };
-
-/**
- * Waits until liveCounts are `expected`. The API sees a client leave when its connection
- * closes, so an earlier test's streams may still be closing when the next one starts.
- */
-function countsReach(expected: { streams: number; subscriptions: number }, timeoutMs = 30_000) {
-  return until(liveCounts, (counts) => counts.streams === expected.streams && counts.subscriptions === expected.subscriptions, timeoutMs);
-}
-
 describe('identical subscriptions', () => {
   it('share one stream: each subscriber gets the whole life; a late one starts from the current state; one leaving disturbs nobody', async () => {
-    await countsReach(NOTHING_OPEN);
+    await countsReach(service.url, NOTHING_OPEN);
     const id = await createTask(alice, big, { width: 1600, format: 'PNG' });
     const overSse = await Promise.all(Array.from({ length: 4 }, () => sse(service.url, WatchTask, { id }, { key: alice.key })));
     const ws = wsClient(service.url, alice.key);
@@ -703,7 +685,7 @@ describe('identical subscriptions', () => {
       await Promise.all(all.map((stream) => stream.waitFor(() => true)));
       await within(foreign.ended, 10_000, 'the foreign subscription to be refused');
       expect(foreign.results[0].errors?.[0].extensions?.code).toBe('TASK_DOES_NOT_EXIST');
-      expect(await liveCounts()).toEqual({ streams: 1, subscriptions: 8 });
+      expect(await liveCounts(service.url)).toEqual({ streams: 1, subscriptions: 8 });
 
       overSse[0].close(); // leaves before anything happens
       overWs[0].stop();
@@ -728,7 +710,7 @@ describe('identical subscriptions', () => {
         expect(states.at(-1)!.status).toBe('DONE');
         expectOrdered(states);
       }
-      await countsReach(NOTHING_OPEN, 10_000);
+      await countsReach(service.url, NOTHING_OPEN, 10_000);
     } finally {
       for (const stream of overSse) stream.close();
       foreign.close();
@@ -755,7 +737,7 @@ describe('identical subscriptions', () => {
   });
 
   it('leave nothing behind when their clients go away at once, even mid-subscribe', async () => {
-    await countsReach(NOTHING_OPEN);
+    await countsReach(service.url, NOTHING_OPEN);
     const id = await createTask(alice, small, { width: 8 });
     // Abort after 0–20 ms: some while the request is read, some while it subscribes, some streaming.
     await Promise.all(
@@ -773,11 +755,11 @@ describe('identical subscriptions', () => {
           .catch(() => {});
       }),
     );
-    await countsReach(NOTHING_OPEN, 10_000);
+    await countsReach(service.url, NOTHING_OPEN, 10_000);
   });
 
   it('leave nothing behind in single-connection mode either: a stream closed with operations running, or an operation started as it closes', async () => {
-    await countsReach(NOTHING_OPEN);
+    await countsReach(service.url, NOTHING_OPEN);
     const id = await createTask(alice, small, { width: 8 });
     await Promise.all(
       Array.from({ length: 10 }, async (_, i) => {
@@ -788,13 +770,13 @@ describe('identical subscriptions', () => {
         await Promise.allSettled(started);
       }),
     );
-    await countsReach(NOTHING_OPEN, 10_000);
+    await countsReach(service.url, NOTHING_OPEN, 10_000);
   });
 });
 
 describe('revocation', () => {
   it('`npm run key -- revoke` ends the open subscriptions of that name (SSE in both modes, WebSocket), and only those', async () => {
-    await countsReach(NOTHING_OPEN);
+    await countsReach(service.url, NOTHING_OPEN);
     const daveKey = await infra.createKey('dave');
     const dave = client(service.url, daveKey);
     const id = await createTask(dave, small, { width: 8 });
@@ -814,7 +796,7 @@ describe('revocation', () => {
       const aliceStream = wsSubscribe(aliceWs, WatchTask, { id: aliceId });
       await Promise.all([overSse.waitFor(() => true), viaTicket.waitFor(() => true), overWs.waitFor(() => true), aliceStream.waitFor(() => true)]);
       // The dashboards have no first event: they listen once the API counts all seven.
-      await until(liveCounts, (counts) => counts.subscriptions === 7, 10_000);
+      await countsReach(service.url, { subscriptions: 7 }, 10_000);
 
       const revoke = startProcess(SCRIPTS.key, testEnv(infra, { LOG_LEVEL: 'silent' }), ['revoke', 'dave']);
       expect(await revoke.exited).toBe(0);

@@ -18,31 +18,68 @@ export async function flushPrefix(redis: Redis, prefix: string): Promise<number>
   return deleted;
 }
 
-/** CLIENT KILLs every connection named after `prefix` (all of Tasklane's are). */
-export async function killRedisClients(redis: Redis, prefix: string): Promise<number> {
+/** The connections named after `prefix` (all of Tasklane's are), from CLIENT LIST. */
+async function prefixClients(redis: Redis, prefix: string): Promise<{ id: string; name: string }[]> {
   const list = (await redis.call('CLIENT', 'LIST')) as string;
-  let killed = 0;
-  for (const line of list.split('\n')) {
-    const fields = Object.fromEntries(line.split(' ').map((pair) => pair.split('=', 2) as [string, string]));
-    if (fields.name?.startsWith(`${prefix}:`)) {
-      killed += Number(await redis.call('CLIENT', 'KILL', 'ID', fields.id));
-    }
+  return list
+    .split('\n')
+    .map((line) => Object.fromEntries(line.split(' ').map((pair) => pair.split('=', 2) as [string, string])))
+    .filter((fields) => fields.name?.startsWith(`${prefix}:`))
+    .map((fields) => ({ id: fields.id, name: fields.name }));
+}
+
+/** The names of the connections named after `prefix`, one per connection. */
+export async function redisClientNames(redis: Redis, prefix: string): Promise<string[]> {
+  return (await prefixClients(redis, prefix)).map((c) => c.name);
+}
+
+/** CLIENT KILLs every connection named after `prefix`; resolves with the names of those killed. */
+export async function killRedisClientsNamed(redis: Redis, prefix: string): Promise<string[]> {
+  const killed: string[] = [];
+  for (const { id, name } of await prefixClients(redis, prefix)) {
+    if (Number(await redis.call('CLIENT', 'KILL', 'ID', id)) === 1) killed.push(name);
   }
   return killed;
 }
 
+/** CLIENT KILLs every connection named after `prefix` (all of Tasklane's are); resolves with how many. */
+export async function killRedisClients(redis: Redis, prefix: string): Promise<number> {
+  return (await killRedisClientsNamed(redis, prefix)).length;
+}
+
+/** The backends connected to database $1 but ours and those of application_name $2. */
+const OTHER_BACKENDS = `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> $2`;
+
+/** Pids of the backends connected to `databaseUrl`'s database but ours (`spare` = application_name). */
+export async function backendPids(databaseUrl: string, spare = 'tasklane-test'): Promise<number[]> {
+  return withAdmin(databaseUrl, async (admin, database) => {
+    const { rows } = await admin.query<{ pid: number }>(OTHER_BACKENDS, [database, spare]);
+    return rows.map((row) => row.pid);
+  });
+}
+
+/** pg_terminate_backend on every connection to `databaseUrl`'s database but ours; resolves with the pids ended. */
+export async function terminateBackendPids(databaseUrl: string, spare = 'tasklane-test'): Promise<number[]> {
+  return withAdmin(databaseUrl, async (admin, database) => {
+    // Materialized, so that no other condition can come after pg_terminate_backend.
+    const { rows } = await admin.query<{ pid: number }>(
+      `WITH other AS MATERIALIZED (${OTHER_BACKENDS}) SELECT pid FROM other WHERE pg_terminate_backend(pid)`,
+      [database, spare],
+    );
+    return rows.map((row) => row.pid);
+  });
+}
+
 /** pg_terminate_backend on every connection to `databaseUrl`'s database but ours (`spare` = application_name). */
 export async function terminateBackends(databaseUrl: string, spare = 'tasklane-test'): Promise<number> {
-  const database = decodeURIComponent(new URL(databaseUrl).pathname.slice(1));
+  return (await terminateBackendPids(databaseUrl, spare)).length;
+}
+
+async function withAdmin<T>(databaseUrl: string, work: (admin: pg.Client, database: string) => Promise<T>): Promise<T> {
   const admin = new pg.Client({ connectionString: databaseUrl });
   await admin.connect();
   try {
-    const { rows } = await admin.query(
-      `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
-       WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> $2`,
-      [database, spare],
-    );
-    return rows[0].n;
+    return await work(admin, decodeURIComponent(new URL(databaseUrl).pathname.slice(1)));
   } finally {
     await admin.end();
   }

@@ -4,6 +4,8 @@ import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print, type ExecutionResult } from 'graphql';
 import { createClient, type Client as WsClient } from 'graphql-ws';
 import WebSocket from 'ws';
+import { until } from './client.ts';
+import { scrape } from './prometheus.ts';
 
 export interface SseEvent {
   event: string;
@@ -317,6 +319,36 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
       timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
     }),
   ]);
+}
+
+export interface LiveCounts {
+  /** Source streams open (identical subscriptions of one owner share one). */
+  streams: number;
+  /** Open subscriptions: each counted once its resolver returned, i.e. once it listens on Redis. */
+  subscriptions: number;
+}
+
+/**
+ * The deployment's live counts as the API at `baseUrl` sees them: its own, live, plus every
+ * other process's latest snapshot (pushed every METRICS_PUSH_INTERVAL_MS). So a count is
+ * exact for the subscriptions on that API, and for another API's only once it has pushed.
+ */
+export async function liveCounts(baseUrl: string): Promise<LiveCounts> {
+  const metrics = await scrape(baseUrl);
+  return { streams: metrics.sum('tasklane_subscription_streams'), subscriptions: metrics.sum('tasklane_active_subscriptions') };
+}
+
+/** What every test leaves once its clients are gone: no subscription, no stream. */
+export const NOTHING_OPEN: LiveCounts = { streams: 0, subscriptions: 0 };
+
+/**
+ * Waits until the live counts seen at `baseUrl` are `expected` (the counts it names). The
+ * API sees a client leave when its connection closes, so an earlier test's streams may
+ * still be closing when the next one starts.
+ */
+export function countsReach(baseUrl: string, expected: Partial<LiveCounts>, timeoutMs = 30_000): Promise<LiveCounts> {
+  const names = Object.keys(expected) as (keyof LiveCounts)[];
+  return until(() => liveCounts(baseUrl), (counts) => names.every((name) => counts[name] === expected[name]), timeoutMs);
 }
 
 type TaskState = { status: string; version: number; progress: number };

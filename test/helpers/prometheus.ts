@@ -43,3 +43,10 @@ export function parsePrometheus(text: string): Exposition {
     has: (name, labels) => matching(name, labels).length > 0,
   };
 }
+
+/** An API's /metrics, parsed: its own live metrics merged with the other processes' latest snapshots (src/metrics.ts). */
+export async function scrape(baseUrl: string): Promise<Exposition> {
+  const response = await fetch(`${baseUrl}/metrics`);
+  if (!response.ok) throw new Error(`GET /metrics: HTTP ${response.status}`);
+  return parsePrometheus(await response.text());
+}
