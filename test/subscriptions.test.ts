@@ -831,6 +831,8 @@ describe('revocation', () => {
       await alice.request(DeleteTask, { id: aliceId });
       expect(await within(aliceStream.ended, 10_000, "alice's stream to end with DELETED")).toBe('complete');
       expect(statesOf(aliceStream.results).map((s) => s.status)).toEqual(['CREATED', 'DELETED']);
+      // Every subscription ended (the revoked ones with an error): the API counts none open.
+      await countsReach(service.url, NOTHING_OPEN, 10_000);
     } finally {
       single.close();
       overSse.close();

@@ -226,19 +226,53 @@ export function graphqlMetricsPlugin(): Plugin {
     onSubscribe({ args }) {
       const { field } = operationOf(args.document, args.operationName);
       return {
-        onSubscribeResult({ result }) {
+        onSubscribeResult({ result, setResult }) {
           if (!(Symbol.asyncIterator in Object(result))) return; // refused before streaming
           activeSubscriptions.inc({ field });
-          let ended = false;
-          return {
-            onEnd() {
-              if (ended) return;
-              ended = true;
-              activeSubscriptions.dec({ field });
-            },
-          };
+          // Not envelop's onEnd: it misses a stream that ends by throwing (a revoked key's),
+          // which then stayed counted for good (checked against @envelop/core 5.6.1).
+          setResult(onceEnded(result as AsyncIterable<unknown>, () => activeSubscriptions.dec({ field })) as typeof result);
         },
       };
+    },
+  };
+}
+
+/**
+ * `source`, calling `ended` once when it ends in any way: done, cancelled (return), or
+ * failed (next rejects, throw). A plain iterator, not an async generator: a generator's
+ * return() would wait for a pending next(), and an idle subscription could not be cancelled.
+ */
+function onceEnded<T>(source: AsyncIterable<T>, ended: () => void): AsyncIterableIterator<T> {
+  const iterator = source[Symbol.asyncIterator]();
+  let over = false;
+  const end = () => {
+    if (over) return;
+    over = true;
+    ended();
+  };
+  return {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    next: () =>
+      iterator.next().then(
+        (step) => {
+          if (step.done) end();
+          return step;
+        },
+        (error: unknown) => {
+          end();
+          throw error;
+        },
+      ),
+    return: (value?: unknown) => {
+      end();
+      return iterator.return?.(value) ?? Promise.resolve({ done: true as const, value: value as T });
+    },
+    throw: (error?: unknown) => {
+      end();
+      return iterator.throw?.(error) ?? Promise.reject(error);
     },
   };
 }
