@@ -43,10 +43,9 @@ async function readiness(url: string): Promise<{ status: number; body: Record<st
   return { status: response.status, body: (await response.json()) as Record<string, string> };
 }
 
-async function submitAll(alice: Client, image: Buffer, n: number): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) ids.push(await submit(alice, image, SMALL));
-  return ids;
+/** All at once: while Redis is down, each create waits for its enqueue to fail. */
+function submitAll(alice: Client, image: Buffer, n: number): Promise<string[]> {
+  return Promise.all(Array.from({ length: n }, () => submit(alice, image, SMALL)));
 }
 
 /** Pids of the worker processes whose queue consumer has failed to connect to Redis so far (from their log). */
@@ -121,9 +120,9 @@ describe('a worker whose Redis connections silently stop passing data (black-hol
     const image = await photo(200, 150);
     infra = await createInfra('redis_blackhole');
     proxy = await startRedisProxy();
-    // The API talks to Redis directly; only the worker goes through the proxy.
-    service = await startService(infra, { WORKERS: '0' }, SCRIPTS.api);
+    // The API talks to Redis directly; only the worker goes through the proxy. Both start at once.
     worker = startProcess(SCRIPTS.worker, testEnv(infra, { REDIS_URL: proxy.url, STUCK_QUEUE_MS: '2000', RECONCILE_INTERVAL_MS: '250' }));
+    service = await startService(infra, { WORKERS: '0' }, SCRIPTS.api);
     await worker.waitFor(/worker ready/);
     const alice = client(service.url, await infra.createKey('alice'));
     await expectAllDoneOnce(infra.sql, await submitAll(alice, image, 1));
