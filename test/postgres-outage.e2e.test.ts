@@ -23,16 +23,19 @@ vi.setConfig({ testTimeout: 240_000, hookTimeout: 120_000 });
 const CUT_MS = Number(process.env.PG_CUT_MS ?? 6000);
 /** About a second of AVIF encoding per task: long enough to be caught running. */
 const MEDIUM = { width: 512, format: 'AVIF' };
+/** A few ms of work: for tasks that only have to wait in the queue, or to show that work flows. */
+const QUICK = { width: 64 };
 
 let infra: TestInfra;
 let pgProxy: TcpProxy;
 let image: Buffer;
+let small: Buffer;
 let service: RunningProcess | undefined;
 let url: string;
 let alice: Client;
 
 beforeAll(async () => {
-  [infra, image] = await Promise.all([createInfra('pgcut'), photo(1024, 1024)]);
+  [infra, image, small] = await Promise.all([createInfra('pgcut'), photo(1024, 1024), photo(200, 150)]);
   pgProxy = await tcpProxy(Number(new URL(infra.databaseUrl).port || 5432));
 });
 
@@ -99,7 +102,7 @@ describe('PostgreSQL unreachable', () => {
 
     alice = client(url, await infra.createKey('alice-1'));
     const ids: string[] = [];
-    for (let i = 0; i < 4; i++) ids.push(await submit(alice, image, MEDIUM));
+    for (let i = 0; i < 4; i++) ids.push(await submit(alice, small, QUICK));
     await expectAllDoneOnce(ids);
     expectNoDeaths(service.output());
   });
@@ -113,8 +116,11 @@ describe('PostgreSQL unreachable', () => {
       await until(async () => service!.output().match(/worker ready/g)?.length ?? 0, (n) => n >= 2, 60_000);
       alice = client(url, await infra.createKey('alice-2'));
     }
+    // One slow task per worker, to be caught running; the others wait in the queue behind
+    // them, so what they take to run does not matter.
     const ids: string[] = [];
-    for (let i = 0; i < 8; i++) ids.push(await submit(alice, image, MEDIUM));
+    for (let i = 0; i < 2; i++) ids.push(await submit(alice, image, MEDIUM));
+    for (let i = 0; i < 6; i++) ids.push(await submit(alice, small, QUICK));
     await until(
       async () => [...(await taskFacts(infra.sql, ids)).values()].map((t) => t.status),
       (s) => s.includes('RUNNING') && s.includes('QUEUED'),
@@ -133,7 +139,7 @@ describe('PostgreSQL unreachable', () => {
     await until(readiness, (r) => r?.status === 200, 60_000, 100);
     const readyAfter = Date.now() - upAt;
     // A task submitted right after, too.
-    ids.push(await submit(alice, image, MEDIUM));
+    ids.push(await submit(alice, small, QUICK));
     await expectAllDoneOnce(ids);
     console.log(`mid-burst cut of ${CUT_MS} ms: /ready 200 ${readyAfter} ms after PostgreSQL came back, all ${ids.length} tasks DONE ${Date.now() - upAt} ms after`);
     expectNoDeaths(service!.output());

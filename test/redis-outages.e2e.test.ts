@@ -31,7 +31,9 @@ async function deployment(label: string, { blockRedisAtStart }: { blockRedisAtSt
   infra = await createInfra(label);
   proxy = await startRedisProxy();
   if (blockRedisAtStart) proxy.cut();
-  service = await startService(infra, { REDIS_URL: proxy.url, WORKERS: '2', RECONCILE_INTERVAL_MS: '250' });
+  // Workers cannot be ready without Redis: then the test waits for them to have tried it.
+  const env = { REDIS_URL: proxy.url, WORKERS: '2', RECONCILE_INTERVAL_MS: '250' };
+  service = await startService(infra, env, SCRIPTS.start, { workersReady: !blockRedisAtStart });
   const alice = client(service.url, await infra.createKey('alice'));
   return { infra, proxy, service, alice };
 }
@@ -41,10 +43,24 @@ async function readiness(url: string): Promise<{ status: number; body: Record<st
   return { status: response.status, body: (await response.json()) as Record<string, string> };
 }
 
-async function submitAll(alice: Client, image: Buffer, n: number): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) ids.push(await submit(alice, image, SMALL));
-  return ids;
+/** All at once: while Redis is down, each create waits for its enqueue to fail. */
+function submitAll(alice: Client, image: Buffer, n: number): Promise<string[]> {
+  return Promise.all(Array.from({ length: n }, () => submit(alice, image, SMALL)));
+}
+
+/** Pids of the worker processes whose queue consumer has failed to connect to Redis so far (from their log). */
+function workersRefused(output: string): Set<number> {
+  const pids = new Set<number>();
+  for (const line of output.split('\n')) {
+    if (!line.includes('queue could not connect')) continue;
+    try {
+      const entry = JSON.parse(line) as { pid: number; role: string };
+      if (entry.role === 'worker') pids.add(entry.pid);
+    } catch {
+      // not a log line of ours
+    }
+  }
+  return pids;
 }
 
 async function expectAllDoneOnce(sql: TestInfra['sql'], ids: string[]) {
@@ -64,8 +80,14 @@ describe('Redis dropping connections', () => {
     expect(during.body.redis).not.toBe('ok');
     expect(during.body.postgres).toBe('ok');
     const ids = await submitAll(alice, image, 4);
-    // Every process has tried (and failed) to reach Redis by now, more than once.
-    await until(() => Promise.resolve(proxy.refusedConnections()), (n) => n >= 10, 60_000, 50);
+    // Every process has tried (and failed) to reach Redis by now, more than once: the
+    // queue consumers of both workers among them.
+    await until(
+      async () => ({ refused: proxy.refusedConnections(), workers: workersRefused(service.output()).size }),
+      ({ refused, workers }) => refused >= 10 && workers >= 2,
+      60_000,
+      50,
+    );
     proxy.unblock();
     await expectAllDoneOnce(infra.sql, ids);
     expect((await readiness(service.url)).status).toBe(200);
@@ -98,9 +120,9 @@ describe('a worker whose Redis connections silently stop passing data (black-hol
     const image = await photo(200, 150);
     infra = await createInfra('redis_blackhole');
     proxy = await startRedisProxy();
-    // The API talks to Redis directly; only the worker goes through the proxy.
-    service = await startService(infra, { WORKERS: '0' }, SCRIPTS.api);
+    // The API talks to Redis directly; only the worker goes through the proxy. Both start at once.
     worker = startProcess(SCRIPTS.worker, testEnv(infra, { REDIS_URL: proxy.url, STUCK_QUEUE_MS: '2000', RECONCILE_INTERVAL_MS: '250' }));
+    service = await startService(infra, { WORKERS: '0' }, SCRIPTS.api);
     await worker.waitFor(/worker ready/);
     const alice = client(service.url, await infra.createKey('alice'));
     await expectAllDoneOnce(infra.sql, await submitAll(alice, image, 1));

@@ -198,16 +198,19 @@ function outageWhileRunning(setupStore: (infra: TestInfra) => Promise<Setup & { 
   it('while tasks run: /ready 503, uploads refused with a typed 503, jobs retried uncounted; after: all DONE once, every blob whole', async () => {
     const { infra, setup, service, key, alice, image } = env;
     expect((await ready(service)).status).toBe(200);
-    // Work that takes a while (AVIF), so that the fault finds jobs running and others queued.
+    // Work that takes a while (AVIF, a second or two) first, one task per worker, so that the
+    // fault finds jobs running and others queued. No more tasks than that: each delivery the
+    // fault meets grows its worker's backoff (doubling, up to 30 s), and every task must be due
+    // again before the end; on a read-only disk, each one encodes in full before its write fails.
     const [big, square] = await Promise.all([photo(1600, 1200), photo(1024, 1024)]);
     const resizes = [
-      { bytes: square, resize: { width: 1024, format: 'AVIF' } },
+      { bytes: square, resize: { width: 512, format: 'AVIF' } },
+      { bytes: square, resize: { width: 384, format: 'AVIF' } },
       { bytes: big, resize: { width: 800, format: 'WEBP' } },
-      { bytes: square, resize: { width: 768, format: 'AVIF' } },
       { bytes: big, resize: { width: 320 } },
     ];
     const ids: string[] = [];
-    for (let i = 0; i < 8; i++) ids.push(await createTask(alice, resizes[i % 4].bytes, resizes[i % 4].resize, true));
+    for (const { bytes, resize } of resizes) ids.push(await createTask(alice, bytes, resize, true));
     // A two-step upload whose bytes are in before the fault, to be used during it.
     const uploaded = await createUpload(service, key, image);
     expect(await putUpload(service, uploaded, image)).toMatchObject({ status: expect.toSatisfy((status: number) => status < 300) });

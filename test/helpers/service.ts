@@ -98,8 +98,17 @@ export interface Service extends RunningProcess {
   url: string;
 }
 
-/** `npm start` (supervisor + API + workers), resolved once the API listens. */
-export async function startService(infra: TestInfra, extra: Record<string, string> = {}, script: string = SCRIPTS.start): Promise<Service> {
+/**
+ * `npm start` (supervisor + API + workers), resolved once the API listens and (up to 15 s)
+ * its workers are ready; `workersReady: false` resolves without waiting for the workers (a
+ * deployment started while Redis is down: they cannot be ready).
+ */
+export async function startService(
+  infra: TestInfra,
+  extra: Record<string, string> = {},
+  script: string = SCRIPTS.start,
+  { workersReady = true }: { workersReady?: boolean } = {},
+): Promise<Service> {
   const proc = startProcess(script, testEnv(infra, extra));
   let port: string;
   try {
@@ -109,7 +118,7 @@ export async function startService(infra: TestInfra, extra: Record<string, strin
     await proc.stop(); // never leave a half-started service behind
     throw error;
   }
-  if (script === SCRIPTS.start) {
+  if (script === SCRIPTS.start && workersReady) {
     const workers = Number(extra.WORKERS ?? 2);
     for (let i = 0; i < 60 && (proc.output().match(/worker ready/g)?.length ?? 0) < workers; i++) {
       await new Promise((r) => setTimeout(r, 250));
