@@ -1,16 +1,16 @@
 // Child of benchmark (h): PostgreSQL's CPU for each statement of a task's life, one at a
-// time (no concurrency, no backlog: each task has its own owner), measured as the CPU of this database's backends from
-// /proc. Baselines in the same database: a SELECT 1 round trip, and a one-row UPDATE that
-// commits durably (the cheapest statement that has to flush the WAL). Runs the service's own
-// store functions in this process (the configuration is read on first import, hence a child).
-// Prints one JSON line: { count, msPerStatement: { … } }.
+// time (no concurrency, and no backlog: each task has its own owner), measured as the CPU of
+// this database's backends from /proc. Baselines in the same database: a SELECT 1 round
+// trip, and a one-row UPDATE that commits durably (the cheapest statement that has to flush
+// the WAL). Runs the service's own store functions in this process (the configuration is
+// read on first import, hence a child), on the tests' PostgreSQL server (127.0.0.1:5432;
+// BENCH_POSTGRES_URL does not apply here). Prints one JSON line: { count, msPerStatement }.
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { inProcess } from '../test/helpers/in-process.ts';
 import { TEST_APPLICATION_NAME } from '../test/helpers/infra.ts';
+import { cpuMsOf } from './lib/infra.ts';
 
 const count = Number(process.argv[2] ?? 1000);
-const CLK_TCK = 100;
 const { infra, dispose } = await inProcess('pgcost', { MAX_ACTIVE_TASKS_PER_KEY: '100000000' });
 const store = await import('../src/tasks/store.ts');
 const { pool } = await import('../src/db.ts');
@@ -22,13 +22,7 @@ async function backendCpuMs(): Promise<number> {
     `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name <> $2`,
     [database, TEST_APPLICATION_NAME],
   );
-  let ms = 0;
-  for (const { pid } of rows) {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ms += ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
-  }
-  return ms;
+  return rows.reduce((sum, { pid }) => sum + cpuMsOf(pid), 0);
 }
 
 const image = () => ({ id: randomUUID(), format: 'JPEG' as const, width: 64, height: 64, byteSize: 1000, storageKey: `bench/${randomUUID()}`, sha256: '0'.repeat(64) });

@@ -1,10 +1,10 @@
 // WORKER_NICE: worker processes (every thread) and the executors they fork run at the
 // configured niceness, so on a shared host the API gets the CPU first.
 import { readFileSync, readdirSync } from 'node:fs';
-import { descendants } from './helpers/faults.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { photo } from './helpers/images.ts';
 import { client, until } from './helpers/client.ts';
+import { descendants } from './helpers/faults.ts';
 import { createInfra, type TestInfra } from './helpers/infra.ts';
 import { startService, type Service } from './helpers/service.ts';
 import { graphql } from './gql/index.ts';

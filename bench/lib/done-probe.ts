@@ -1,9 +1,7 @@
 // Waiting for a benchmark's tasks to end without counting the wait as Tasklane's work. The
 // probe polls PostgreSQL (not the API: it must not load what it measures) over one
 // connection of its own, and reads that connection's backend CPU from /proc, so that a
-// benchmark subtracts it from the PostgreSQL CPU it reports. (Every 25 ms, a count over the
-// Task table is a few hundred ms of PostgreSQL CPU per minute of waiting: as much as the
-// statements of a few hundred tasks.)
+// benchmark subtracts it from the PostgreSQL CPU it reports (what it cost: bench/RESULTS.md).
 import pg from 'pg';
 import { cpuMsOf, sleep } from './infra.ts';
 
